@@ -1,0 +1,169 @@
+"""Build the book: validate params, execute the notebook templates with papermill, run Jupyter Book.
+
+Sources stay untouched: `book/<name>.ipynb` are templates; executed copies go to `_build/src/book/`, next to a
+staged copy of `_config.yml`, `_toc.yml` and the Markdown pages, and `jupyter-book build` runs on that folder
+with execution off and warnings as errors. The HTML lands in `_build/html/`.
+"""
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+# Parameters every template defines and the runner sets itself (a params file may not set them).
+RUNNER_KEYS = ("profile", "params_yaml")
+PROFILES = ("smoke", "cpu", "paper")
+
+
+class BookError(RuntimeError):
+    """A book build failed for a reason the user can fix; the message says how."""
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The nearest folder above `start` (default: this file, then cwd) holding `_toc.yml`."""
+    for base in ([start] if start else []) + [Path(__file__).resolve(), Path.cwd()]:
+        for folder in [base, *base.parents]:
+            if (folder / "_toc.yml").is_file() and (folder / "book").is_dir():
+                return folder
+    raise BookError("cannot find the repository root (a folder with _toc.yml and book/); run from the repository")
+
+
+def toc_entries(root: Path) -> list[str]:
+    """Every `file:` of `_toc.yml` in order, as paths relative to the root without suffix."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(items):
+        for item in items or []:
+            if "file" in item:
+                files.append(item["file"])
+            walk(item.get("sections"))
+            for part in item.get("parts", []) if isinstance(item, dict) else []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    return files
+
+
+def notebooks(root: Path) -> list[str]:
+    """Names of the notebook templates listed in the TOC (book/<name>.ipynb)."""
+    return [Path(f).name for f in toc_entries(root) if (root / f"{f}.ipynb").is_file()]
+
+
+def template_parameters(path: Path) -> dict:
+    """Name -> default value (a Python literal) of the `parameters` cell of a template."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    if not found:
+        raise BookError(f"{path}: no cell tagged 'parameters'; tag the cell of literals with 'parameters'")
+    return {name: ast.literal_eval(spec["default"]) for name, spec in found.items()}
+
+
+def _type_ok(default, value) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def load_params(root: Path, name: str, profile: str) -> dict:
+    """Read and validate params/<profile>/<name>.yml against the template's parameters cell."""
+    if profile not in PROFILES:
+        raise BookError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    path = root / "params" / profile / f"{name}.yml"
+    if not path.is_file():
+        raise BookError(f"missing params file {path.relative_to(root)} for notebook {name!r} "
+                        f"(every notebook in _toc.yml needs one per profile); create it, even empty")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise BookError(f"{path.relative_to(root)}: not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise BookError(f"{path.relative_to(root)}: expected a mapping of parameter names to values")
+    defaults = template_parameters(root / "book" / f"{name}.ipynb")
+    allowed = sorted(k for k in defaults if k not in RUNNER_KEYS)
+    for key, value in values.items():
+        if key not in allowed:
+            raise BookError(f"{path.relative_to(root)}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
+        if not _type_ok(defaults[key], value):
+            raise BookError(f"{path.relative_to(root)}: key {key!r} must be {type(defaults[key]).__name__} "
+                            f"(template default {defaults[key]!r}), got {type(value).__name__} {value!r}")
+    return values
+
+
+def _stage(root: Path, stage: Path, profile: str) -> None:
+    """Copy config, TOC and Markdown pages into the staging folder; the profile becomes a substitution."""
+    stage.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    parse = config.setdefault("parse", {})
+    parse.setdefault("myst_substitutions", {})["profile"] = profile
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy2(root / "_toc.yml", stage / "_toc.yml")
+    for page in (root / "book").rglob("*"):
+        if page.is_file() and page.suffix != ".ipynb" and ".ipynb_checkpoints" not in page.parts:
+            target = stage / page.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(page, target)
+
+
+def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=print) -> float:
+    """Execute one template with papermill into `out`; return wall seconds. Raise BookError on failure."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    yaml_text = yaml.safe_dump(params, sort_keys=True) if params else "{}\n"
+    injected = {**params, "profile": profile, "params_yaml": yaml_text}
+    tmp = out.with_suffix(".partial.ipynb")
+    start = time.time()
+    try:
+        papermill.execute_notebook(str(root / "book" / f"{name}.ipynb"), str(tmp), parameters=injected,
+                                   cwd=str(root), kernel_name="python3", progress_bar=False,
+                                   log_output=False, request_save_on_cell_execute=False)
+    except PapermillExecutionError as err:
+        raise BookError(f"notebook {name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+                        f"partly executed notebook: {tmp}") from None
+    tmp.replace(out)
+    return time.time() - start
+
+
+def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None = None, log=print) -> Path:
+    """Execute the notebooks (all, or `only`) and build the HTML book; return the path of index.html."""
+    root = root or repo_root()
+    names = notebooks(root)
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise BookError(f"unknown notebook(s) {', '.join(unknown)}; the TOC lists: {', '.join(names)}")
+    params = {name: load_params(root, name, profile) for name in names}  # validate everything first
+    stage = root / "_build" / "src"
+    built_profile = stage / ".profile"
+    if built_profile.is_file() and built_profile.read_text() != profile:
+        shutil.rmtree(stage)  # executed notebooks of another profile must not be mixed in
+    _stage(root, stage, profile)
+    built_profile.write_text(profile)
+    (stage / "book").mkdir(parents=True, exist_ok=True)
+    todo = [n for n in names if not only or n in only or not (stage / "book" / f"{n}.ipynb").is_file()]
+    t0 = time.time()
+    for i, name in enumerate(todo, 1):
+        log(f"[{i}/{len(todo)}] executing book/{name}.ipynb (profile {profile}) ...")
+        secs = execute(root, name, profile, stage / "book" / f"{name}.ipynb", params[name], log)
+        log(f"[{i}/{len(todo)}] {name}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
+    log("building HTML with jupyter-book (warnings are errors) ...")
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output", str(root),
+           "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BookError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    index = root / "_build" / "html" / "index.html"
+    log(f"book built in {time.time() - t0:.1f} s: {index}")
+    return index

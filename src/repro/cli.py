@@ -1,0 +1,136 @@
+"""The `repro` command line: build the book, inspect and make data, run experiments.
+
+    repro book [--profile cpu] [--only NAME ...] [--dry-run]
+    repro data table --root DIR [--format csv|markdown]
+    repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
+    repro data download NAME --root DIR
+    repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+DATASETS = ("waterbirds", "celeba", "civilcomments", "multinli")
+
+
+def _book(args) -> int:
+    from . import book
+
+    if args.dry_run:
+        from . import plan
+
+        print(plan.book_plan(args.profile, args.only))
+        return 0
+    index = book.build(args.profile, args.only)
+    print(index)
+    return 0
+
+
+def _data_table(args) -> int:
+    from . import data
+
+    table = data.composition(args.root)
+    if table.empty:
+        raise SystemExit(f"error: no dataset found under {args.root}; expected folders named "
+                         f"{', '.join(DATASETS)} (see `repro data synth --help`)")
+    if args.format == "csv":
+        sys.stdout.write(table.to_csv(index=False, float_format="%.3f"))
+    else:
+        sys.stdout.write(table.to_markdown(index=False, floatfmt=".3f") + "\n")
+    return 0
+
+
+def _data_synth(args) -> int:
+    from . import synth
+
+    for name in args.names:
+        path = synth.write(name, args.root, scale=args.scale, seed=args.seed)
+        print(f"{name}: {path}")
+    return 0
+
+
+def _data_download(args) -> int:
+    from . import download
+
+    download.download(args.name, args.root)
+    return 0
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --set expects KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _run_erm(args) -> int:
+    from . import erm
+
+    path = erm.run(args.dataset, args.profile, **_parse_sets(args.set))
+    print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"repro {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("book", help="execute the notebooks and build the HTML book",
+                       description="Validate params/<profile>/*.yml, execute book/*.ipynb with papermill into "
+                                   "_build/src, then run jupyter-book (warnings are errors).")
+    b.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="parameter profile (default cpu)")
+    b.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (others reuse their last run)")
+    b.add_argument("--dry-run", action="store_true", help="print the runs the profile needs and exit")
+    b.set_defaults(func=_book)
+
+    d = sub.add_parser("data", help="dataset tools", description="Inspect, synthesize and download datasets.")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    t = dsub.add_parser("table", help="dataset composition (paper Table 2)",
+                        description="Per dataset and group: y, s, p(y), p(g), p(y|s) on train, and split counts.")
+    t.add_argument("--root", required=True, type=Path, help="data root holding waterbirds/, celeba/, ...")
+    t.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    t.set_defaults(func=_data_table)
+    s = dsub.add_parser("synth", help="write synthetic twins in the real on-disk formats",
+                        description="Write a synthetic twin of each named dataset under ROOT/<name>/.")
+    s.add_argument("names", nargs="+", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
+    s.add_argument("--root", required=True, type=Path)
+    s.add_argument("--scale", type=float, default=None, help="fraction of the real split sizes (default: cpu scale)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_data_synth)
+    dl = dsub.add_parser("download", help="download a real dataset and verify its checksums",
+                         description="Fetch, verify and unpack a dataset from its public URLs into ROOT/<name>/.")
+    dl.add_argument("name", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
+    dl.add_argument("--root", required=True, type=Path)
+    dl.set_defaults(func=_data_download)
+
+    r = sub.add_parser("run", help="run one experiment through the run store",
+                       description="Compute a run unless the run store already holds it; print its directory.")
+    rsub = r.add_subparsers(dest="run_command", required=True)
+    e = rsub.add_parser("erm", help="ERM finetuning + feature cache", description="Train ERM and cache its features.")
+    e.add_argument("--dataset", required=True, choices=DATASETS)
+    e.add_argument("--profile", default="smoke", choices=("smoke", "cpu", "paper"))
+    e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")
+    e.set_defaults(func=_run_erm)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from .book import BookError
+
+    try:
+        return args.func(args)
+    except (BookError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

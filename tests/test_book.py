@@ -1,0 +1,110 @@
+"""The book pipeline: params validation, template rules, and the whole smoke book built end to end."""
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repro import book
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = book.notebooks(REPO)
+
+
+def _copy_repo(tmp_path: Path) -> Path:
+    for item in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO / item, tmp_path / item)
+    for folder in ("book", "params"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    return tmp_path
+
+
+def _no_execution(*args, **kwargs):
+    raise AssertionError("a notebook ran although the params were invalid")
+
+
+def test_toc_lists_notebooks():
+    assert "appendix_b" in NOTEBOOKS
+    assert book.toc_entries(REPO)[0] == "book/intro"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_template_has_no_functions_or_classes(name):
+    nb = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        assert not cell.get("outputs"), f"{name}: templates are committed with outputs stripped"
+        tree = ast.parse("".join(cell["source"]))
+        bad = [type(n).__name__ for n in ast.walk(tree)
+               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))]
+        assert not bad, f"{name}: notebook templates may not define {bad}; put the code in src/repro"
+
+
+@pytest.mark.parametrize("profile", book.PROFILES)
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_params_are_a_subset_of_template_parameters(name, profile):
+    params_file = REPO / "params" / profile / f"{name}.yml"
+    assert params_file.is_file(), f"missing {params_file}"
+    keys = set(yaml.safe_load(params_file.read_text()) or {})
+    defaults = book.template_parameters(REPO / "book" / f"{name}.ipynb")
+    assert keys <= set(defaults) - set(book.RUNNER_KEYS)
+    assert set(book.RUNNER_KEYS) <= set(defaults), f"{name}: parameters cell must define {book.RUNNER_KEYS}"
+    book.load_params(REPO, name, profile)  # and the values type-check
+
+
+def test_unknown_key_fails_before_any_notebook_runs(tmp_path, monkeypatch):
+    root = _copy_repo(tmp_path)
+    (root / "params" / "smoke" / "appendix_b.yml").write_text("data_root: x\nno_such_key: 3\n")
+    monkeypatch.setattr(book, "execute", _no_execution)
+    with pytest.raises(book.BookError) as err:
+        book.build("smoke", root=root)
+    message = str(err.value)
+    assert "params/smoke/appendix_b.yml" in message and "'no_such_key'" in message and "data_root" in message
+
+
+def test_wrong_type_fails_before_any_notebook_runs(tmp_path, monkeypatch):
+    root = _copy_repo(tmp_path)
+    (root / "params" / "smoke" / "appendix_b.yml").write_text("synth_seed: not-a-number\n")
+    monkeypatch.setattr(book, "execute", _no_execution)
+    with pytest.raises(book.BookError, match=r"appendix_b.yml: key 'synth_seed' must be int"):
+        book.build("smoke", root=root)
+
+
+def test_missing_params_file_is_named(tmp_path, monkeypatch):
+    root = _copy_repo(tmp_path)
+    (root / "params" / "smoke" / "appendix_b.yml").unlink()
+    monkeypatch.setattr(book, "execute", _no_execution)
+    with pytest.raises(book.BookError, match=r"missing params file params/smoke/appendix_b.yml"):
+        book.build("smoke", root=root)
+
+
+def test_unknown_profile_and_notebook(tmp_path):
+    with pytest.raises(book.BookError, match="unknown profile"):
+        book.load_params(REPO, "appendix_b", "laptop")
+    with pytest.raises(book.BookError, match="unknown notebook"):
+        book.build("smoke", only=["nope"], root=_copy_repo(tmp_path))
+
+
+def test_failing_notebook_reports_cell_and_partial_path(tmp_path):
+    root = _copy_repo(tmp_path)
+    (root / "params" / "smoke" / "appendix_b.yml").write_text("real_metadata_root: 7\n")
+    with pytest.raises(book.BookError) as err:
+        book.execute(root, "appendix_b", "smoke", tmp_path / "out.ipynb",
+                     {"real_metadata_root": 7, "data_root": str(tmp_path / "d"), "synth_profile": ""})
+    assert "failed in cell" in str(err.value) and "partial.ipynb" in str(err.value)
+    assert (tmp_path / "out.partial.ipynb").is_file() and not (tmp_path / "out.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_with_warnings_as_errors():
+    index = book.build("smoke", root=REPO)
+    assert index.is_file()
+    html = REPO / "_build" / "html" / "book"
+    for name in NOTEBOOKS:
+        page = (html / f"{name}.html").read_text()
+        assert "Provenance of this page" in page, f"{name}: no provenance table"
+        assert "Traceback" not in page
+    assert "Profile: <strong>smoke</strong>" in index.read_text() or "smoke" in index.read_text()
