@@ -67,3 +67,11 @@ def save_csv(table: pd.DataFrame, name: str, folder: str | Path = "_build/src/bo
     path = folder / f"{name}.csv"
     table.to_csv(path, index=False)
     return path
+
+
+def caption(figure: str, profile: str, datasets, models, seeds, extra: str = "") -> str:
+    """The caption line every figure carries: profile, datasets, models and seeds (mean ± std over seeds)."""
+    as_text = lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
+    return (f"*{figure}* — profile `{profile}`; datasets: {as_text(datasets)}; models: {as_text(models)}; "
+            f"seeds: {as_text(seeds)}{'; ' + extra if extra else ''}. Lines and bars are means over seeds, "
+            f"bands and error bars ± one standard deviation.")

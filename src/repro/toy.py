@@ -1,0 +1,60 @@
+"""The two-feature toy problem of Figure 1: one core feature, one spurious feature, four groups.
+
+x = (core, spurious) with core = y + noise and spurious = s + noise, y, s in {-1, +1}; in the training set
+s agrees with y with probability `p_major` (majority groups), so class means lean on the spurious axis.
+Figure 1(b) replaces every training point by its class mean (complete neural collapse) and takes the
+classifier those means give; Figure 1(c) fits the max-margin SVM on uncollapsed held-out points.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def make(n: int, p_major: float, seed: int, noise: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return features (n, 2), y (n,) in {0, 1} and a (n,) in {0, 1} (a == y in the majority groups)."""
+    if not 0.0 < p_major <= 1.0:
+        raise ValueError(f"p_major must be in (0, 1], got {p_major}")
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    a = np.where(rng.random(n) < p_major, y, 1 - y)
+    centre = np.stack([2 * y - 1, 2 * a - 1], axis=1).astype(float)
+    # noise is bounded so the classes stay separable along the core axis (the SVM exists)
+    features = centre + noise * np.clip(rng.standard_normal((n, 2)), -2.5, 2.5)
+    return features, y, a
+
+
+def collapse(features: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Replace every point by the mean of its class (NC1 = 0)."""
+    out = np.empty_like(features, dtype=float)
+    for k in np.unique(y):
+        out[y == k] = features[y == k].mean(axis=0)
+    return out
+
+
+def class_mean_classifier(features: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Nearest-class-mean rule: w = mu_1 - mu_0, b puts the boundary halfway between the means."""
+    mu0, mu1 = features[y == 0].mean(axis=0), features[y == 1].mean(axis=0)
+    w = mu1 - mu0
+    return w, float(-w @ (mu0 + mu1) / 2)
+
+
+def svm(features: np.ndarray, y: np.ndarray, C: float = 1e5) -> tuple[np.ndarray, float]:
+    """Hard-margin SVM (a linear SVM with a large C), with intercept: (w, b)."""
+    from sklearn.svm import LinearSVC
+
+    model = LinearSVC(C=C, loss="hinge", max_iter=200_000, tol=1e-8).fit(features, y)
+    return model.coef_[0].astype(float), float(model.intercept_[0])
+
+
+def spurious_share(w: np.ndarray) -> float:
+    """|w_spurious| / ||w||: 0 for a classifier that ignores the spurious feature, 1 for one that uses only it."""
+    return float(abs(w[1]) / np.linalg.norm(w))
+
+
+def group_accuracy(w: np.ndarray, b: float, features: np.ndarray, y: np.ndarray, a: np.ndarray) -> dict:
+    """Accuracy of sign(w.x + b) per group name 'y=.., s=..' and the worst group."""
+    pred = (features @ w + b > 0).astype(int)
+    out = {f"y={k}, s={s}": float((pred[(y == k) & (a == s)] == k).mean())
+           for k in (0, 1) for s in (0, 1) if ((y == k) & (a == s)).any()}
+    out["worst group"] = min(out.values())
+    return out
