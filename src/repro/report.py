@@ -21,13 +21,13 @@ def compare_table2(measured: pd.DataFrame, paper: pd.DataFrame, scale: float | d
     Real data (scale None): counts must be equal and probabilities equal after rounding to 3 decimals.
     Scaled twins (scale: a float or a dict dataset -> float): counts are compared with round(paper * scale)
     within 1 or 2%, probabilities within p_tol.
-    Datasets absent from `measured` are kept, marked as not available in this build.
+    Rows follow the paper's order; datasets absent from `measured` are marked as not available in this build.
     """
     key = ["dataset", "group"]
-    merged = paper.merge(measured, on=key, how="outer", suffixes=("_paper", ""), indicator=True)
+    merged = paper.merge(measured.drop(columns=["y", "s"]), on=key, how="left", suffixes=("_paper", ""), indicator=True)
     rows = []
     for _, row in merged.iterrows():
-        out = {"dataset": row["dataset"], "group": row["group"]}
+        out = {"dataset": row["dataset"], "group": row["group"], "class y": row["y"], "spurious s": row["s"]}
         if row["_merge"] == "left_only":
             out.update({c: "not available in this build" if c == "train" else "" for c in (*PROB_COLUMNS, *COUNT_COLUMNS)})
             rows.append(out)

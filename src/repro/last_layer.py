@@ -1,0 +1,324 @@
+"""Last-layer retraining on cached features: many linear heads trained at once by plain SGD.
+
+A method turns (features, y, g, seed, options) into a `Plan`: which held-out examples a head sees (a subset,
+or upsampling probabilities redrawn every epoch), their loss weights, and where the head starts. `fit` trains
+any list of plans -- e.g. a grid of seeds x group ratios x balancing methods -- in ONE vectorized loop
+(`fit_heads`), so adding a method is one function plus one REGISTRY line.
+
+Training (paper Sec. 1 and App. B.2): the head is reinitialized with nn.Linear's default init from the head's
+seed, then SGD with constant lr 1e-2, no momentum, no weight decay, batch 32, the final epoch is returned (no
+model selection). The batch loss is sum_i w_i CE_i / (examples in the batch), i.e. `(ce * w).mean()` as in the
+paper's code; weights from repro.balance have mean 1. Upsampling redraws n indices with replacement every
+epoch (torch.multinomial with the head's generator), as the paper's WeightedRandomSampler does.
+
+Methods (REGISTRY): llr (no balancing), dfr (group-balanced held-out set, Kirichenko et al. 2023), cbllr
+(class-balanced, LaBonte et al. 2023), ratio (held-out set at group ratio r, paper Sec. 3.1) and afr
+(Qiu et al. 2023: weights exp(-gamma p_true), class-rebalanced, head started at the ERM head with an L2 pull
+lambda (||W - W0||^2 + ||b - b0||^2)). AFR's own code trains full-batch with sum-1 weights and gradient
+clipping; we use the same minibatch SGD as LLR with the weights rescaled to mean 1 (full batch with sum-1
+weights is the same loss), so that gamma = 0, lambda = 0 is exactly CB-LLR with upweighting from the ERM head.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from repro import balance as balancing
+
+BALANCES = ("subsetting", "upsampling", "upweighting")
+
+
+def _tensor(x, dtype) -> torch.Tensor:
+    return x.to(dtype) if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=dtype)
+
+
+def init_head(d: int, n_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """nn.Linear(d, n_classes) default init from a generator seeded with `seed` (= nn.Linear after
+    torch.manual_seed(seed)): W (C, d), b (C,)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    W = torch.nn.init.kaiming_uniform_(torch.empty(n_classes, d), a=math.sqrt(5), generator=gen)
+    b = torch.nn.init.uniform_(torch.empty(n_classes), -1 / math.sqrt(d), 1 / math.sqrt(d), generator=gen)
+    return W, b
+
+
+def _orders(n_items: int, epochs: int, seed: int, probs=None):
+    """Per epoch, the order (positions into a head's index list) in which one head visits its examples."""
+    gen = torch.Generator().manual_seed(int(seed))
+    for _ in range(epochs):
+        if probs is None:
+            yield torch.randperm(n_items, generator=gen)
+        else:
+            yield torch.multinomial(probs, n_items, replacement=True, generator=gen)
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example loss: cross-entropy, or the logistic loss for a single logit (y in {0, 1})."""
+    if logits.shape[-1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[..., 0], y.to(logits.dtype), reduction="none")
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def fit_head(features, y, subset, weights=None, *, n_classes: int, epochs: int, seed: int, lr: float = 1e-2,
+             batch_size: int = 32, probs=None, init=None, l2_to_init: float = 0.0):
+    """Reference single-head trainer: nn.Linear + torch.optim.SGD, same batch order as `fit_heads`.
+
+    features (n, d), y (n,), subset (k,) indices, weights/probs (k,) aligned with subset -> W (C, d), b (C,).
+    """
+    x, y = _tensor(features, torch.float32), _tensor(y, torch.int64)
+    subset = _tensor(subset, torch.int64)
+    w = torch.ones(len(subset)) if weights is None else _tensor(weights, torch.float32)
+    W0, b0 = init if init is not None else init_head(x.shape[1], n_classes, seed)
+    W0, b0 = _tensor(W0, torch.float32), _tensor(b0, torch.float32)
+    head = torch.nn.Linear(x.shape[1], n_classes)
+    with torch.no_grad():
+        head.weight.copy_(W0)
+        head.bias.copy_(b0)
+    opt = torch.optim.SGD(head.parameters(), lr=lr)
+    p = None if probs is None else _tensor(probs, torch.float64)
+    for order in _orders(len(subset), epochs, seed, p):
+        for pos in order.split(batch_size):
+            rows = subset[pos]
+            loss = (_loss(head(x[rows]), y[rows]) * w[pos]).mean()
+            if l2_to_init:
+                loss = loss + l2_to_init * ((head.weight - W0).square().sum() + (head.bias - b0).square().sum())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return head.weight.detach().clone(), head.bias.detach().clone()
+
+
+def _per_head(value, H: int, name: str) -> list:
+    if value is None or not isinstance(value, (list, tuple)):
+        return [value] * H
+    if len(value) != H:
+        raise ValueError(f"{name} has {len(value)} entries but there are {H} heads (one per subset)")
+    return list(value)
+
+
+def _schedule(orders, subsets, weights, y, B: int, labels_dtype):
+    """One epoch's batches of H heads: rows (S, H, B) into features, labels (S, H, B), coef = w / count
+    (S, H, B) with 0 on padding; S = the most batches of any head, shorter heads padded at the end."""
+    S, H = max(math.ceil(len(o) / B) for o in orders), len(orders)
+    rows = torch.zeros(S, H, B, dtype=torch.int64)
+    labels = torch.zeros(S, H, B, dtype=labels_dtype)
+    coef = torch.zeros(S, H, B)
+    for h, (pos, subset, w) in enumerate(zip(orders, subsets, weights)):
+        k, nb = len(pos), math.ceil(len(pos) / B)
+        r = F.pad(subset[pos], (0, nb * B - k)).view(nb, B)
+        count = torch.full((nb, 1), float(B))
+        count[-1] = k - (nb - 1) * B
+        rows[:nb, h], labels[:nb, h] = r, y[r]
+        coef[:nb, h] = F.pad(w[pos], (0, nb * B - k)).view(nb, B) / count
+    return rows, labels, coef
+
+
+def _sgd_step(x, W, b, rows, labels, coef, lr: float, buf, pull=None) -> None:
+    """One in-place SGD step of h heads W (h, C, d), b (h, C) on their batches rows/labels/coef (h, B).
+
+    Manual gradient of sum_i coef_i loss_i: d/d logits = (softmax - onehot) * coef (sigmoid - y for C == 1);
+    pull = (W0, b0, lam (h,)) adds the gradient of lam (||W - W0||^2 + ||b - b0||^2).
+    """
+    h, B = rows.shape
+    xb = torch.index_select(x, 0, rows.reshape(-1), out=buf[: h * B]).view(h, B, -1)  # (h, B, d)
+    logits = torch.bmm(W, xb.transpose(1, 2)).add_(b[:, :, None])                     # (h, C, B)
+    if W.shape[1] == 1:
+        grad = torch.sigmoid(logits).sub_(labels[:, None, :])
+    else:
+        grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], torch.full((h, 1, B), -1.0))
+    grad.mul_(coef[:, None, :])
+    grad_W, grad_b = torch.bmm(grad, xb), grad.sum(2)                                   # (h, C, d), (h, C)
+    if pull is not None:
+        W0, b0, lam = pull
+        grad_W.add_((W - W0) * (2 * lam[:, None, None]))
+        grad_b.add_((b - b0) * (2 * lam[:, None]))
+    W.sub_(grad_W, alpha=lr)
+    b.sub_(grad_b, alpha=lr)
+
+
+def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int, seeds, lr: float = 1e-2,
+              batch_size: int = 32, probs=None, init=None, l2_to_init=0.0, record_steps=None, chunk: int = 8):
+    """Train H heads at once by SGD on softmax cross-entropy (logistic loss if n_classes == 1).
+
+    features (n, d); y (n,); subsets: H index arrays into features; weights, probs: None or H arrays
+    aligned with subsets (loss weights; per-epoch sampling probabilities); seeds: H ints (init and batch
+    order); init: None, one (W0 (C, d), b0 (C,)) for all heads, or a list of H such pairs/None;
+    l2_to_init: float or H floats. Returns W (H, C, d), b (H, C); with record_steps (sorted step counts,
+    all heads equally long) returns W (S, H, C, d), b (S, H, C) after each recorded number of steps.
+    Each head takes exactly its own batches; a head whose epoch has fewer batches waits (no step).
+    Gradients are written by hand: d loss / d logits = (softmax - onehot) * w / batch count; heads are
+    processed `chunk` at a time so that their gathered rows (chunk * batch_size * d floats) stay in cache.
+    """
+    x, y = _tensor(features, torch.float32).contiguous(), _tensor(y, torch.int64)
+    H, d, C, B = len(subsets), x.shape[1], n_classes, batch_size
+    subsets = [_tensor(s, torch.int64) for s in subsets]
+    if H == 0 or min(len(s) for s in subsets) == 0:
+        raise ValueError("fit_heads needs at least one head and a non-empty index list for every head")
+    weights = [torch.ones(len(s)) if w is None else _tensor(w, torch.float32)
+               for s, w in zip(subsets, _per_head(weights, H, "weights"))]
+    probs = [None if p is None else _tensor(p, torch.float64) for p in _per_head(probs, H, "probs")]
+    seeds = _per_head(list(seeds), H, "seeds")
+    inits = _per_head(init, H, "init") if isinstance(init, list) else [init] * H
+    starts = [init_head(d, C, s) if i is None else (_tensor(i[0], torch.float32), _tensor(i[1], torch.float32))
+              for s, i in zip(seeds, inits)]
+    # Sort heads by batches per epoch (descending): the heads active at step s are then a prefix [:k].
+    n_batches = [math.ceil(len(s) / B) for s in subsets]
+    rank = sorted(range(H), key=lambda h: -n_batches[h])
+    W = torch.stack([starts[h][0] for h in rank]).reshape(H, C, d).clone()
+    b = torch.stack([starts[h][1] for h in rank]).reshape(H, C).clone()
+    W0, b0 = W.clone(), b.clone()
+    lam = torch.tensor([float(v) for v in _per_head(l2_to_init, H, "l2_to_init")])[rank]
+    use_l2 = bool((lam != 0).any())
+    S = max(n_batches)
+    active = torch.tensor([sum(n_batches[h] > s for h in rank) for s in range(S)])
+    iters = [_orders(len(subsets[h]), epochs, seeds[h], probs[h]) for h in rank]
+    record = sorted(set(record_steps)) if record_steps is not None else None
+    if record is not None and len(set(n_batches)) > 1:
+        raise ValueError("record_steps needs heads with equally many batches per epoch (same subset sizes)")
+    snaps_W, snaps_b, step = [], [], 0
+    buf = torch.empty(min(chunk, H) * B, d)
+    labels_dtype = torch.float32 if C == 1 else torch.int64  # logistic loss takes float targets
+    if record and record[0] == 0:
+        snaps_W.append(W.clone()), snaps_b.append(b.clone())
+    for _ in range(epochs):
+        rows, labels, coef = _schedule([next(it) for it in iters], [subsets[h] for h in rank],
+                                       [weights[h] for h in rank], y, B, labels_dtype)
+        for s in range(S):
+            for lo in range(0, int(active[s]), chunk):  # chunks of heads keep the gathered rows in cache
+                hi = min(lo + chunk, int(active[s]))
+                _sgd_step(x, W[lo:hi], b[lo:hi], rows[s, lo:hi], labels[s, lo:hi], coef[s, lo:hi], lr, buf,
+                          (W0[lo:hi], b0[lo:hi], lam[lo:hi]) if use_l2 else None)
+            step += 1
+            if record is not None and step in record:
+                snaps_W.append(W.clone()), snaps_b.append(b.clone())
+                if step == record[-1]:
+                    break
+        if record is not None and step >= record[-1]:
+            break
+    unrank = torch.tensor(rank).argsort()
+    if record is not None:
+        if len(snaps_W) != len(record):
+            raise ValueError(f"only {step} steps were run; raise epochs to reach step {record[-1]}")
+        return torch.stack(snaps_W)[:, unrank], torch.stack(snaps_b)[:, unrank]
+    return W[unrank], b[unrank]
+
+
+# ---------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one head trains on: subset (k,) indices (repeats allowed), weights (k,) mean 1 or None, probs (k,)
+    per-epoch sampling probabilities or None, init (W0, b0) or None (fresh nn.Linear init), L2 pull to init."""
+
+    subset: np.ndarray
+    seed: int
+    weights: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    init: tuple | None = None
+    l2_to_init: float = 0.0
+
+
+def _balanced(keys, balance: str, seed: int) -> Plan:
+    if balance not in BALANCES:
+        raise ValueError(f"unknown balance {balance!r}; choose one of {', '.join(BALANCES)}")
+    everyone = np.arange(len(keys))
+    if balance == "subsetting":
+        return Plan(balancing.subsample(keys, seed), seed)
+    if balance == "upsampling":
+        return Plan(everyone, seed, probs=balancing.inverse_count_probs(keys))
+    return Plan(everyone, seed, weights=balancing.upweight(keys))
+
+
+def llr(features, y, g, seed: int) -> Plan:
+    """LLR: the whole held-out set, no balancing."""
+    return Plan(np.arange(len(y)), seed)
+
+
+def dfr(features, y, g, seed: int, balance: str = "subsetting") -> Plan:
+    """DFR (Kirichenko et al. 2023): group-balanced held-out set by subsetting, upsampling or upweighting g."""
+    return _balanced(np.asarray(g), balance, seed)
+
+
+def cbllr(features, y, g, seed: int, balance: str = "subsetting") -> Plan:
+    """CB-LLR (LaBonte et al. 2023): class-balanced held-out set by subsetting, upsampling or upweighting y."""
+    return _balanced(np.asarray(y), balance, seed)
+
+
+def ratio(features, y, g, seed: int, r: float = 1.0, balance: str = "upsampling", minority=None) -> Plan:
+    """Held-out set at group ratio r (paper Sec. 3.1): a subset, or upsampling (the paper's LLR choice)."""
+    if balance == "subsetting":
+        return Plan(balancing.group_ratio_subset(y, g, r, seed, minority), seed)
+    if balance == "upsampling":
+        return Plan(np.arange(len(y)), seed, probs=balancing.group_ratio_probs(y, g, r, minority))
+    raise ValueError(f"unknown balance {balance!r} for ratio; choose one of subsetting, upsampling")
+
+
+def p_true(features, y, weight, bias) -> np.ndarray:
+    """Probability the head (W (C, d), b (C,)) gives the true class: (n,) float64 (sigmoid when C == 1)."""
+    logits = _tensor(features, torch.float64) @ _tensor(weight, torch.float64).T + _tensor(bias, torch.float64)
+    y = _tensor(y, torch.int64)
+    if logits.shape[1] == 1:
+        p1 = torch.sigmoid(logits[:, 0])
+        return torch.where(y == 1, p1, 1 - p1).numpy()
+    return torch.softmax(logits, 1).gather(1, y[:, None])[:, 0].numpy()
+
+
+def afr_weights(p_true, y, gamma: float) -> np.ndarray:
+    """AFR weights (Qiu et al. 2023): exp(-gamma p_true), each class's total equal, summing to 1: (n,) -> (n,)."""
+    p, y = np.asarray(p_true, dtype=np.float64), np.asarray(y)
+    if gamma < 0:
+        raise ValueError(f"AFR's gamma must be >= 0, got {gamma}")
+    w = np.exp(-gamma * p)
+    classes, inverse = np.unique(y, return_inverse=True)
+    w = w / np.bincount(inverse, weights=w)[inverse] / len(classes)
+    return w / w.sum()
+
+
+def afr(features, y, g, seed: int, erm_head=None, gamma: float = 0.0, l2: float = 0.0) -> Plan:
+    """AFR: weights afr_weights(p_true of the ERM head) rescaled to mean 1, start at the ERM head, L2 pull l2."""
+    if erm_head is None:
+        raise ValueError("afr needs erm_head=(W0, b0), the ERM model's last layer")
+    w = afr_weights(p_true(features, y, *erm_head), y, gamma) * len(y)
+    return Plan(np.arange(len(y)), seed, weights=w, init=tuple(erm_head), l2_to_init=l2)
+
+
+REGISTRY = {"llr": llr, "dfr": dfr, "cbllr": cbllr, "ratio": ratio, "afr": afr}
+
+
+def plan(features, y, g, spec: dict) -> Plan:
+    """The Plan of one spec {"method": name, "seed": int, **method options}."""
+    spec = dict(spec)
+    name = spec.pop("method", None)
+    if name not in REGISTRY:
+        raise ValueError(f"unknown last-layer method {name!r}; choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name](features, y, g, **spec)
+
+
+def fit(features, y, g, specs, *, n_classes: int, epochs: int, lr: float = 1e-2, batch_size: int = 32):
+    """Train one head per spec (e.g. a grid of seeds x ratios x methods) in one fit_heads call.
+
+    features (n, d), y, g (n,) of the held-out set; specs: list of {"method", "seed", **options}.
+    Returns W (H, C, d), b (H, C) in the order of specs.
+    """
+    plans = [plan(features, y, g, s) for s in specs]
+    return fit_heads(features, y, [p.subset for p in plans], [p.weights for p in plans], n_classes=n_classes,
+                     epochs=epochs, seeds=[p.seed for p in plans], lr=lr, batch_size=batch_size,
+                     probs=[p.probs for p in plans], init=[p.init for p in plans],
+                     l2_to_init=[p.l2_to_init for p in plans])
+
+
+def sgd_path(features, y, steps, *, seeds=(0,), lr: float = 1e-3, batch_size: int = 32, n_classes: int = 1):
+    """Unregularized logistic-loss LLR (paper Fig. 3) recorded after the given numbers of SGD steps.
+
+    features (n, d), y (n,) in {0, 1}; steps: increasing step counts (0 = the initialization).
+    Returns W (S, H, C, d), b (S, H, C) for H = len(seeds) heads on the whole set.
+    """
+    steps = sorted(set(int(s) for s in steps))
+    epochs = max(1, math.ceil(steps[-1] / math.ceil(len(y) / batch_size)))
+    everyone = np.arange(len(y))
+    return fit_heads(features, y, [everyone] * len(seeds), n_classes=n_classes, epochs=epochs, seeds=list(seeds),
+                     lr=lr, batch_size=batch_size, record_steps=steps)

@@ -1,0 +1,206 @@
+"""Metrics: pure functions of arrays (numpy or torch in, numpy floats out).
+
+Accuracy: per-group accuracy, worst-group accuracy (WGA, empty groups never count), average accuracy, and
+the Waterbirds-style average weighted by training group proportions; `summarize` returns fixed keys
+acc_avg, acc_wavg (only with proportions), acc_wg, acc_g0 ... acc_g{n_groups-1}.
+
+NC1 (paper Sec. 2.1): NC1 = (1/K) tr(Sigma_A Sigma_R^+) on the penultimate features, K = number of classes.
+Margins (paper Sec. 2.2): y f(x) / ||theta|| of the linear head on the features, per group min and average.
+SVM direction (paper Fig. 3): ||theta/||theta|| - theta_svm/||theta_svm|| ||_2.
+
+How the paper's code differs (reference-code.md, section D), for the book's deviations page:
+- NC1 there is computed on the flattened *pre-pooling* maps (ResNet layer4, all BERT tokens), not on the
+  pooled vector the classifier sees; tr(Sigma_W Sigma_B^+) is a Hutchinson estimate (3-10 Rademacher probes,
+  Sigma_B^+ z by LSQR), and it has *no* 1/K factor. The master branch instead uses
+  tr(Sigma_W pinv(Sigma_B + 1e-3 I)) / K, whose ridge dominates the null space. We compute the paper's text
+  formula exactly on the pooled features, with the exact pseudo-inverse.
+- Margins there are p_y - max_{k != y} p_k on *softmax probabilities*, divided by the L2 norm of all
+  trainable parameters (the whole network during ERM, the head in LLR). We use logits of the linear head
+  (the paper's f(x) = x^T theta + b) divided by the norm of the head's weight matrix, bias excluded.
+- The directional error there ignores the bias and, for MultiNLI, averages over per-class normalized rows;
+  we do the same.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def _np(x, dtype=None) -> np.ndarray:
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return x if dtype is None else x.astype(dtype, copy=False)
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+def group_accuracy(pred, y, g, n_groups: int) -> np.ndarray:
+    """Accuracy of every group: (n,) x3 -> (n_groups,) float64, NaN for groups without examples."""
+    pred, y, g = _np(pred), _np(y), _np(g).astype(np.int64)
+    if not len(pred) == len(y) == len(g):
+        raise ValueError(f"pred, y and g must have the same length, got {len(pred)}, {len(y)}, {len(g)}")
+    if len(g) and (g.min() < 0 or g.max() >= n_groups):
+        raise ValueError(f"group ids must lie in [0, {n_groups}), got [{g.min()}, {g.max()}]; check n_groups")
+    correct = np.bincount(g, weights=(pred == y).astype(np.float64), minlength=n_groups)
+    total = np.bincount(g, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+
+
+def worst_group_accuracy(pred, y, g) -> float:
+    """Minimum accuracy over the groups that have examples (WGA)."""
+    g = _np(g).astype(np.int64)
+    return float(np.nanmin(group_accuracy(pred, y, g, int(g.max()) + 1)))
+
+
+def average_accuracy(pred, y) -> float:
+    """Fraction of correct predictions."""
+    pred, y = _np(pred), _np(y)
+    if len(pred) != len(y) or len(y) == 0:
+        raise ValueError(f"pred and y must be non-empty and of equal length, got {len(pred)} and {len(y)}")
+    return float(np.mean(pred == y))
+
+
+def weighted_average_accuracy(pred, y, g, group_weights) -> float:
+    """Sum_g acc_g * w_g / sum_g w_g over groups with examples (Waterbirds' convention: w = train proportions)."""
+    w = _np(group_weights, np.float64)
+    acc = group_accuracy(pred, y, g, len(w))
+    present = ~np.isnan(acc)
+    return float(np.sum(acc[present] * w[present]) / np.sum(w[present]))
+
+
+def summarize(pred, y, g, n_groups: int, train_group_props=None) -> dict:
+    """Fixed-key summary: acc_avg, acc_wavg (only if train_group_props given), acc_wg, acc_g0 .. acc_g{n-1}."""
+    acc = group_accuracy(pred, y, g, n_groups)
+    out = {"acc_avg": average_accuracy(pred, y)}
+    if train_group_props is not None:
+        out["acc_wavg"] = weighted_average_accuracy(pred, y, g, train_group_props)
+    out["acc_wg"] = float(np.nanmin(acc))
+    out.update({f"acc_g{k}": float(a) for k, a in enumerate(acc)})
+    return out
+
+
+# ---------------------------------------------------------------- neural collapse
+
+
+def nc1(features, y, chunk_size: int = 8192, rtol: float = 1e-10) -> float:
+    """NC1 = (1/K) tr(Sigma_A Sigma_R^+) (paper Sec. 2.1); features (n, d), y (n,) -> float.
+
+    Sigma_A = (1/n) sum_i (f_i - mu_{y_i})(.)^T, mu_G = mean of the K class means (unweighted),
+    Sigma_R = (1/K) sum_y (mu_y - mu_G)(.)^T, K = number of classes present.
+    Sigma_R = (1/K) M^T M with M (K, d) the centered class means has rank <= K - 1, so with the SVD
+    M = U S V^T: Sigma_R^+ = K V S^-2 V^T and NC1 = sum_j v_j^T Sigma_A v_j / s_j^2 over the s_j^2 > rtol *
+    max s^2 (eigenvalues of the K x K Gram M M^T). Two streamed passes in float64, no d x d matrix.
+    """
+    y = _np(y).astype(np.int64)
+    n, d = features.shape
+    if len(y) != n:
+        raise ValueError(f"features has {n} rows but y has {len(y)} labels")
+    classes, y_idx = np.unique(y, return_inverse=True)
+    K = len(classes)
+    if K < 2:
+        raise ValueError("NC1 needs at least two classes in y (Sigma_R is zero otherwise)")
+    sums = np.zeros((K, d))
+    for start in range(0, n, chunk_size):
+        f = _np(features[start:start + chunk_size], np.float64)
+        onehot = np.eye(K)[y_idx[start:start + chunk_size]]  # (chunk, K)
+        sums += onehot.T @ f
+    means = sums / np.bincount(y_idx, minlength=K)[:, None]
+    M = means - means.mean(0)
+    eigval, U = np.linalg.eigh(M @ M.T)
+    keep = eigval > rtol * eigval.max()
+    s = np.sqrt(eigval[keep])
+    V = M.T @ U[:, keep] / s  # (d, r) orthonormal directions spanning Sigma_R
+    sq = np.zeros(keep.sum())
+    for start in range(0, n, chunk_size):
+        f = _np(features[start:start + chunk_size], np.float64)
+        sq += (((f - means[y_idx[start:start + chunk_size]]) @ V) ** 2).sum(0)
+    return float(np.sum(sq / n / s**2))
+
+
+# ---------------------------------------------------------------- margins and SVM
+
+
+def margins(features, y, weight, bias) -> np.ndarray:
+    """Normalized margins y f(x) / ||theta|| of a linear head (paper Sec. 2.2): features (n, d), y (n,) -> (n,).
+
+    weight (C, d), bias (C,). C == 1: f = x.w + b, labels {0,1} or {-1,1} mapped to -1/+1, theta = w.
+    C == 2: f = z_1 - z_0, theta = w_1 - w_0. C > 2: z_y - max_{k != y} z_k, theta = W (Frobenius norm).
+    The bias is never part of the norm. Positive margin = correctly classified.
+    """
+    x, y = _np(features, np.float64), _np(y).astype(np.int64)
+    W, b = _np(weight, np.float64).reshape(-1, x.shape[1]), _np(bias, np.float64).reshape(-1)
+    C = W.shape[0]
+    if C <= 2:
+        theta = W[0] if C == 1 else W[1] - W[0]
+        offset = b[0] if C == 1 else b[1] - b[0]
+        sign = np.where(y > 0, 1.0, -1.0)
+        return sign * (x @ theta + offset) / np.linalg.norm(theta)
+    z = x @ W.T + b
+    rows = np.arange(len(y))
+    z_true = z[rows, y]
+    z[rows, y] = -np.inf
+    return (z_true - z.max(1)) / np.linalg.norm(W)
+
+
+def group_margins(margins, g, n_groups: int) -> dict:
+    """Per-group margins: {"min": (n_groups,) over correctly classified points (margin > 0), "avg": over all}.
+
+    NaN where a group has no (correctly classified) points.
+    """
+    m, g = _np(margins, np.float64), _np(g).astype(np.int64)
+    out = {"min": np.full(n_groups, np.nan), "avg": np.full(n_groups, np.nan)}
+    for k in range(n_groups):
+        mk = m[g == k]
+        if len(mk):
+            out["avg"][k] = mk.mean()
+        if (mk > 0).any():
+            out["min"][k] = mk[mk > 0].min()
+    return out
+
+
+def svm_direction(features, y, C: float = 1e5, max_iter: int = 100_000) -> np.ndarray:
+    """Unit direction of a (nearly hard-margin) linear SVM without intercept, as in the paper's code.
+
+    features (n, d), y (n,). Two classes -> (d,) unit vector pointing to the larger label; more classes ->
+    (K, d) one-vs-rest rows, each normalized. sklearn LinearSVC(fit_intercept=False, C=C).
+    """
+    from sklearn.svm import LinearSVC
+
+    x, y = _np(features, np.float64), _np(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning is expected at C = 1e5 on non-separable data
+        coef = LinearSVC(fit_intercept=False, C=C, max_iter=max_iter).fit(x, y).coef_
+    coef = coef / np.linalg.norm(coef, axis=1, keepdims=True)
+    return coef[0] if coef.shape[0] == 1 else coef
+
+
+def direction_error(theta, theta_svm) -> float:
+    """||theta/||theta|| - theta_svm/||theta_svm|| ||_2 (paper Fig. 3); biases are not part of theta.
+
+    theta (d,), (1, d) or a 2-logit head (2, d) (then theta = w_1 - w_0) against theta_svm (d,);
+    for (K, d) against (K, d) the mean over per-row errors of normalized rows (the paper's MultiNLI choice).
+    """
+    t, s = _np(theta, np.float64), _np(theta_svm, np.float64)
+    if t.ndim == 2 and t.shape[0] == 2 and s.ndim == 1:
+        t = t[1] - t[0]
+    t = t.reshape(s.shape) if t.size == s.size else t
+    if t.shape != s.shape:
+        raise ValueError(f"theta {t.shape} does not match theta_svm {s.shape}")
+    if s.ndim == 1:
+        return float(np.linalg.norm(t / np.linalg.norm(t) - s / np.linalg.norm(s)))
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    return float(np.mean(np.linalg.norm(unit(t) - unit(s), axis=1)))
+
+
+def pearson(x, y) -> float:
+    """Pearson correlation (scipy.stats.pearsonr); pairs with a NaN are dropped; NaN if < 2 pairs or constant."""
+    from scipy.stats import pearsonr
+
+    x, y = _np(x, np.float64).ravel(), _np(y, np.float64).ravel()
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return float("nan")
+    return float(pearsonr(x, y)[0])
