@@ -47,7 +47,7 @@ def test_files_keep_the_official_layout(cpu_root):
     wb = (cpu_root / "waterbirds" / "metadata.csv").read_text().splitlines()[0]
     assert wb == "img_id,img_filename,y,split,place,place_filename"
     lines = (cpu_root / "celeba" / "list_attr_celeba.txt").read_bytes().split(b"\r\n")
-    assert lines[0] == b"5066" and len(lines[1].split()) == 40 and lines[2].startswith(b"000001.jpg ")
+    assert lines[0] == b"8054" and len(lines[1].split()) == 40 and lines[2].startswith(b"000001.jpg ")
     assert (cpu_root / "celeba" / "img_align_celeba" / "000001.jpg").is_file()
     assert (cpu_root / "multinli" / "metadata_random.csv").read_text().startswith(",gold_label,sentence2_has_negation")
 

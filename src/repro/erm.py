@@ -11,6 +11,7 @@ augmented batches in train mode); the final epoch is reported (no model selectio
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -57,7 +58,7 @@ def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
                   balance="none", balance_by="class", group_ratio=None,
                   group_ratio_method="upsampling" if dataset == "waterbirds" else "subsetting",
                   train_set="train", heldout_source="val", eval_every=1, save_epochs=None, nc1_every=0,
-                  image_size=224, max_length=128, augment=True, model_kw={})
+                  image_size=224, max_length=128, augment=True, model_kw={}, data_fingerprint=None)
     config.update(_EXTRA[profile])
     if profile == "paper":
         config.update(_PAPER_DATASET.get(dataset, {}))
@@ -68,7 +69,19 @@ def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
         config.update(values)
     if config["save_epochs"] is None:
         config["save_epochs"] = [config["epochs"]]
+    if config["data_fingerprint"] is None:
+        config["data_fingerprint"] = _fingerprint(dataset, str(config["data_root"]))
     return check(config)
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(dataset: str, root: str) -> str | None:
+    """The data's fingerprint, or None when the data are not there (e.g. planning the paper profile)."""
+    from repro import metadata
+    try:
+        return metadata.fingerprint(dataset, root)
+    except FileNotFoundError:
+        return None
 
 
 def check(config: dict) -> dict:

@@ -22,23 +22,30 @@ _PAPER_ERM = {
 
 # CPU profiles: small models from random initialization on the synthetic twins (see the deviations page).
 # The learning rate is larger because nothing is pretrained; epochs are fewer because the twins are small.
+# Sized so that one ERM run takes about 7-13 s on one CPU thread (measured on the cpu twins).
+_TEXT_MICRO = {"hidden": 64, "intermediate": 128}
 _CPU_ERM = {
     "waterbirds": dict(model="cnn-small", optimizer="adamw", lr=1e-3, schedule="cosine", batch_size=32,
-                       weight_decay=1e-4, epochs=10, pretrained=False),
+                       weight_decay=1e-4, epochs=5, pretrained=False, model_kw={}),
     "celeba": dict(model="cnn-small", optimizer="adamw", lr=1e-3, schedule="cosine", batch_size=32,
-                   weight_decay=1e-4, epochs=6, pretrained=False),
+                   weight_decay=1e-4, epochs=3, pretrained=False, model_kw={"widths": [8, 16, 32, 64]}),
     "civilcomments": dict(model="bert-micro", optimizer="adamw", lr=1e-3, schedule="linear", batch_size=32,
-                          weight_decay=1e-4, epochs=6, pretrained=False),
+                          weight_decay=1e-4, epochs=4, pretrained=False, model_kw=_TEXT_MICRO),
     "multinli": dict(model="bert-micro", optimizer="adamw", lr=1e-3, schedule="linear", batch_size=32,
-                     weight_decay=1e-4, epochs=6, pretrained=False),
+                     weight_decay=1e-4, epochs=4, pretrained=False, model_kw=_TEXT_MICRO),
 }
 
 _SMOKE_ERM = {name: {**hp, "epochs": 2} for name, hp in _CPU_ERM.items()}
 
+
 _ERM = {"paper": _PAPER_ERM, "cpu": _CPU_ERM, "smoke": _SMOKE_ERM}
 
 # Appendix B.2: LLR is SGD, lr 1e-2, no weight decay, no schedule, batch 32, as many epochs as ERM.
+# On the twins ERM runs 3-5 epochs, after which a re-initialized head has taken too few SGD steps (DFR by
+# subsetting on the Waterbirds twin keeps ~24 examples: ~1 step per epoch), so the CPU profiles fix LLR's
+# epochs instead (a deviation listed in the book).
 _LLR = dict(optimizer="sgd", lr=1e-2, momentum=0.0, weight_decay=0.0, schedule="constant", batch_size=32)
+_LLR_EPOCHS = {"cpu": 100, "smoke": 20}
 
 
 def _check(dataset: str, profile: str) -> None:
@@ -55,9 +62,9 @@ def erm(dataset: str, profile: str = "paper") -> dict:
 
 
 def llr(dataset: str, profile: str = "paper") -> dict:
-    """Last-layer retraining hyperparameters: SGD at lr 1e-2 for as many epochs as ERM."""
+    """Last-layer retraining hyperparameters: SGD at lr 1e-2, as many epochs as ERM (paper profile)."""
     _check(dataset, profile)
-    return {**_LLR, "epochs": _ERM[profile][dataset]["epochs"]}
+    return {**_LLR, "epochs": _LLR_EPOCHS.get(profile, _ERM[profile][dataset]["epochs"])}
 
 
 def table(profile: str = "paper") -> list[dict]:

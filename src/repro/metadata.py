@@ -178,3 +178,18 @@ def read(name: str, root) -> pd.DataFrame:
     """The metadata of dataset `name` found under data root `root`: columns input, y, a, split."""
     _check_name(name)
     return READERS[name](find_root(name, root))
+
+
+def fingerprint(name: str, root) -> str:
+    """sha256 (16 hex) of the dataset's metadata file and, for a twin, its SYNTHETIC.json.
+
+    ERM configs carry it, so a run is recomputed when the data under the same root change (e.g. a twin
+    rewritten at another scale)."""
+    import hashlib
+
+    folder = find_root(name, root)
+    digest = hashlib.sha256()
+    for path in (locate(folder, MARKERS[name]), folder / "SYNTHETIC.json"):
+        if path is not None and path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

@@ -19,7 +19,7 @@ def compare_table2(measured: pd.DataFrame, paper: pd.DataFrame, scale: float | d
     """Side-by-side Table 2: one row per (dataset, group), each cell "measured" or "measured ⚠ (paper X)".
 
     Real data (scale None): counts must be equal and probabilities equal after rounding to 3 decimals.
-    Scaled twins (scale: a float or a dict dataset -> float): counts are compared with round(paper * scale)
+    Scaled twins (scale: a float, or a dict dataset -> float or [train, val, test] factors): counts are compared with round(paper * scale)
     within 1 or 2%, probabilities within p_tol.
     Rows follow the paper's order; datasets absent from `measured` are marked as not available in this build.
     """
@@ -36,12 +36,13 @@ def compare_table2(measured: pd.DataFrame, paper: pd.DataFrame, scale: float | d
             got, want = float(row[col]), row.get(f"{col}_paper")
             bad = want is not None and not np.isnan(want) and abs(round(got, 3) - want) > max(p_tol, 1e-9)
             out[col] = f"{got:.3f}" + (f" {FLAG} (paper {want:.3f})" if bad else "")
-        for col in COUNT_COLUMNS:
+        for i, col in enumerate(COUNT_COLUMNS):
             got, want = int(row[col]), row.get(f"{col}_paper")
             if want is None or np.isnan(want):
                 out[col] = str(got)
                 continue
             factor = scale.get(row["dataset"]) if isinstance(scale, dict) else scale
+            factor = factor[i] if isinstance(factor, (list, tuple)) else factor
             expect = int(round(want * factor)) if factor else int(want)
             bad = abs(got - expect) > (max(1, 0.02 * expect) if factor else 0)
             ref = f"expected {expect}" if factor else f"paper {int(want)}"

@@ -22,10 +22,13 @@ import pandas as pd
 from repro import data as D
 from repro import metadata
 
-# Scale of each twin relative to the real dataset, per profile (cpu: 2-5k training examples per dataset).
+# Scale of each twin relative to the real dataset, per profile (cpu: 2-5k training examples per dataset):
+# one factor, or [train, val, test] factors. Group proportions hold within every split either way; CelebA
+# and MultiNLI get larger val/test factors so that their rarest groups (0.9% and 0.7% of the data) keep
+# enough examples in the held-out and test sets for a worst-group accuracy to mean something.
 SCALES = {
     "smoke": {"waterbirds": 0.05, "celeba": 0.002, "civilcomments": 0.001, "multinli": 0.0015},
-    "cpu": {"waterbirds": 0.5, "celeba": 0.025, "civilcomments": 0.015, "multinli": 0.015},
+    "cpu": {"waterbirds": 0.5, "celeba": [0.025, 0.1, 0.1], "civilcomments": 0.015, "multinli": [0.015, 0.04, 0.04]},
 }
 NAMES = tuple(D.REGISTRY)
 
@@ -41,7 +44,8 @@ def table_counts(name: str) -> np.ndarray:
 
 def _rows(name: str, scale: float, rng, min_count: int):
     """(n,) y, a, split: Table 2 counts x scale, ordered by split, shuffled within each split."""
-    counts = np.maximum(np.floor(table_counts(name) * scale + 0.5).astype(np.int64), min_count)
+    factors = np.asarray(scale, dtype=float).reshape(3, 1, 1)
+    counts = np.maximum(np.floor(table_counts(name) * factors + 0.5).astype(np.int64), min_count)
     ys, as_, splits = [], [], []
     for s in range(3):
         y, a = np.divmod(np.repeat(np.arange(counts[s].size), counts[s].ravel()), counts.shape[2])
@@ -275,15 +279,16 @@ WRITERS = {"waterbirds": _write_waterbirds, "celeba": _write_celeba, "civilcomme
            "multinli": _write_multinli}
 
 
-def resolve_scale(name: str, scale) -> float:
-    """A float scale, or a profile name looked up in SCALES."""
+def resolve_scale(name: str, scale) -> list[float]:
+    """[train, val, test] factors from a float, a list of three, or a profile name looked up in SCALES."""
     if isinstance(scale, str):
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r}; choose a number or one of {', '.join(SCALES)}")
-        return SCALES[scale][name]
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    return float(scale)
+        scale = SCALES[scale][name]
+    factors = [float(scale)] * 3 if np.isscalar(scale) else [float(f) for f in scale]
+    if len(factors) != 3 or not all(f > 0 for f in factors):
+        raise ValueError(f"scale must be a positive number or three positive [train, val, test] factors, got {scale}")
+    return factors
 
 
 def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min_count: int = 4) -> Path:
@@ -300,7 +305,7 @@ def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min
         folder.mkdir()
         y, a, split = _rows(name, scale, rng, min_count)
         WRITERS[name](folder, y, a, split, rng, image_size)
-        info = dict(synthetic=True, name=name, scale=scale, seed=seed, image_size=image_size, min_count=min_count)
+        info = _identity(name, scale, seed, image_size, min_count)
         (folder / "SYNTHETIC.json").write_text(json.dumps(info, indent=1) + "\n")
         target = root / name
         if target.exists():
@@ -311,10 +316,20 @@ def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min
     return target
 
 
+def _identity(name: str, scale, seed: int, image_size: int = 32, min_count: int = 4) -> dict:
+    return dict(synthetic=True, name=name, scale=resolve_scale(name, scale), seed=seed, image_size=image_size,
+                min_count=min_count)
+
+
 def ensure(root, names=NAMES, scale="cpu", seed: int = 0, **opts) -> list[str]:
-    """Write the twins of `names` whose metadata is missing under `root`; returns the names written."""
+    """Write the twins of `names` that are missing under `root` or were written with other settings."""
     present = set(metadata.available(root)) if Path(root).exists() else set()
-    missing = [name for name in names if name not in present]
+
+    def current(name):
+        info = Path(root) / name / "SYNTHETIC.json"
+        return name in present and info.is_file() and json.loads(info.read_text()) == _identity(name, scale, seed, **opts)
+
+    missing = [name for name in names if not current(name)]
     for name in missing:
         write(name, root, scale, seed, **opts)
     return missing
