@@ -92,3 +92,13 @@ def test_group_ratio_subset_on_real_training_splits(name, minority):
             k = 0 if 2 * c in minor else 1
             assert abs(n[k] - r * n[1 - k]) <= 1  # within rounding of r
     assert len(sizes) == 1  # total size does not depend on r
+
+
+def test_group_ratio_budget_capped_when_a_majority_group_is_small():
+    # CivilComments-like: in class 1 the majority group (3) has fewer examples than 2 x the smallest group (2)
+    g = np.repeat([0, 1, 2, 3], [100, 60, 13, 18])
+    y = g // 2
+    sizes = {r: len(balance.group_ratio_subset(y, g, r, seed=0)) for r in (0.05, 0.1, 0.2, 0.5, 1.0)}
+    assert set(sizes.values()) == {2 * 18}
+    counts = balance.group_ratio_counts(y, g, 0.05)
+    assert counts[3] <= 18 and counts[2] + counts[3] == 18

@@ -108,3 +108,41 @@ def test_smoke_book_builds_with_warnings_as_errors():
         assert "Provenance of this page" in page, f"{name}: no provenance table"
         assert "Traceback" not in page
     assert "Profile: <strong>smoke</strong>" in index.read_text() or "smoke" in index.read_text()
+
+
+def _sources(name: str) -> tuple[str, str]:
+    nb = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    return code, text
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_figure_offers_its_data_as_csv(name):
+    import re
+
+    code, text = _sources(name)
+    saved = set(re.findall(r'save_csv\([^,]+, "([^"]+)"\)', code))
+    linked = set(re.findall(r"<data/([^>]+)\.csv>", text))
+    if "plots.figure" in code:
+        assert saved, f"{name}: draws a figure but saves no CSV of its data (report.save_csv)"
+    assert saved == linked, f"{name}: CSVs saved {sorted(saved)} but linked from the page {sorted(linked)}"
+
+
+def test_scorecard_cells_are_glued_never_typed():
+    import re
+
+    from repro import claims
+
+    page = (REPO / "book" / "scorecard.md").read_text()
+    assert page == claims.scorecard_markdown(), "book/scorecard.md is generated from repro.claims; regenerate it"
+    rows = [line for line in page.splitlines() if line.startswith("| ") and "::" in line]
+    assert len(rows) == len(claims.CLAIMS) >= 10
+    for row, claim in zip(rows, claims.CLAIMS):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == f"{{glue}}`{claim.section}.ipynb::{claim.key}_value`"
+        assert cells[3] == f"{{glue}}`{claim.section}.ipynb::{claim.key}_verdict`"
+        assert not re.search(r"\d", (cells[2] + cells[3]).replace(claim.key, "")), "a number typed into a measured cell"
+    for section in {c.section for c in claims.CLAIMS}:
+        code, _ = _sources(section)
+        assert "claims.glue(" in code, f"{section} must glue its claims"

@@ -119,12 +119,16 @@ def _split(total: int, parts: int) -> list[int]:
 def group_ratio_counts(y, g, r: float, minority=None) -> dict[int, int]:
     """Number of examples taken from every group at group ratio r: {group id: count}.
 
-    Each class gets 2 * (smallest group count); its minority groups share round(m * budget) of it,
-    m = r / (1 + r), and its majority group(s) the rest.
+    Each class gets a budget of 2 * (smallest group count), as in the paper's code; its minority groups share
+    round(m * budget) of it, m = r / (1 + r), and its majority group(s) the rest. Where a class's majority
+    group(s) hold fewer examples than that budget (CivilComments: toxic/identity 17,784 < 2 x 12,731), the
+    budget is capped at that count, so every r in (0, 1] stays feasible and the size still does not depend
+    on r (the paper's code would run out of majority examples there).
     """
     r = _check_ratio(r)
     y, g, plan = _class_groups(y, g, minority)
-    budget = 2 * int(np.bincount(np.unique(g, return_inverse=True)[1]).min())
+    count = dict(zip(*np.unique(g, return_counts=True)))
+    budget = min(2 * min(count.values()), *(sum(count[k] for k in major) for major, _ in plan.values()))
     m = r / (1 + r)
     counts = {}
     for c, (major, minor) in plan.items():

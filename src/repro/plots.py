@@ -78,3 +78,138 @@ def grid(n: int, ncols: int = 2, size=(5.2, 3.6)):
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
+
+
+def _panels(df: pd.DataFrame, ncols: int = 2):
+    datasets = list(dict.fromkeys(df["dataset"]))
+    fig, axes = grid(len(datasets), ncols)
+    return fig, list(zip(datasets, axes))
+
+
+def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> plt.Figure:
+    """NC1 of training features over epochs (mean ± std over seeds), the standard number of epochs dashed,
+    and the mean held-out NC1 at the end of training as a star."""
+    fig, panels = _panels(curve)
+    for dataset, ax in panels:
+        lines(ax, curve[curve["dataset"] == dataset], "epoch", "nc1_train", label_fmt="train NC1", marker=".")
+        e = end[end["dataset"] == dataset]
+        ax.axvline(e["standard_epochs"].iloc[0], color="grey", ls="--", label="standard epochs")
+        ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=14, color="C3", label="held-out NC1 (end)")
+        ax.set_yscale("log")
+        ax.set_title(dataset)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("NC1")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure3(paths: pd.DataFrame) -> plt.Figure:
+    """Directional error between the LLR head and the SVM over SGD steps (log axis), mean ± std over seeds."""
+    fig, panels = _panels(paths, ncols=3)
+    for dataset, ax in panels:
+        part = paths[paths["dataset"] == dataset]
+        lines(ax, part, "step", "direction_error", label_fmt="LLR vs SVM", logx=True, marker=".")
+        ax.axvline(part["standard_steps"].iloc[0], color="grey", ls="--", label="standard steps")
+        ax.set_title(dataset)
+        ax.set_xlabel("SGD steps")
+        ax.set_ylabel("directional error")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) -> plt.Figure:
+    """Test WGA over held-out group ratio: one LLR line per ERM training ratio, ERM (100% data) as triangles."""
+    fig, panels = _panels(llr_rows)
+    r = corr.set_index("dataset")["pearson_r"]
+    for dataset, ax in panels:
+        lines(ax, llr_rows[llr_rows["dataset"] == dataset], "llr_ratio", "test_acc_wg", hue="erm_ratio",
+              label_fmt="LLR after ERM at ratio {}", logx=True)
+        stats = mean_std(erm_rows[erm_rows["dataset"] == dataset], ["ratio"], "test_acc_wg")
+        ax.errorbar(stats["ratio"], stats["mean"], stats["std"], fmt="^", color="grey", ms=8, label="ERM (100% data)")
+        ax.set_title(f"{dataset} (Pearson r = {r.get(dataset, float('nan')):.3f})")
+        ax.set_xlabel("group ratio (held-out set for LLR, training set for ERM)")
+        ax.set_ylabel("test WGA")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def bars(ax, df: pd.DataFrame, group: str, hue: str, value: str = "test_acc_wg", order=None, hue_order=None):
+    """Grouped bars of the seed mean with ± std error bars."""
+    stats = mean_std(df, [group, hue], value)
+    order = order or list(dict.fromkeys(stats[group]))
+    hue_order = hue_order or list(dict.fromkeys(stats[hue]))
+    width = 0.8 / len(hue_order)
+    for j, h in enumerate(hue_order):
+        part = stats[stats[hue] == h].set_index(group).reindex(order)
+        xs = np.arange(len(order)) + (j - (len(hue_order) - 1) / 2) * width
+        colour = "grey" if str(h).startswith("ERM") else PALETTE(j)
+        ax.bar(xs, part["mean"], width, yerr=part["std"], color=colour, label=str(h), capsize=2)
+    ax.set_xticks(np.arange(len(order)), order)
+    return ax
+
+
+def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> plt.Figure:
+    """Per dataset and ERM class-balancing method: ERM on 100% (grey) and LLR under each balancing method."""
+    both = pd.concat([llr_rows.assign(kind="LLR: " + llr_rows["llr_balance"]),
+                      erm_rows.rename(columns={"balance": "erm_balance"}).assign(kind="ERM (100% data)")])
+    fig, panels = _panels(both)
+    kinds = ["ERM (100% data)"] + [f"LLR: {b}" for b in ("none", "subsetting", "upsampling", "upweighting")]
+    for dataset, ax in panels:
+        bars(ax, both[both["dataset"] == dataset], "erm_balance", "kind",
+             order=["none", "subsetting", "upsampling", "upweighting"], hue_order=kinds)
+        ax.set_title(dataset)
+        ax.set_xlabel("class balancing of ERM")
+        ax.set_ylabel("test WGA")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> plt.Figure:
+    """AFR: test WGA over gamma (left); minority groups' share of the held-out weight over gamma (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    lines(left, afr_rows, "gamma", "test_acc_wg", hue="dataset")
+    left.set_xlabel("AFR gamma")
+    left.set_ylabel("test WGA")
+    left.legend(fontsize=8)
+    share = mass.assign(minority=[g in minority[d] for d, g in zip(mass["dataset"], mass["group"])])
+    share = share[share["minority"]].groupby(["dataset", "seed", "gamma"], dropna=False)["weight_share"].sum().reset_index()
+    base = share[share["gamma"].isna()].groupby("dataset")["weight_share"].mean()
+    lines(right, share.dropna(subset=["gamma"]), "gamma", "weight_share", hue="dataset")
+    for i, (dataset, value) in enumerate(base.items()):
+        right.axhline(value, color=PALETTE(i), ls=":", lw=1)
+    right.set_xlabel("AFR gamma (dotted: share of examples)")
+    right.set_ylabel("minority groups' weight share")
+    fig.tight_layout()
+    return fig
+
+
+def figure6(curves: pd.DataFrame) -> plt.Figure:
+    """Test WGA over ERM epochs for group balancing by subsetting, upsampling and upweighting."""
+    fig, panels = _panels(curves)
+    for dataset, ax in panels:
+        lines(ax, curves[curves["dataset"] == dataset], "epoch", "test_acc_wg", hue="balance")
+        ax.set_title(dataset)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test WGA")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure7(bars_df: pd.DataFrame) -> plt.Figure:
+    """Class-balanced ERM against group-balanced DFR, per balancing method."""
+    fig, panels = _panels(bars_df)
+    for dataset, ax in panels:
+        bars(ax, bars_df[bars_df["dataset"] == dataset], "balance", "method",
+             order=["subsetting", "upsampling", "upweighting"], hue_order=["class-balanced ERM", "group-balanced DFR"])
+        ax.set_title(dataset)
+        ax.set_ylabel("test WGA")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,268 @@
+"""One function pair per paper section: `<section>_configs(...)` lists every run the section needs (so a
+dry run can plan it), `<section>(...)` computes the missing ones and returns tidy tables for the figures.
+
+Runs are shared through the run store: the "base" ERM of a dataset and seed (ERM split, no balancing) is
+the same run for Figure 3, Table 1, AFR and the no-balancing bars of Figure 5.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from repro import data, hparams, metrics
+from repro.experiments import (BALANCES, erm_config, erm_table, head_config, heads_table, run_erm, run_heads,
+                               run_svm, svm_config, svm_table)
+
+BINARY = ("waterbirds", "celeba", "civilcomments")
+
+
+def _grid(datasets, seeds):
+    return [(d, s) for d in datasets for s in seeds]
+
+
+def _model(models, dataset) -> dict:
+    """ERM overrides choosing the section's model (e.g. ResNet-18 / BERT-Tiny in Figures 2 and 3)."""
+    return {"model": models[dataset]} if models and dataset in models else {}
+
+
+def base_configs(datasets, seeds, profile, data_root, models=None):
+    return [erm_config(d, profile, data_root, s, **_model(models, d)) for d, s in _grid(datasets, seeds)]
+
+
+# ------------------------------------------------------------------ Section 2.1 (Figure 2): neural collapse
+
+def neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor=2.5, models=None):
+    out = []
+    for d, s in _grid(datasets, seeds):
+        epochs = int(round(epoch_factor * hparams.erm(d, profile)["epochs"]))
+        out.append(erm_config(d, profile, data_root, s, epochs=epochs, nc1_every=1, save_epochs=[epochs],
+                              **_model(models, d)))
+    return {"erm": out}
+
+
+def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, models=None, workers=1):
+    """NC1 of the training features per epoch, and train/held-out NC1 at the end of training."""
+    configs = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, models)["erm"]
+    run_erm(configs, workers)
+    table = erm_table(configs)
+    curve, end = [], []
+    for _, row in table.iterrows():
+        hist = [h for h in row["history"] if "nc1_train" in h]
+        curve += [{"dataset": row["dataset"], "seed": row["seed"], "epoch": h["epoch"], "nc1_train": h["nc1_train"]}
+                  for h in hist]
+        end.append({"dataset": row["dataset"], "seed": row["seed"], "epochs": row["epochs"],
+                    "standard_epochs": hparams.erm(row["dataset"], profile)["epochs"],
+                    "nc1_train_first": hist[0]["nc1_train"], "nc1_train_end": hist[-1]["nc1_train"],
+                    "nc1_heldout_end": row["nc1_heldout"]})
+    return pd.DataFrame(curve), pd.DataFrame(end)
+
+
+# -------------------------------------------------------------- Section 2.2 (Figure 3, Table 1): margins
+
+def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12,
+                    models=None):
+    base = base_configs(datasets, seeds, profile, data_root, models)
+    from repro import runs
+
+    ids = [runs.run_id("erm", c) for c in base]
+    heads = [head_config(i, {"method": "llr", "seed": k}, c["dataset"], profile) for i, c in zip(ids, base)
+             for k in llr_seeds]
+    svm = [svm_config(i, c["dataset"], profile, svm_factor, svm_points, c["seed"]) for i, c in zip(ids, base)
+           if c["dataset"] in BINARY]
+    return {"erm": base, "heads": heads, "svm": svm}
+
+
+def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12, models=None,
+            workers=1):
+    """Figure 3 (direction error to the SVM over steps) and Table 1 (margins vs group test accuracy)."""
+    plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, models)
+    run_erm(plan["erm"], workers)
+    run_heads(plan["heads"])
+    run_svm(plan["svm"])
+    base = erm_table(plan["erm"]).set_index("run_id")
+    paths = []
+    for _, row in svm_table(plan["svm"]).iterrows():
+        dataset = base.loc[row["erm"], "dataset"]
+        paths += [{"dataset": dataset, "seed": row["seed"], "step": s, "direction_error": e,
+                   "standard_steps": row["standard_steps"]} for s, e in zip(row["steps"], row["direction_error"])]
+    points = []
+    for _, row in heads_table(plan["heads"]).iterrows():
+        dataset, seed = base.loc[row["erm"], "dataset"], base.loc[row["erm"], "seed"]
+        for k, name in enumerate(data.group_names(dataset)):
+            points.append({"dataset": dataset, "erm_seed": seed, "llr_seed": row["spec.seed"], "group": k,
+                           "group_name": name, "margin_min": row["margin_min"][k], "margin_avg": row["margin_avg"][k],
+                           "test_acc": row.get(f"test_acc_g{k}")})
+    points = pd.DataFrame(points)
+    return pd.DataFrame(paths), points, margin_correlations(points)
+
+
+def margin_correlations(points: pd.DataFrame) -> pd.DataFrame:
+    """Table 1: per dataset and group, Pearson r over all (ERM seed, LLR seed) heads between the group's test
+    accuracy and its minimum / average margin on the held-out (LLR training) set."""
+    rows = []
+    for (dataset, group), part in points.groupby(["dataset", "group"], sort=False):
+        rows.append({"dataset": dataset, "group": group, "n_points": len(part),
+                     "r_min_margin": metrics.pearson(part["margin_min"].astype(float), part["test_acc"]),
+                     "r_avg_margin": metrics.pearson(part["margin_avg"].astype(float), part["test_acc"])})
+    return pd.DataFrame(rows)
+
+
+# -------------------------------------------------------------- Section 3.1 (Figure 4): group ratios
+
+def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0)):
+    from repro import runs
+
+    split = [erm_config(d, profile, data_root, s, group_ratio=r) for d, s in _grid(datasets, seeds) for r in ratios]
+    full = [erm_config(d, profile, data_root, s, group_ratio=r, train_set="train+heldout")
+            for d, s in _grid(datasets, seeds) for r in ratios]
+    heads = [head_config(runs.run_id("erm", c), {"method": "ratio", "seed": c["seed"], "r": r, "balance": "upsampling"},
+                         c["dataset"], profile) for c in split for r in ratios]
+    return {"erm": split + full, "heads": heads}
+
+
+def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), workers=1):
+    """Figure 4: test WGA of LLR (ERM ratio x held-out ratio) and of ERM trained on 100% at each ratio."""
+    plan = group_ratio_configs(datasets, seeds, profile, data_root, ratios)
+    run_erm(plan["erm"], workers)
+    run_heads(plan["heads"])
+    ermt = erm_table(plan["erm"])
+    erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "group_ratio", "test_acc_wg", "test_acc_avg"]]
+    erm_rows = erm_rows.rename(columns={"group_ratio": "ratio"})
+    split = ermt.set_index("run_id")
+    llr = heads_table(plan["heads"])
+    llr_rows = pd.DataFrame({"dataset": split.loc[llr["erm"], "dataset"].to_numpy(),
+                             "seed": split.loc[llr["erm"], "seed"].to_numpy(),
+                             "erm_ratio": split.loc[llr["erm"], "group_ratio"].to_numpy(),
+                             "llr_ratio": llr["spec.r"].to_numpy(), "test_acc_wg": llr["test_acc_wg"].to_numpy(),
+                             "test_acc_avg": llr["test_acc_avg"].to_numpy()})
+    return erm_rows.reset_index(drop=True), llr_rows, ratio_correlations(erm_rows, llr_rows)
+
+
+def ratio_correlations(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, Pearson r between seed-mean WGA of ERM trained at ratio r and of LLR retrained at
+    held-out ratio r, pooled over every ERM-ratio line (5 x 5 points for the paper's grid)."""
+    erm_mean = erm_rows.groupby(["dataset", "ratio"])["test_acc_wg"].mean()
+    llr_mean = llr_rows.groupby(["dataset", "erm_ratio", "llr_ratio"])["test_acc_wg"].mean().reset_index()
+    rows = []
+    for dataset, part in llr_mean.groupby("dataset", sort=False):
+        x = erm_mean.loc[dataset].loc[part["llr_ratio"]].to_numpy()
+        rows.append({"dataset": dataset, "n_points": len(part), "pearson_r": metrics.pearson(x, part["test_acc_wg"])})
+    return pd.DataFrame(rows)
+
+
+# -------------------------------------------------------- Section 3.2 (Figure 5): class balancing and AFR
+
+def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0)):
+    from repro import runs
+
+    full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")
+            for d, s in _grid(datasets, seeds) for b in BALANCES]
+    split = [erm_config(d, profile, data_root, s, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES]
+    heads = []
+    for c in split:
+        rid = runs.run_id("erm", c)
+        heads.append(head_config(rid, {"method": "llr", "seed": c["seed"]}, c["dataset"], profile))
+        heads += [head_config(rid, {"method": "cbllr", "seed": c["seed"], "balance": b}, c["dataset"], profile)
+                  for b in BALANCES[1:]]
+        if c["balance"] == "none":
+            heads += [head_config(rid, {"method": "afr", "seed": c["seed"], "gamma": float(g), "l2": 0.0},
+                                  c["dataset"], profile) for g in gammas]
+    return {"erm": full + split, "heads": heads}
+
+
+def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0), workers=1):
+    """Figure 5: ERM (100%) and LLR (split) under each class-balancing method; AFR over gamma."""
+    plan = class_balance_configs(datasets, seeds, profile, data_root, gammas)
+    run_erm(plan["erm"], workers)
+    run_heads(plan["heads"])
+    ermt = erm_table(plan["erm"])
+    erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "balance", "test_acc_wg", "test_acc_avg"]]
+    split = ermt.set_index("run_id")
+    heads = heads_table(plan["heads"])
+    heads["dataset"] = split.loc[heads["erm"], "dataset"].to_numpy()
+    heads["seed"] = split.loc[heads["erm"], "seed"].to_numpy()
+    heads["erm_balance"] = split.loc[heads["erm"], "balance"].to_numpy()
+    heads["llr_balance"] = np.where(heads["spec.method"] == "cbllr", heads.get("spec.balance"), "none")
+    cols = ["dataset", "seed", "erm_balance", "llr_balance", "test_acc_wg", "test_acc_avg"]
+    llr_rows = heads[heads["spec.method"].isin(["llr", "cbllr"])][cols]
+    afr_rows = heads[heads["spec.method"] == "afr"][["dataset", "seed", "spec.gamma", "test_acc_wg", "test_acc_avg"]]
+    return erm_rows.reset_index(drop=True), llr_rows.reset_index(drop=True), afr_rows.rename(columns={"spec.gamma": "gamma"})
+
+
+def afr_group_mass(datasets, seeds, profile, data_root, gammas) -> pd.DataFrame:
+    """Share of AFR's total weight that each group of the held-out set receives, per gamma (from the cached
+    ERM features of the base runs), next to the group's share of examples (gamma = None)."""
+    from repro import features, last_layer, runs
+
+    rows = []
+    for c in base_configs(datasets, seeds, profile, data_root):
+        f = features.load(runs.run_dir("erm", runs.run_id("erm", c)))
+        y, g = f["y_heldout"].numpy(), f["g_heldout"].numpy()
+        p = last_layer.p_true(f["features_heldout"], y, f["head_weight"], f["head_bias"])
+        names = data.group_names(c["dataset"])
+        for gamma in [None, *gammas]:
+            w = np.ones(len(y)) / len(y) if gamma is None else last_layer.afr_weights(p, y, gamma)
+            mass = np.bincount(g, weights=w, minlength=len(names))
+            rows += [{"dataset": c["dataset"], "seed": c["seed"], "gamma": gamma, "group": k, "group_name": n,
+                      "weight_share": mass[k]} for k, n in enumerate(names)]
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------- Appendix A (Figures 6 and 7): explicit group balancing
+
+def group_balance_configs(datasets, seeds, profile, data_root):
+    from repro import runs
+
+    dynamics = [erm_config(d, profile, data_root, s, balance=b, balance_by="group", train_set="train+heldout",
+                           eval_every=1) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
+    class_full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")
+                  for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
+    class_split = [erm_config(d, profile, data_root, s, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
+    heads = [head_config(runs.run_id("erm", c), {"method": "dfr", "seed": c["seed"], "balance": c["balance"]},
+                         c["dataset"], profile) for c in class_split]
+    return {"erm": dynamics + class_full + class_split, "heads": heads}
+
+
+def group_balance(datasets, seeds, profile, data_root, workers=1):
+    """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR)."""
+    plan = group_balance_configs(datasets, seeds, profile, data_root)
+    run_erm(plan["erm"], workers)
+    run_heads(plan["heads"])
+    ermt = erm_table(plan["erm"])
+    dyn = ermt[ermt["balance_by"] == "group"]
+    curves = pd.DataFrame([{"dataset": r["dataset"], "seed": r["seed"], "balance": r["balance"], "epoch": h["epoch"],
+                            "test_acc_wg": h["test_acc_wg"]} for _, r in dyn.iterrows() for h in r["history"]
+                           if "test_acc_wg" in h])
+    cb = ermt[(ermt["balance_by"] == "class") & (ermt["train_set"] == "train+heldout")]
+    split = ermt.set_index("run_id")
+    dfr = heads_table(plan["heads"])
+    bars = pd.concat([
+        pd.DataFrame({"dataset": cb["dataset"], "seed": cb["seed"], "balance": cb["balance"],
+                      "method": "class-balanced ERM", "test_acc_wg": cb["test_acc_wg"]}),
+        pd.DataFrame({"dataset": split.loc[dfr["erm"], "dataset"].to_numpy(), "seed": split.loc[dfr["erm"], "seed"].to_numpy(),
+                      "balance": dfr["spec.balance"].to_numpy(), "method": "group-balanced DFR",
+                      "test_acc_wg": dfr["test_acc_wg"].to_numpy()})], ignore_index=True)
+    return curves, bars
+
+
+SECTIONS = {"neural_collapse": neural_collapse_configs, "margins": margins_configs,
+            "group_ratio": group_ratio_configs, "class_balance": class_balance_configs,
+            "appendix_a": group_balance_configs}
+
+
+def minority(datasets, data_root) -> dict:
+    """Minority groups of each dataset's training split (all but the largest group of each class)."""
+    from repro import metadata
+
+    out = {}
+    for d in datasets:
+        meta = metadata.read(d, data_root)
+        train = meta[meta["split"] == data.TRAIN]
+        out[d] = data.minority_groups(train["y"].to_numpy(), train["a"].to_numpy(), len(data.CLASS_NAMES[d]),
+                                      len(data.ATTR_NAMES[d]))
+    return out
+
+
+def model_names(datasets, profile, models=None) -> str:
+    """'dataset: model' for the caption of a figure."""
+    return ", ".join(f"{d}: {(models or {}).get(d, hparams.erm(d, profile)['model'])}" for d in datasets)
