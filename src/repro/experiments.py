@@ -29,6 +29,8 @@ def erm_config(dataset: str, profile: str, data_root: str, seed: int, **override
 
 def run_erm(configs: list[dict], workers: int = 1, executor: str = "local", slurm: dict | None = None) -> list[str]:
     """Compute the missing ERM runs; return their run ids (in order)."""
+    table = sweep.plan("erm", configs)
+    print(f"erm: {len(table)} runs, {int(table['cached'].sum())} cached, {int((~table['cached']).sum())} to compute")
     sweep.run("erm", configs, executor=executor, workers=workers, slurm=slurm)
     return [runs.run_id("erm", c) for c in configs]
 
@@ -75,7 +77,9 @@ def run_heads(configs: list[dict]) -> list[str]:
     from repro import features, last_layer
 
     store = runs.Store()
-    missing = [c for c in configs if not runs.is_done(runs.run_dir("heads", c, store))]
+    missing = list({runs.run_id("heads", c): c for c in configs
+                    if not runs.is_done(runs.run_dir("heads", c, store))}.values())
+    print(f"heads: {len({runs.run_id('heads', c) for c in configs})} runs, {len(missing)} to compute")
     by_source: dict = {}
     for c in missing:
         key = (c["erm"], c["epochs"], c["lr"], c["batch_size"])
@@ -138,7 +142,9 @@ def _svm_compute(config: dict, workdir) -> dict:
 
 def run_svm(configs: list[dict]) -> list[str]:
     store = runs.Store()
-    for c in configs:
+    missing = [c for c in configs if not runs.is_done(runs.run_dir("svm", c, store))]
+    print(f"svm: {len(configs)} runs, {len(missing)} to compute")
+    for c in missing:
         runs.get("svm", c, _svm_compute, store)
     return [runs.run_id("svm", c) for c in configs]
 

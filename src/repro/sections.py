@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from repro import data, hparams, metrics
+from repro.balance import PAPER_MINORITY
 from repro.experiments import (BALANCES, erm_config, erm_table, head_config, heads_table, run_erm, run_heads,
                                run_svm, svm_config, svm_table)
 
@@ -25,24 +26,24 @@ def _model(models, dataset) -> dict:
     return {"model": models[dataset]} if models and dataset in models else {}
 
 
-def base_configs(datasets, seeds, profile, data_root, models=None):
-    return [erm_config(d, profile, data_root, s, **_model(models, d)) for d, s in _grid(datasets, seeds)]
+def base_configs(datasets, seeds, profile, data_root, model_overrides=None):
+    return [erm_config(d, profile, data_root, s, **_model(model_overrides, d)) for d, s in _grid(datasets, seeds)]
 
 
 # ------------------------------------------------------------------ Section 2.1 (Figure 2): neural collapse
 
-def neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor=2.5, models=None):
+def neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None):
     out = []
     for d, s in _grid(datasets, seeds):
         epochs = int(round(epoch_factor * hparams.erm(d, profile)["epochs"]))
         out.append(erm_config(d, profile, data_root, s, epochs=epochs, nc1_every=1, save_epochs=[epochs],
-                              **_model(models, d)))
+                              **_model(model_overrides, d)))
     return {"erm": out}
 
 
-def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, models=None, workers=1):
+def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None, workers=1):
     """NC1 of the training features per epoch, and train/held-out NC1 at the end of training."""
-    configs = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, models)["erm"]
+    configs = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, model_overrides)["erm"]
     run_erm(configs, workers)
     table = erm_table(configs)
     curve, end = [], []
@@ -60,8 +61,8 @@ def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model
 # -------------------------------------------------------------- Section 2.2 (Figure 3, Table 1): margins
 
 def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12,
-                    models=None):
-    base = base_configs(datasets, seeds, profile, data_root, models)
+                    model_overrides=None):
+    base = base_configs(datasets, seeds, profile, data_root, model_overrides)
     from repro import runs
 
     ids = [runs.run_id("erm", c) for c in base]
@@ -72,10 +73,10 @@ def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), sv
     return {"erm": base, "heads": heads, "svm": svm}
 
 
-def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12, models=None,
+def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12, model_overrides=None,
             workers=1):
     """Figure 3 (direction error to the SVM over steps) and Table 1 (margins vs group test accuracy)."""
-    plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, models)
+    plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, model_overrides)
     run_erm(plan["erm"], workers)
     run_heads(plan["heads"])
     run_svm(plan["svm"])
@@ -115,7 +116,8 @@ def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 
     split = [erm_config(d, profile, data_root, s, group_ratio=r) for d, s in _grid(datasets, seeds) for r in ratios]
     full = [erm_config(d, profile, data_root, s, group_ratio=r, train_set="train+heldout")
             for d, s in _grid(datasets, seeds) for r in ratios]
-    heads = [head_config(runs.run_id("erm", c), {"method": "ratio", "seed": c["seed"], "r": r, "balance": "upsampling"},
+    heads = [head_config(runs.run_id("erm", c), {"method": "ratio", "seed": c["seed"], "r": r, "balance": "upsampling",
+                                                 "minority": list(PAPER_MINORITY[c["dataset"]])},
                          c["dataset"], profile) for c in split for r in ratios]
     return {"erm": split + full, "heads": heads}
 
@@ -263,6 +265,6 @@ def minority(datasets, data_root) -> dict:
     return out
 
 
-def model_names(datasets, profile, models=None) -> str:
+def model_names(datasets, profile, model_overrides=None) -> str:
     """'dataset: model' for the caption of a figure."""
-    return ", ".join(f"{d}: {(models or {}).get(d, hparams.erm(d, profile)['model'])}" for d in datasets)
+    return ", ".join(f"{d}: {(model_overrides or {}).get(d, hparams.erm(d, profile)['model'])}" for d in datasets)

@@ -1,0 +1,105 @@
+"""`repro book --dry-run`: every run the book's sections need under a profile, which are cached, a rough
+compute estimate, and what is missing (data, pretrained weights) with the command that fetches it.
+Nothing is computed.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pandas as pd
+
+from repro import book, hparams, runs, sections
+
+# Rough seconds per training example and epoch (forward + backward + evaluation) on one 24 GB GPU of the
+# paper's kind (RTX A5000); CPU models on one core. An order-of-magnitude guide, not a measurement.
+SECONDS_PER_EXAMPLE = {"resnet50": 6e-3, "resnet18": 2.5e-3, "bert-base": 9e-3, "bert-tiny": 5e-4,
+                       "minilm": 2e-3, "cnn-small": 6e-4, "bert-micro": 8e-4}
+HEAD_SECONDS = 2.0  # one last-layer head on cached features
+TRAIN_SIZES = {"waterbirds": 4795, "celeba": 162770, "civilcomments": 269038, "multinli": 206175}
+
+WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, how to get it)
+    "resnet50": ("resnet50-0676ba61.pth",
+                 "python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\" on a networked machine"),
+    "resnet18": ("resnet18-f37072fd.pth",
+                 "python -c \"import torchvision; torchvision.models.resnet18(weights='IMAGENET1K_V1')\" on a networked machine"),
+    "bert-base": ("bert-base-uncased", "huggingface-cli download bert-base-uncased"),
+    "bert-tiny": ("google/bert_uncased_L-2_H-128_A-2",
+                  "huggingface-cli download google/bert_uncased_L-2_H-128_A-2"),
+}
+
+
+def section_configs(name: str, profile: str, root: Path) -> dict:
+    """{kind: [configs]} of one section notebook under `profile` (template defaults + params file)."""
+    values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile)}
+    fn = sections.SECTIONS[name]
+    kwargs = {k: values[k] for k in inspect.signature(fn).parameters if k in values}
+    return fn(profile=profile, **{k: v for k, v in kwargs.items() if k != "profile"})
+
+
+def _erm_seconds(config: dict) -> float:
+    n = TRAIN_SIZES[config["dataset"]] * (1.25 if config["train_set"] == "train+heldout" else 1.0)
+    if config["group_ratio"] is not None and config["group_ratio_method"] == "subsetting":
+        n *= 0.1  # class-balanced subsets at twice the smallest group count are small
+    return SECONDS_PER_EXAMPLE.get(config["model"], 5e-3) * n * config["epochs"]
+
+
+def _weights_location(model: str) -> tuple[str, bool]:
+    """(where the weights of `model` are looked for, whether they are there), without any network access."""
+    name = WEIGHTS[model][0]
+    if name.endswith(".pth"):
+        import torch
+
+        path = Path(torch.hub.get_dir()) / "checkpoints" / name
+        return str(path), path.is_file()
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(name, "config.json")
+    return f"the Hugging Face cache ({name})", isinstance(found, str)
+
+
+def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path | None = None) -> str:
+    """The dry-run report (text)."""
+    root = root or book.repo_root()
+    names = [n for n in book.notebooks(root) if n in sections.SECTIONS and (not only or n in only)]
+    store = runs.Store()
+    rows, roots = [], set()
+    for name in names:
+        for kind, configs in section_configs(name, profile, root).items():
+            for c in configs:
+                rid = runs.run_id(kind, c)
+                cost = _erm_seconds(c) if kind == "erm" else HEAD_SECONDS
+                rows.append({"section": name, "kind": kind, "run_id": rid, "cost": cost,
+                             "cached": runs.is_done(runs.run_dir(kind, rid, store)),
+                             "dataset": c.get("dataset"), "model": c.get("model"),
+                             "pretrained": c.get("pretrained"), "data_root": c.get("data_root")})
+                if kind == "erm":
+                    roots.add((c["dataset"], c["data_root"]))
+    table = pd.DataFrame(rows)
+    lines = [f"Plan of the '{profile}' profile ({', '.join(names)}); nothing is computed."]
+    unique = table.drop_duplicates(["kind", "run_id"])
+    for kind, part in unique.groupby("kind"):
+        lines.append(f"  {kind}: {len(part)} runs, {int(part['cached'].sum())} cached, {int((~part['cached']).sum())} to run")
+    per_section = table.groupby("section")["run_id"].nunique()
+    lines.append("  runs per section (shared runs count in each): " + ", ".join(f"{k} {v}" for k, v in per_section.items()))
+    todo = unique[~unique["cached"]]
+    unit = "GPU-hours" if profile == "paper" else "CPU-hours (one core)"
+    lines.append(f"  estimated compute for the missing runs: {todo['cost'].sum() / 3600:.1f} {unit} (rough, see repro.plan)")
+    problems = []
+    from repro import metadata
+
+    for dataset, data_root in sorted(roots):
+        try:
+            metadata.find_root(dataset, data_root)
+        except FileNotFoundError:
+            problems.append(f"  data: {dataset} not found under {data_root}; fetch it with: "
+                            f"repro data download {dataset} --root {data_root}")
+    if profile == "paper":
+        for model in sorted(set(unique.loc[unique["kind"] == "erm", "model"].dropna())):
+            if model in WEIGHTS:
+                where, present = _weights_location(model)
+                if not present:
+                    problems.append(f"  weights: pretrained {model} not found at {where}; get it with: {WEIGHTS[model][1]}")
+    lines.append("Missing:" if problems else "Missing: nothing; every dataset and pretrained weight is in place.")
+    lines += problems
+    return "\n".join(lines)
