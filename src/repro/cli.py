@@ -76,9 +76,23 @@ def _parse_sets(pairs: list[str]) -> dict:
 def _run_erm(args) -> int:
     from . import erm
 
-    path = erm.run(args.dataset, args.profile, **_parse_sets(args.set))
+    overrides = _parse_sets(args.set)
+    if "data_root" not in overrides:
+        overrides["data_root"] = default_data_root(args.profile, args.dataset)
+    path = erm.run(args.dataset, args.profile, **overrides)
     print(path)
     return 0
+
+
+def default_data_root(profile: str, dataset: str) -> str:
+    """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing."""
+    if profile == "paper":
+        return "data/real"
+    from . import synth
+
+    root = f"data/synth/{profile}"
+    synth.ensure(root, [dataset], scale=profile)
+    return root
 
 
 def parser() -> argparse.ArgumentParser:
@@ -117,7 +131,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one experiment through the run store",
                        description="Compute a run unless the run store already holds it; print its directory.")
     rsub = r.add_subparsers(dest="run_command", required=True)
-    e = rsub.add_parser("erm", help="ERM finetuning + feature cache", description="Train ERM and cache its features.")
+    e = rsub.add_parser("erm", help="ERM finetuning + feature cache",
+                        description="Train ERM and cache its features. Data: data/synth/<profile> (twins written "
+                                    "on first use) for smoke/cpu, data/real for paper, unless --set data_root=DIR.")
     e.add_argument("--dataset", required=True, choices=DATASETS)
     e.add_argument("--profile", default="smoke", choices=("smoke", "cpu", "paper"))
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")

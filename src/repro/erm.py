@@ -264,7 +264,7 @@ def predict(model, inputs: Inputs, idx: np.ndarray, batch_size: int = 256) -> tu
 
 
 def _progress(iterable, **kw):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     off = os.environ.get("REPRO_PROGRESS", "1") == "0" or not sys.stderr.isatty()
     return tqdm(iterable, disable=off, **kw)
 

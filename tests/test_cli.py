@@ -1,0 +1,62 @@
+"""The `repro` command line: --help everywhere, Table 2 from the real metadata, run erm twice."""
+import io
+import subprocess
+import sys
+from contextlib import redirect_stdout
+
+import pandas as pd
+import pytest
+
+from repro import cli, data
+
+SUBCOMMANDS = [[], ["book"], ["data"], ["data", "table"], ["data", "synth"], ["data", "download"], ["run"], ["run", "erm"]]
+
+
+@pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda w: " ".join(w) or "repro")
+def test_help_on_every_subcommand(words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*words, "--help"])
+    assert exit_.value.code == 0 and "usage: repro" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "repro", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("repro ")
+
+
+def test_data_table_csv_equals_paper_table2_on_real_metadata(real_root):
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert cli.main(["data", "table", "--root", str(real_root), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(buffer.getvalue()))
+    assert list(table.columns) == ["dataset", "group", "y", "s", "p_y", "p_g", "p_y_given_s", "train", "val", "test"]
+    paper = data.PAPER_TABLE2.copy()
+    paper.loc[(paper.dataset == "waterbirds") & (paper.y == "landbird"), "test"] = 2255  # the paper's typo, fixed
+    paper = paper[paper.dataset.isin(["waterbirds", "celeba", "multinli"])].reset_index(drop=True)
+    assert set(table.dataset) == {"waterbirds", "celeba", "multinli"}
+    merged = paper.merge(table, on=["dataset", "group"], suffixes=("_paper", ""))
+    assert len(merged) == 14
+    for col in ("train", "val", "test"):
+        assert (merged[col] == merged[f"{col}_paper"]).all(), col
+    for col in ("p_y", "p_g", "p_y_given_s"):
+        assert (merged[col].round(3) - merged[f"{col}_paper"]).abs().max() < 1e-9, col
+
+
+def test_data_table_on_an_empty_root_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["data", "table", "--root", str(tmp_path)]) == 2
+    assert "repro data synth" in capsys.readouterr().err
+
+
+def test_run_erm_twice_does_no_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "runs"))
+    first = subprocess.run([sys.executable, "-m", "repro", "run", "erm", "--dataset", "waterbirds", "--profile", "smoke"],
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    path = first.stdout.strip().splitlines()[-1]
+    assert (tmp_path / "runs" / "erm").is_dir() and path.startswith(str(tmp_path / "runs" / "erm"))
+    stamp = (tmp_path / "runs" / "erm" / path.rsplit("/", 1)[1] / "done").stat().st_mtime_ns
+    second = subprocess.run([sys.executable, "-m", "repro", "run", "erm", "--dataset", "waterbirds", "--profile", "smoke"],
+                            capture_output=True, text=True)
+    assert second.stdout.strip().splitlines()[-1] == path
+    assert (tmp_path / "runs" / "erm" / path.rsplit("/", 1)[1] / "done").stat().st_mtime_ns == stamp
