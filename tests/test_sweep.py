@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from repro import runs, sweep
@@ -124,3 +125,44 @@ def test_submitit_local_executor(tmp_path, monkeypatch):
                              "folder": str(tmp_path / "logs")})
     assert [runs.read_metrics("toy", p.name, tmp_path)["value"] for p in paths] == [9, 16]
 
+
+
+ERM_SCRIPT = """
+import sys
+from repro import erm, sweep, synth
+root = sys.argv[2]
+configs = [erm.default_config("waterbirds", "smoke", data_root=root, seed=s) for s in (1, 2, 3)]
+sweep.run("erm", configs, store=sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_erm_sweep_on_the_smoke_profile(tmp_path):
+    from repro import synth
+
+    root, store = tmp_path / "data", tmp_path / "store"
+    synth.ensure(root, ["waterbirds"], scale="smoke")
+    env = {**os.environ, "REPRO_PROGRESS": "0"}
+    proc = subprocess.Popen([sys.executable, "-c", ERM_SCRIPT, str(store), str(root)], env=env)
+    deadline = time.time() + 300
+    while not (store / "erm").is_dir() or not any((p / "done").exists() for p in (store / "erm").iterdir()):
+        assert time.time() < deadline and proc.poll() is None, "the sweep finished no run"
+        time.sleep(0.05)
+    while not any(p.name.startswith(".tmp-") for p in (store / "erm").iterdir()):  # the next run has started
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {p.name: (p / "done").stat().st_mtime_ns for p in (store / "erm").iterdir() if (p / "done").exists()}
+    assert 1 <= len(first) < 3
+
+    subprocess.run([sys.executable, "-c", ERM_SCRIPT, str(store), str(root)], check=True, env=env)
+    after = {p.name for p in (store / "erm").iterdir()}
+    assert len(after) == 3 and not any(name.startswith(".tmp-") for name in after)
+    assert all((store / "erm" / name / "done").stat().st_mtime_ns == t for name, t in first.items())  # not redone
+
+    subprocess.run([sys.executable, "-c", ERM_SCRIPT, str(tmp_path / "clean"), str(root)], check=True, env=env)
+    cols = ["run_id", "seed", "test_acc_wg", "test_acc_avg", "train_acc_avg"]
+    got = runs.load("erm", store)[cols].sort_values("run_id").reset_index(drop=True)
+    want = runs.load("erm", tmp_path / "clean")[cols].sort_values("run_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
