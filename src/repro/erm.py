@@ -58,7 +58,7 @@ def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
                   balance="none", balance_by="class", group_ratio=None,
                   group_ratio_method="upsampling" if dataset == "waterbirds" else "subsetting",
                   train_set="train", heldout_source="val", eval_every=1, save_epochs=None, nc1_every=0,
-                  image_size=224, max_length=128, augment=True, model_kw={}, data_fingerprint=None)
+                  image_size=224, max_length=128, augment=True, model_kw={}, data_fingerprint=None, min_steps=0)
     config.update(_EXTRA[profile])
     if profile == "paper":
         config.update(_PAPER_DATASET.get(dataset, {}))
@@ -94,7 +94,7 @@ def check(config: dict) -> dict:
         raise ValueError(f"group_ratio must be null or in (0, 1], got {r}")
     if r is not None and config["balance"] != "none":
         raise ValueError("group_ratio already fixes the group balance; use it with balance='none'")
-    if config["eval_every"] < 0 or config["nc1_every"] < 0:
+    if config["eval_every"] < 0 or config["nc1_every"] < 0 or config["min_steps"] < 0:
         raise ValueError("eval_every and nc1_every must be >= 0 (0: only after the last epoch / off)")
     bad = [e for e in config["save_epochs"] if not 1 <= e <= config["epochs"]]
     if bad:
@@ -284,6 +284,11 @@ def train(config: dict, workdir) -> dict:
     base_lrs = [group["lr"] for group in opt.param_groups]
     epochs, bs = config["epochs"], config["batch_size"]
     steps_per_epoch = math.ceil(n_train / bs)
+    save = set(config["save_epochs"])
+    if config["min_steps"] > epochs * steps_per_epoch:
+        # a small subset (e.g. at a group ratio) trains for at least min_steps SGD steps; it saves its last epoch
+        epochs = math.ceil(config["min_steps"] / steps_per_epoch)
+        save = {epochs}
     props = np.bincount(data.g[idx["train"]], minlength=data.n_groups) / len(idx["train"])
     y, g = torch.tensor(data.y, dtype=torch.long), torch.tensor(data.g, dtype=torch.long)
     w = torch.from_numpy(weights) if weights is not None else None
@@ -303,7 +308,7 @@ def train(config: dict, workdir) -> dict:
             step, total = step + 1, total + float(loss.detach()) * len(b)
         row = {"epoch": epoch, "loss": total / len(order)}
         every = config["eval_every"]
-        full = (every > 0 and epoch % every == 0) or epoch == epochs or epoch in config["save_epochs"]
+        full = (every > 0 and epoch % every == 0) or epoch == epochs or epoch in save
         nc1_due = config["nc1_every"] > 0 and (epoch % config["nc1_every"] == 0 or epoch == epochs)
         if full or nc1_due:
             out = {s: predict(model, inputs, i) for s, i in idx.items() if full or s == "train"}
@@ -315,14 +320,14 @@ def train(config: dict, workdir) -> dict:
                 row["nc1_train"] = metrics.nc1(out["train"][0], y[idx["train"]])
                 if epoch == epochs:  # the last epoch always evaluates every split
                     nc1_heldout = metrics.nc1(out["heldout"][0], y[idx["heldout"]])
-            if epoch in config["save_epochs"]:
+            if epoch in save:
                 save_checkpoint(model, config, workdir / f"checkpoint_epoch{epoch}.safetensors", epoch)
                 features.save(workdir / f"features_epoch{epoch}.safetensors", model, out, data, idx,
                               {"config": runs.canonical_json(config), "epoch": str(epoch)})
         history.append(row)
     final = {k: v for k, v in history[-1].items() if k not in ("epoch",)}
     return {**final, "nc1_heldout": nc1_heldout, "history": history, "n_train": n_train,
-            "saved_epochs": list(config["save_epochs"])}
+            "saved_epochs": sorted(save), "epochs_trained": epochs}
 
 
 def save_checkpoint(model, config: dict, path: Path, epoch: int) -> None:

@@ -21,6 +21,21 @@ def _grid(datasets, seeds):
     return [(d, s) for d in datasets for s in seeds]
 
 
+def _execute(plan: dict, workers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Compute the plan's missing ERM runs and heads; return the ERM table and the heads table, each head
+    annotated with its ERM run's dataset, seed and balancing."""
+    run_erm(plan["erm"], workers)
+    ermt = erm_table(plan["erm"])
+    if not plan.get("heads"):
+        return ermt, pd.DataFrame()
+    run_heads(plan["heads"])
+    heads = heads_table(plan["heads"])
+    source = ermt.drop_duplicates("run_id").set_index("run_id").loc[heads["erm"]]
+    for col in ("dataset", "seed", "balance", "group_ratio"):
+        heads[f"erm_{col}"] = source[col].to_numpy()
+    return ermt, heads
+
+
 def _model(models, dataset) -> dict:
     """ERM overrides choosing the section's model (e.g. ResNet-18 / BERT-Tiny in Figures 2 and 3)."""
     return {"model": models[dataset]} if models and dataset in models else {}
@@ -77,20 +92,19 @@ def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor
             workers=1):
     """Figure 3 (direction error to the SVM over steps) and Table 1 (margins vs group test accuracy)."""
     plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, model_overrides)
-    run_erm(plan["erm"], workers)
-    run_heads(plan["heads"])
+    ermt, heads = _execute(plan, workers)
     run_svm(plan["svm"])
-    base = erm_table(plan["erm"]).set_index("run_id")
+    base = ermt.drop_duplicates("run_id").set_index("run_id")
     paths = []
     for _, row in svm_table(plan["svm"]).iterrows():
         dataset = base.loc[row["erm"], "dataset"]
         paths += [{"dataset": dataset, "seed": row["seed"], "step": s, "direction_error": e,
                    "standard_steps": row["standard_steps"]} for s, e in zip(row["steps"], row["direction_error"])]
     points = []
-    for _, row in heads_table(plan["heads"]).iterrows():
-        dataset, seed = base.loc[row["erm"], "dataset"], base.loc[row["erm"], "seed"]
+    for _, row in heads.iterrows():
+        dataset = row["erm_dataset"]
         for k, name in enumerate(data.group_names(dataset)):
-            points.append({"dataset": dataset, "erm_seed": seed, "llr_seed": row["spec.seed"], "group": k,
+            points.append({"dataset": dataset, "erm_seed": row["erm_seed"], "llr_seed": row["spec.seed"], "group": k,
                            "group_name": name, "margin_min": row["margin_min"][k], "margin_avg": row["margin_avg"][k],
                            "test_acc": row.get(f"test_acc_g{k}")})
     points = pd.DataFrame(points)
@@ -110,11 +124,30 @@ def margin_correlations(points: pd.DataFrame) -> pd.DataFrame:
 
 # -------------------------------------------------------------- Section 3.1 (Figure 4): group ratios
 
-def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0)):
+def standard_steps(dataset, profile, data_root, train_set="train") -> int:
+    """SGD steps of a standard ERM run (no subsetting) on the dataset's ERM split (+ the held-out set)."""
+    import math
+
+    from repro import metadata
+
+    split = metadata.read(dataset, data_root)["split"].to_numpy()
+    n_train, n_val = int((split == data.TRAIN).sum()), int((split == data.VAL).sum())
+    n = int(0.8 * n_train) if dataset == "waterbirds" else n_train  # Waterbirds holds out 20% of train
+    if train_set == "train+heldout":
+        n = n_train if dataset == "waterbirds" else n_train + n_val // 2
+    hp = hparams.erm(dataset, profile)
+    return hp["epochs"] * math.ceil(n / hp["batch_size"])
+
+
+def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False):
     from repro import runs
 
-    split = [erm_config(d, profile, data_root, s, group_ratio=r) for d, s in _grid(datasets, seeds) for r in ratios]
-    full = [erm_config(d, profile, data_root, s, group_ratio=r, train_set="train+heldout")
+    def steps(d, train_set):
+        return {"min_steps": standard_steps(d, profile, data_root, train_set)} if match_steps else {}
+
+    split = [erm_config(d, profile, data_root, s, group_ratio=r, **steps(d, "train"))
+             for d, s in _grid(datasets, seeds) for r in ratios]
+    full = [erm_config(d, profile, data_root, s, group_ratio=r, train_set="train+heldout", **steps(d, "train+heldout"))
             for d, s in _grid(datasets, seeds) for r in ratios]
     heads = [head_config(runs.run_id("erm", c), {"method": "ratio", "seed": c["seed"], "r": r, "balance": "upsampling",
                                                  "minority": list(PAPER_MINORITY[c["dataset"]])},
@@ -122,22 +155,18 @@ def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 
     return {"erm": split + full, "heads": heads}
 
 
-def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), workers=1):
-    """Figure 4: test WGA of LLR (ERM ratio x held-out ratio) and of ERM trained on 100% at each ratio."""
-    plan = group_ratio_configs(datasets, seeds, profile, data_root, ratios)
-    run_erm(plan["erm"], workers)
-    run_heads(plan["heads"])
-    ermt = erm_table(plan["erm"])
+def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False, workers=1):
+    """Figure 4: test WGA of LLR (ERM ratio x held-out ratio) and of ERM trained on 100% at each ratio.
+
+    match_steps: ERM on a group-ratio subset trains at least as many SGD steps as a standard ERM run (the
+    CPU profiles, whose models start from scratch; the paper keeps the epochs)."""
+    ermt, heads = _execute(group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps), workers)
     erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "group_ratio", "test_acc_wg", "test_acc_avg"]]
-    erm_rows = erm_rows.rename(columns={"group_ratio": "ratio"})
-    split = ermt.set_index("run_id")
-    llr = heads_table(plan["heads"])
-    llr_rows = pd.DataFrame({"dataset": split.loc[llr["erm"], "dataset"].to_numpy(),
-                             "seed": split.loc[llr["erm"], "seed"].to_numpy(),
-                             "erm_ratio": split.loc[llr["erm"], "group_ratio"].to_numpy(),
-                             "llr_ratio": llr["spec.r"].to_numpy(), "test_acc_wg": llr["test_acc_wg"].to_numpy(),
-                             "test_acc_avg": llr["test_acc_avg"].to_numpy()})
-    return erm_rows.reset_index(drop=True), llr_rows, ratio_correlations(erm_rows, llr_rows)
+    erm_rows = erm_rows.rename(columns={"group_ratio": "ratio"}).reset_index(drop=True)
+    llr_rows = heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "erm_group_ratio": "erm_ratio",
+                                     "spec.r": "llr_ratio"})[["dataset", "seed", "erm_ratio", "llr_ratio",
+                                                              "test_acc_wg", "test_acc_avg"]]
+    return erm_rows, llr_rows, ratio_correlations(erm_rows, llr_rows)
 
 
 def ratio_correlations(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.DataFrame:
@@ -174,16 +203,9 @@ def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0,
 
 def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0), workers=1):
     """Figure 5: ERM (100%) and LLR (split) under each class-balancing method; AFR over gamma."""
-    plan = class_balance_configs(datasets, seeds, profile, data_root, gammas)
-    run_erm(plan["erm"], workers)
-    run_heads(plan["heads"])
-    ermt = erm_table(plan["erm"])
+    ermt, heads = _execute(class_balance_configs(datasets, seeds, profile, data_root, gammas), workers)
     erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "balance", "test_acc_wg", "test_acc_avg"]]
-    split = ermt.set_index("run_id")
-    heads = heads_table(plan["heads"])
-    heads["dataset"] = split.loc[heads["erm"], "dataset"].to_numpy()
-    heads["seed"] = split.loc[heads["erm"], "seed"].to_numpy()
-    heads["erm_balance"] = split.loc[heads["erm"], "balance"].to_numpy()
+    heads = heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed"})
     heads["llr_balance"] = np.where(heads["spec.method"] == "cbllr", heads.get("spec.balance"), "none")
     cols = ["dataset", "seed", "erm_balance", "llr_balance", "test_acc_wg", "test_acc_avg"]
     llr_rows = heads[heads["spec.method"].isin(["llr", "cbllr"])][cols]
@@ -227,23 +249,17 @@ def group_balance_configs(datasets, seeds, profile, data_root):
 
 def group_balance(datasets, seeds, profile, data_root, workers=1):
     """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR)."""
-    plan = group_balance_configs(datasets, seeds, profile, data_root)
-    run_erm(plan["erm"], workers)
-    run_heads(plan["heads"])
-    ermt = erm_table(plan["erm"])
+    ermt, dfr = _execute(group_balance_configs(datasets, seeds, profile, data_root), workers)
     dyn = ermt[ermt["balance_by"] == "group"]
     curves = pd.DataFrame([{"dataset": r["dataset"], "seed": r["seed"], "balance": r["balance"], "epoch": h["epoch"],
                             "test_acc_wg": h["test_acc_wg"]} for _, r in dyn.iterrows() for h in r["history"]
                            if "test_acc_wg" in h])
     cb = ermt[(ermt["balance_by"] == "class") & (ermt["train_set"] == "train+heldout")]
-    split = ermt.set_index("run_id")
-    dfr = heads_table(plan["heads"])
+    cols = ["dataset", "seed", "balance", "method", "test_acc_wg"]
     bars = pd.concat([
-        pd.DataFrame({"dataset": cb["dataset"], "seed": cb["seed"], "balance": cb["balance"],
-                      "method": "class-balanced ERM", "test_acc_wg": cb["test_acc_wg"]}),
-        pd.DataFrame({"dataset": split.loc[dfr["erm"], "dataset"].to_numpy(), "seed": split.loc[dfr["erm"], "seed"].to_numpy(),
-                      "balance": dfr["spec.balance"].to_numpy(), "method": "group-balanced DFR",
-                      "test_acc_wg": dfr["test_acc_wg"].to_numpy()})], ignore_index=True)
+        cb.assign(method="class-balanced ERM")[cols],
+        dfr.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "spec.balance": "balance"})
+           .assign(method="group-balanced DFR")[cols]], ignore_index=True)
     return curves, bars
 
 
@@ -252,17 +268,9 @@ SECTIONS = {"neural_collapse": neural_collapse_configs, "margins": margins_confi
             "appendix_a": group_balance_configs}
 
 
-def minority(datasets, data_root) -> dict:
-    """Minority groups of each dataset's training split (all but the largest group of each class)."""
-    from repro import metadata
-
-    out = {}
-    for d in datasets:
-        meta = metadata.read(d, data_root)
-        train = meta[meta["split"] == data.TRAIN]
-        out[d] = data.minority_groups(train["y"].to_numpy(), train["a"].to_numpy(), len(data.CLASS_NAMES[d]),
-                                      len(data.ATTR_NAMES[d]))
-    return out
+def minority(datasets) -> dict:
+    """Minority groups of each dataset as the paper's group-ratio code names them (for CelebA: blond/male)."""
+    return {d: list(PAPER_MINORITY[d]) for d in datasets}
 
 
 def model_names(datasets, profile, model_overrides=None) -> str:
