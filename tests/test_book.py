@@ -107,7 +107,12 @@ def test_smoke_book_builds_with_warnings_as_errors():
         page = (html / f"{name}.html").read_text()
         assert "Provenance of this page" in page, f"{name}: no provenance table"
         assert "Traceback" not in page
-    assert "Profile: <strong>smoke</strong>" in index.read_text() or "smoke" in index.read_text()
+    assert "book/intro.html" in index.read_text()  # the front page
+    assert "Profile: <strong>smoke</strong>" in (html / "intro.html").read_text()
+    for page in ("scorecard", "deviations"):
+        assert (html / f"{page}.html").is_file()
+    downloads = {p.name for p in (REPO / "_build" / "html" / "_downloads").rglob("*.csv")}
+    assert {"figure4_llr.csv", "table2_real_metadata.csv", "figure1.csv"} <= downloads
 
 
 def _sources(name: str) -> tuple[str, str]:
