@@ -60,3 +60,14 @@ def test_run_erm_twice_does_no_work(tmp_path, monkeypatch):
                             capture_output=True, text=True)
     assert second.stdout.strip().splitlines()[-1] == path
     assert (tmp_path / "runs" / "erm" / path.rsplit("/", 1)[1] / "done").stat().st_mtime_ns == stamp
+
+
+def test_data_synth_then_table_shows_table2_proportions(tmp_path, capsys):
+    assert cli.main(["data", "synth", "waterbirds", "civilcomments", "--root", str(tmp_path), "--scale", "smoke"]) == 0
+    capsys.readouterr()
+    assert cli.main(["data", "table", "--root", str(tmp_path)]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    paper = data.PAPER_TABLE2.merge(table, on=["dataset", "group"], suffixes=("_paper", ""))
+    assert len(paper) == 8 and (paper["p_y"] - paper["p_y_paper"]).abs().max() < 0.02
+    assert cli.main(["data", "synth", "waterbirds", "--root", str(tmp_path), "--scale", "huge"]) == 2
+    assert "unknown scale 'huge'" in capsys.readouterr().err

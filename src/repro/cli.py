@@ -48,8 +48,12 @@ def _data_table(args) -> int:
 def _data_synth(args) -> int:
     from . import synth
 
+    try:
+        scale = float(args.scale)
+    except ValueError:
+        scale = args.scale  # a profile name: its per-dataset scales (synth.SCALES)
     for name in args.names:
-        path = synth.write(name, args.root, scale=args.scale, seed=args.seed)
+        path = synth.write(name, args.root, scale=scale, seed=args.seed)
         print(f"{name}: {path}")
     return 0
 
@@ -119,7 +123,8 @@ def parser() -> argparse.ArgumentParser:
                         description="Write a synthetic twin of each named dataset under ROOT/<name>/.")
     s.add_argument("names", nargs="+", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
     s.add_argument("--root", required=True, type=Path)
-    s.add_argument("--scale", type=float, default=None, help="fraction of the real split sizes (default: cpu scale)")
+    s.add_argument("--scale", default="cpu", help="fraction of the real split sizes, or a profile name whose "
+                                                   "per-dataset scales to use: cpu (default) or smoke")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_data_synth)
     dl = dsub.add_parser("download", help="download a real dataset and verify its checksums",
