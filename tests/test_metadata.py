@@ -95,28 +95,16 @@ def _edited(tmp_path, name, filename, edit):
     return tmp_path
 
 
-def test_missing_column(tmp_path):
-    root = _edited(tmp_path, "waterbirds", "metadata.csv", lambda s: s.replace(",place,", ",location,"))
-    with pytest.raises(ValueError, match=r"metadata.csv: missing column\(s\) \['place'\]"):
-        metadata.read("waterbirds", root)
-
-
-def test_unknown_split_code(tmp_path):
-    root = _edited(tmp_path, "multinli", "metadata_random.csv", lambda s: s.replace("3,0,0,1", "3,0,0,7"))
-    with pytest.raises(ValueError, match=r"metadata_random.csv: column 'split' has values \[7\]"):
-        metadata.read("multinli", root)
-
-
-def test_label_out_of_range(tmp_path):
-    root = _edited(tmp_path, "multinli", "metadata_random.csv", lambda s: s.replace("1,1,0,0", "1,3,0,0"))
-    with pytest.raises(ValueError, match=r"column 'gold_label' has values \[3\]"):
-        metadata.read("multinli", root)
-
-
-def test_unknown_civilcomments_split_name(tmp_path):
-    root = _edited(tmp_path, "civilcomments", "all_data_with_identities.csv", lambda s: s.replace(",val,", ",dev,"))
-    with pytest.raises(ValueError, match=r"column 'split' has values \['dev'\]"):
-        metadata.read("civilcomments", root)
+@pytest.mark.parametrize("name, filename, old, new, message", [
+    ("waterbirds", "metadata.csv", ",place,", ",location,", r"metadata.csv: missing column\(s\) \['place'\]"),
+    ("multinli", "metadata_random.csv", "3,0,0,1", "3,0,0,7", r"metadata_random.csv: column 'split' has values \[7\]"),
+    ("multinli", "metadata_random.csv", "1,1,0,0", "1,3,0,0", r"column 'gold_label' has values \[3\]"),
+    ("civilcomments", "all_data_with_identities.csv", ",val,", ",dev,", r"column 'split' has values \['dev'\]"),
+], ids=["missing column", "unknown split code", "label out of range", "unknown civilcomments split"])
+def test_malformed_metadata_is_a_clear_error(tmp_path, name, filename, old, new, message):
+    root = _edited(tmp_path, name, filename, lambda s: s.replace(old, new))
+    with pytest.raises(ValueError, match=message):
+        metadata.read(name, root)
 
 
 def test_celeba_files_must_list_the_same_images(tmp_path):

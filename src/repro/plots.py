@@ -86,6 +86,16 @@ def _panels(df: pd.DataFrame, ncols: int = 2):
     return fig, list(zip(datasets, axes))
 
 
+def _label(ax, title: str, xlabel: str | None, ylabel: str, fontsize: int = 8, ylim=None) -> None:
+    ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=fontsize)
+
+
 def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> plt.Figure:
     """NC1 of training features over epochs (mean ± std over seeds), the standard number of epochs dashed,
     and the mean held-out NC1 at the end of training as a star."""
@@ -96,10 +106,7 @@ def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> plt.Figure:
         ax.axvline(e["standard_epochs"].iloc[0], color="grey", ls="--", label="standard epochs")
         ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=14, color="C3", label="held-out NC1 (end)")
         ax.set_yscale("log")
-        ax.set_title(dataset)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("NC1")
-        ax.legend(fontsize=8)
+        _label(ax, dataset, "epoch", "NC1")
     fig.tight_layout()
     return fig
 
@@ -111,10 +118,7 @@ def figure3(paths: pd.DataFrame) -> plt.Figure:
         part = paths[paths["dataset"] == dataset]
         lines(ax, part, "step", "direction_error", label_fmt="LLR vs SVM", logx=True, marker=".")
         ax.axvline(part["standard_steps"].iloc[0], color="grey", ls="--", label="standard steps")
-        ax.set_title(dataset)
-        ax.set_xlabel("SGD steps")
-        ax.set_ylabel("directional error")
-        ax.legend(fontsize=8)
+        _label(ax, dataset, "SGD steps", "directional error")
     fig.tight_layout()
     return fig
 
@@ -128,10 +132,8 @@ def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) 
               label_fmt="LLR after ERM at ratio {}", logx=True)
         stats = mean_std(erm_rows[erm_rows["dataset"] == dataset], ["ratio"], "test_acc_wg")
         ax.errorbar(stats["ratio"], stats["mean"], stats["std"], fmt="^", color="grey", ms=8, label="ERM (100% data)")
-        ax.set_title(f"{dataset} (Pearson r = {r.get(dataset, float('nan')):.3f})")
-        ax.set_xlabel("group ratio (held-out set for LLR, training set for ERM)")
-        ax.set_ylabel("test WGA")
-        ax.legend(fontsize=7)
+        _label(ax, f"{dataset} (Pearson r = {r.get(dataset, float('nan')):.3f})",
+               "group ratio (held-out set for LLR, training set for ERM)", "test WGA", fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -160,11 +162,7 @@ def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> plt.Figure:
     for dataset, ax in panels:
         bars(ax, both[both["dataset"] == dataset], "erm_balance", "kind",
              order=["none", "subsetting", "upsampling", "upweighting"], hue_order=kinds)
-        ax.set_title(dataset)
-        ax.set_xlabel("class balancing of ERM")
-        ax.set_ylabel("test WGA")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7)
+        _label(ax, dataset, "class balancing of ERM", "test WGA", fontsize=7, ylim=(0, 1))
     fig.tight_layout()
     return fig
 
@@ -193,10 +191,7 @@ def figure6(curves: pd.DataFrame) -> plt.Figure:
     fig, panels = _panels(curves)
     for dataset, ax in panels:
         lines(ax, curves[curves["dataset"] == dataset], "epoch", "test_acc_wg", hue="balance")
-        ax.set_title(dataset)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test WGA")
-        ax.legend(fontsize=8)
+        _label(ax, dataset, "epoch", "test WGA")
     fig.tight_layout()
     return fig
 
@@ -207,9 +202,6 @@ def figure7(bars_df: pd.DataFrame) -> plt.Figure:
     for dataset, ax in panels:
         bars(ax, bars_df[bars_df["dataset"] == dataset], "balance", "method",
              order=["subsetting", "upsampling", "upweighting"], hue_order=["class-balanced ERM", "group-balanced DFR"])
-        ax.set_title(dataset)
-        ax.set_ylabel("test WGA")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
+        _label(ax, dataset, None, "test WGA", ylim=(0, 1))
     fig.tight_layout()
     return fig
