@@ -21,10 +21,11 @@ def _grid(datasets, seeds):
     return [(d, s) for d in datasets for s in seeds]
 
 
-def _execute(plan: dict, workers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Compute the plan's missing ERM runs and heads; return the ERM table and the heads table, each head
-    annotated with its ERM run's dataset, seed and balancing."""
-    run_erm(plan["erm"], workers)
+def _execute(plan: dict, workers: int, executor: str = "local", slurm: dict | None = None):
+    """Compute the plan's missing ERM runs (locally, or on SLURM through submitit) and heads (locally, on
+    the cached features); return the ERM table and the heads table, each head annotated with its ERM run's
+    dataset, seed, balancing and group ratio."""
+    run_erm(plan["erm"], workers, executor, slurm)
     ermt = erm_table(plan["erm"])
     if not plan.get("heads"):
         return ermt, pd.DataFrame()
@@ -56,10 +57,11 @@ def neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor=2.
     return {"erm": out}
 
 
-def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None, workers=1):
+def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None, workers=1,
+                    executor="local", slurm=None):
     """NC1 of the training features per epoch, and train/held-out NC1 at the end of training."""
     configs = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, model_overrides)["erm"]
-    run_erm(configs, workers)
+    run_erm(configs, workers, executor, slurm)
     table = erm_table(configs)
     curve, end = [], []
     for _, row in table.iterrows():
@@ -89,10 +91,10 @@ def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), sv
 
 
 def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12, model_overrides=None,
-            workers=1):
+            workers=1, executor="local", slurm=None):
     """Figure 3 (direction error to the SVM over steps) and Table 1 (margins vs group test accuracy)."""
     plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, model_overrides)
-    ermt, heads = _execute(plan, workers)
+    ermt, heads = _execute(plan, workers, executor, slurm)
     run_svm(plan["svm"])
     base = ermt.drop_duplicates("run_id").set_index("run_id")
     paths = []
@@ -155,12 +157,14 @@ def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 
     return {"erm": split + full, "heads": heads}
 
 
-def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False, workers=1):
+def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False, workers=1,
+                executor="local", slurm=None):
     """Figure 4: test WGA of LLR (ERM ratio x held-out ratio) and of ERM trained on 100% at each ratio.
 
     match_steps: ERM on a group-ratio subset trains at least as many SGD steps as a standard ERM run (the
     CPU profiles, whose models start from scratch; the paper keeps the epochs)."""
-    ermt, heads = _execute(group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps), workers)
+    plan = group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps)
+    ermt, heads = _execute(plan, workers, executor, slurm)
     erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "group_ratio", "test_acc_wg", "test_acc_avg"]]
     erm_rows = erm_rows.rename(columns={"group_ratio": "ratio"}).reset_index(drop=True)
     llr_rows = heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "erm_group_ratio": "erm_ratio",
@@ -201,9 +205,11 @@ def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0,
     return {"erm": full + split, "heads": heads}
 
 
-def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0), workers=1):
+def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0), workers=1, executor="local",
+                  slurm=None):
     """Figure 5: ERM (100%) and LLR (split) under each class-balancing method; AFR over gamma."""
-    ermt, heads = _execute(class_balance_configs(datasets, seeds, profile, data_root, gammas), workers)
+    plan = class_balance_configs(datasets, seeds, profile, data_root, gammas)
+    ermt, heads = _execute(plan, workers, executor, slurm)
     erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "balance", "test_acc_wg", "test_acc_avg"]]
     heads = heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed"})
     heads["llr_balance"] = np.where(heads["spec.method"] == "cbllr", heads.get("spec.balance"), "none")
@@ -247,9 +253,9 @@ def group_balance_configs(datasets, seeds, profile, data_root):
     return {"erm": dynamics + class_full + class_split, "heads": heads}
 
 
-def group_balance(datasets, seeds, profile, data_root, workers=1):
+def group_balance(datasets, seeds, profile, data_root, workers=1, executor="local", slurm=None):
     """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR)."""
-    ermt, dfr = _execute(group_balance_configs(datasets, seeds, profile, data_root), workers)
+    ermt, dfr = _execute(group_balance_configs(datasets, seeds, profile, data_root), workers, executor, slurm)
     dyn = ermt[ermt["balance_by"] == "group"]
     curves = pd.DataFrame([{"dataset": r["dataset"], "seed": r["seed"], "balance": r["balance"], "epoch": h["epoch"],
                             "test_acc_wg": h["test_acc_wg"]} for _, r in dyn.iterrows() for h in r["history"]
