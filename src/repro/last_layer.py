@@ -119,18 +119,26 @@ def _schedule(orders, subsets, weights, y, B: int, labels_dtype):
 def _sgd_step(x, W, b, rows, labels, coef, lr: float, buf, pull=None) -> None:
     """One in-place SGD step of h heads W (h, C, d), b (h, C) on their batches rows/labels/coef (h, B).
 
-    Manual gradient of sum_i coef_i loss_i: d/d logits = (softmax - onehot) * coef (sigmoid - y for C == 1);
+    Manual gradient of sum_i coef_i loss_i: d/d logits = (softmax - onehot) * coef (sigmoid - y for C == 1).
+    For C == 2 the two rows of that gradient are opposite (softmax(z)_1 = sigmoid(z_1 - z_0)), so one
+    product with the weight difference and one with the residual replace two (the matmuls dominate the step).
     pull = (W0, b0, lam (h,)) adds the gradient of lam (||W - W0||^2 + ||b - b0||^2).
     """
     h, B = rows.shape
     xb = torch.index_select(x, 0, rows.reshape(-1), out=buf[: h * B]).view(h, B, -1)  # (h, B, d)
-    logits = torch.bmm(W, xb.transpose(1, 2)).add_(b[:, :, None])                     # (h, C, B)
-    if W.shape[1] == 1:
-        grad = torch.sigmoid(logits).sub_(labels[:, None, :])
+    if W.shape[1] == 2:
+        z = torch.bmm(W[:, 1:] - W[:, :1], xb.transpose(1, 2)).add_((b[:, 1] - b[:, 0])[:, None, None])  # (h, 1, B)
+        r = torch.sigmoid(z).sub_(labels[:, None, :].to(z.dtype)).mul_(coef[:, None, :])                # (h, 1, B)
+        g, gb = torch.bmm(r, xb), r.sum(2)                                                             # (h, 1, d), (h, 1)
+        grad_W, grad_b = torch.cat([-g, g], 1), torch.cat([-gb, gb], 1)
     else:
-        grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], torch.full((h, 1, B), -1.0))
-    grad.mul_(coef[:, None, :])
-    grad_W, grad_b = torch.bmm(grad, xb), grad.sum(2)                                   # (h, C, d), (h, C)
+        logits = torch.bmm(W, xb.transpose(1, 2)).add_(b[:, :, None])                     # (h, C, B)
+        if W.shape[1] == 1:
+            grad = torch.sigmoid(logits).sub_(labels[:, None, :])
+        else:
+            grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], torch.full((h, 1, B), -1.0))
+        grad.mul_(coef[:, None, :])
+        grad_W, grad_b = torch.bmm(grad, xb), grad.sum(2)                                   # (h, C, d), (h, C)
     if pull is not None:
         W0, b0, lam = pull
         grad_W.add_((W - W0) * (2 * lam[:, None, None]))
