@@ -35,11 +35,15 @@ def run_erm(configs: list[dict], workers: int = 1, executor: str = "local", slur
     return [runs.run_id("erm", c) for c in configs]
 
 
+def _table(kind: str, configs: list[dict]) -> pd.DataFrame:
+    """Configs and metrics of the given finished runs of `kind`, one row per config, in order."""
+    ids = [runs.run_id(kind, c) for c in configs]
+    return runs.load(kind, run_id=tuple(ids)).set_index("run_id").loc[ids].reset_index()
+
+
 def erm_table(configs: list[dict]) -> pd.DataFrame:
     """Final metrics of the given (finished) ERM runs, one row each."""
-    ids = [runs.run_id("erm", c) for c in configs]
-    table = runs.load("erm", run_id=tuple(ids))
-    return table.set_index("run_id").loc[ids].reset_index()
+    return _table("erm", configs)
 
 
 # ------------------------------------------------------------------------------------- last-layer heads
@@ -93,7 +97,7 @@ def run_heads(configs: list[dict]) -> list[str]:
         specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})} for c in todo.values()]
         W, b = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=int(head[0].shape[0]), epochs=epochs,
                               lr=lr, batch_size=batch_size)
-        for (rid, config), h, result in zip(todo.items(), range(len(todo)), _evaluate_heads(f, W, b, n_groups)):
+        for h, ((rid, config), result) in enumerate(zip(todo.items(), _evaluate_heads(f, W, b, n_groups))):
             def compute(_config, workdir, h=h, result=result):
                 save_file({"weight": W[h].contiguous(), "bias": b[h].contiguous()}, str(Path(workdir) / "head.safetensors"))
                 return result
@@ -108,13 +112,13 @@ def _n_groups(dataset: str) -> int:
 
 
 def heads_table(configs: list[dict]) -> pd.DataFrame:
-    ids = [runs.run_id("heads", c) for c in configs]
-    return runs.load("heads", run_id=tuple(ids)).set_index("run_id").loc[ids].reset_index()
+    return _table("heads", configs)
 
 
 # ------------------------------------------------------------------------------------ section grids
 
-def _standard_steps(n: int, epochs: int, batch_size: int) -> int:
+def sgd_steps(n: int, epochs: int, batch_size: int) -> int:
+    """SGD steps of `epochs` passes over n examples in batches of batch_size (the last batch may be short)."""
     return epochs * math.ceil(n / batch_size)
 
 
@@ -130,7 +134,7 @@ def _svm_compute(config: dict, workdir) -> dict:
 
     f = features.load(runs.run_dir("erm", config["erm"]))
     x, y = f["features_heldout"], f["y_heldout"].numpy()
-    standard = _standard_steps(len(y), config["llr_epochs"], config["batch_size"])
+    standard = sgd_steps(len(y), config["llr_epochs"], config["batch_size"])
     last = int(config["factor"] * standard)
     steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
     W, _ = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
@@ -150,5 +154,4 @@ def run_svm(configs: list[dict]) -> list[str]:
 
 
 def svm_table(configs: list[dict]) -> pd.DataFrame:
-    ids = [runs.run_id("svm", c) for c in configs]
-    return runs.load("svm", run_id=tuple(ids)).set_index("run_id").loc[ids].reset_index()
+    return _table("svm", configs)

@@ -19,8 +19,8 @@ def compare_table2(measured: pd.DataFrame, paper: pd.DataFrame, scale: float | d
     """Side-by-side Table 2: one row per (dataset, group), each cell "measured" or "measured ⚠ (paper X)".
 
     Real data (scale None): counts must be equal and probabilities equal after rounding to 3 decimals.
-    Scaled twins (scale: a float, or a dict dataset -> float or [train, val, test] factors): counts are compared with round(paper * scale)
-    within 1 or 2%, probabilities within p_tol.
+    Scaled twins (scale: a float, or a dict dataset -> float or [train, val, test] factors): counts are
+    compared with round(paper * scale) within 1 or 2%, probabilities within p_tol.
     Rows follow the paper's order; datasets absent from `measured` are marked as not available in this build.
     """
     key = ["dataset", "group"]

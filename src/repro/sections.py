@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from repro import data, hparams, metrics
+from repro import data, hparams, metrics, runs
 from repro.balance import PAPER_MINORITY
 from repro.experiments import (BALANCES, erm_config, erm_table, head_config, heads_table, run_erm, run_heads,
-                               run_svm, svm_config, svm_table)
+                               run_svm, sgd_steps, svm_config, svm_table)
 
 BINARY = ("waterbirds", "celeba", "civilcomments")
 
@@ -60,9 +60,8 @@ def neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor=2.
 def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None, workers=1,
                     executor="local", slurm=None):
     """NC1 of the training features per epoch, and train/held-out NC1 at the end of training."""
-    configs = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, model_overrides)["erm"]
-    run_erm(configs, workers, executor, slurm)
-    table = erm_table(configs)
+    plan = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, model_overrides)
+    table, _ = _execute(plan, workers, executor, slurm)
     curve, end = [], []
     for _, row in table.iterrows():
         hist = [h for h in row["history"] if "nc1_train" in h]
@@ -80,8 +79,6 @@ def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model
 def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12,
                     model_overrides=None):
     base = base_configs(datasets, seeds, profile, data_root, model_overrides)
-    from repro import runs
-
     ids = [runs.run_id("erm", c) for c in base]
     heads = [head_config(i, {"method": "llr", "seed": k}, c["dataset"], profile) for i, c in zip(ids, base)
              for k in llr_seeds]
@@ -128,8 +125,6 @@ def margin_correlations(points: pd.DataFrame) -> pd.DataFrame:
 
 def standard_steps(dataset, profile, data_root, train_set="train") -> int:
     """SGD steps of a standard ERM run (no subsetting) on the dataset's ERM split (+ the held-out set)."""
-    import math
-
     from repro import metadata
 
     split = metadata.read(dataset, data_root)["split"].to_numpy()
@@ -138,12 +133,10 @@ def standard_steps(dataset, profile, data_root, train_set="train") -> int:
     if train_set == "train+heldout":
         n = n_train if dataset == "waterbirds" else n_train + n_val // 2
     hp = hparams.erm(dataset, profile)
-    return hp["epochs"] * math.ceil(n / hp["batch_size"])
+    return sgd_steps(n, hp["epochs"], hp["batch_size"])
 
 
 def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False):
-    from repro import runs
-
     def steps(d, train_set):
         return {"min_steps": standard_steps(d, profile, data_root, train_set)} if match_steps else {}
 
@@ -188,8 +181,6 @@ def ratio_correlations(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.Dat
 # -------------------------------------------------------- Section 3.2 (Figure 5): class balancing and AFR
 
 def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0)):
-    from repro import runs
-
     full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")
             for d, s in _grid(datasets, seeds) for b in BALANCES]
     split = [erm_config(d, profile, data_root, s, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES]
@@ -222,7 +213,7 @@ def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.
 def afr_group_mass(datasets, seeds, profile, data_root, gammas) -> pd.DataFrame:
     """Share of AFR's total weight that each group of the held-out set receives, per gamma (from the cached
     ERM features of the base runs), next to the group's share of examples (gamma = None)."""
-    from repro import features, last_layer, runs
+    from repro import features, last_layer
 
     rows = []
     for c in base_configs(datasets, seeds, profile, data_root):
@@ -241,8 +232,6 @@ def afr_group_mass(datasets, seeds, profile, data_root, gammas) -> pd.DataFrame:
 # ---------------------------------------------------- Appendix A (Figures 6 and 7): explicit group balancing
 
 def group_balance_configs(datasets, seeds, profile, data_root):
-    from repro import runs
-
     dynamics = [erm_config(d, profile, data_root, s, balance=b, balance_by="group", train_set="train+heldout",
                            eval_every=1) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     class_full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")

@@ -53,8 +53,10 @@ def spurious_share(w: np.ndarray) -> float:
 
 def group_accuracy(w: np.ndarray, b: float, features: np.ndarray, y: np.ndarray, a: np.ndarray) -> dict:
     """Accuracy of sign(w.x + b) per group name 'y=.., s=..' and the worst group."""
+    from repro import metrics
+
     pred = (features @ w + b > 0).astype(int)
-    out = {f"y={k}, s={s}": float((pred[(y == k) & (a == s)] == k).mean())
-           for k in (0, 1) for s in (0, 1) if ((y == k) & (a == s)).any()}
-    out["worst group"] = min(out.values())
+    acc = metrics.group_accuracy(pred, y, 2 * y + a, 4)
+    out = {f"y={k}, s={s}": float(acc[2 * k + s]) for k in (0, 1) for s in (0, 1) if not np.isnan(acc[2 * k + s])}
+    out["worst group"] = metrics.worst_group_accuracy(pred, y, 2 * y + a)
     return out
