@@ -1,15 +1,56 @@
+"""Shared fixtures: the vendored real metadata, run and data stores in temporary folders, the smoke book built once.
+
+Nothing the suite computes lands in the repository: every run goes to a temporary run store ($REPRO_RUNS) and
+every synthetic twin to a temporary data root ($REPRO_DATA); the smoke book is built in a temporary copy of the
+book sources, so a user's own `runs/`, `data/` and `_build/` are left as they were.
+"""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_METADATA = Path(os.environ.get("REPRO_REAL_METADATA", REPO.parent / "shared" / "data" / "real-metadata"))
+REAL_METADATA = REPO / "data" / "metadata"  # tracked in git; see data/metadata/SOURCES.md
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_stores(tmp_path_factory):
+    """Point the run store and the default data root at temporary folders for the whole session."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REPRO_RUNS", str(tmp_path_factory.mktemp("runs")))
+        mp.setenv("REPRO_DATA", str(tmp_path_factory.mktemp("data")))
+        yield
 
 
 @pytest.fixture(scope="session")
 def real_root() -> Path:
-    """The folder of real metadata files (../shared/data/real-metadata); tests that need it skip without it."""
-    if not REAL_METADATA.is_dir():
-        pytest.skip(f"real metadata not found at {REAL_METADATA} (set REPRO_REAL_METADATA)")
+    """The folder of real metadata files (data/metadata, part of the repository)."""
+    assert (REAL_METADATA / "SOURCES.md").is_file(), f"{REAL_METADATA} is missing: it is part of the repository"
     return REAL_METADATA
+
+
+def copy_book_sources(target: Path) -> Path:
+    """A copy of what `repro book` reads (config, TOC, templates, pages, params; the metadata linked, not copied)."""
+    for item in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO / item, target / item)
+    for folder in ("book", "params"):
+        shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (target / "data").mkdir(exist_ok=True)
+    os.symlink(REAL_METADATA, target / "data" / "metadata")
+    return target
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory, _temporary_stores) -> Path:
+    """Build the whole smoke book once per session in a temporary copy; return its `_build/html` folder.
+
+    Notebooks execute with the copy as working directory, so the params' relative data roots
+    (data/synth/smoke) and the CSV downloads resolve inside it; runs go to the session's $REPRO_RUNS.
+    """
+    from repro import book
+
+    root = copy_book_sources(tmp_path_factory.mktemp("smoke-book"))
+    index = book.build("smoke", root=root)
+    assert index == root / "_build" / "html" / "index.html" and index.is_file()
+    return index.parent

@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from repro import balance
 
-ROOT = Path("/work/shared/data/real-metadata")
+from tests.conftest import REAL_METADATA as ROOT
+
 RATIOS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -63,9 +62,8 @@ def test_group_ratio_subset_on_hand_built_counts():
 
 
 def _real(name):
-    metadata = pytest.importorskip("repro.metadata")
-    if not ROOT.exists():
-        pytest.skip("real metadata not available")
+    from repro import metadata
+
     df = metadata.read(name, ROOT)
     df = df[df.split == 0]
     n_attrs = 2

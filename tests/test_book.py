@@ -99,10 +99,9 @@ def test_failing_notebook_reports_cell_and_partial_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_book_builds_with_warnings_as_errors():
-    index = book.build("smoke", root=REPO)
-    assert index.is_file()
-    html = REPO / "_build" / "html" / "book"
+def test_smoke_book_builds_with_warnings_as_errors(smoke_book):
+    index = smoke_book / "index.html"  # built once per session by conftest.smoke_book, in a temporary copy
+    html = smoke_book / "book"
     for name in NOTEBOOKS:
         page = (html / f"{name}.html").read_text()
         assert "Provenance of this page" in page, f"{name}: no provenance table"
@@ -111,7 +110,7 @@ def test_smoke_book_builds_with_warnings_as_errors():
     assert "Profile: <strong>smoke</strong>" in (html / "intro.html").read_text()
     for page in ("scorecard", "deviations"):
         assert (html / f"{page}.html").is_file()
-    downloads = {p.name for p in (REPO / "_build" / "html" / "_downloads").rglob("*.csv")}
+    downloads = {p.name for p in (smoke_book / "_downloads").rglob("*.csv")}
     assert {"figure4_llr.csv", "table2_real_metadata.csv", "figure1.csv"} <= downloads
 
 

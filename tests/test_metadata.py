@@ -1,4 +1,4 @@
-"""Readers of the official metadata files: real files (when present), fixtures, and every error path."""
+"""Readers of the official metadata files: the real files (data/metadata), fixtures, and every error path."""
 import gzip
 import shutil
 import time
@@ -11,8 +11,7 @@ import pytest
 from repro import data, metadata
 
 FIXTURES = Path(__file__).parent / "fixtures" / "root"
-REAL = Path("/work/shared/data/real-metadata")
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real metadata folder {REAL} is absent")
+from tests.conftest import REAL_METADATA as REAL
 
 
 def _counts(df: pd.DataFrame, n_attrs: int) -> np.ndarray:
@@ -22,13 +21,11 @@ def _counts(df: pd.DataFrame, n_attrs: int) -> np.ndarray:
     return table
 
 
-@needs_real
 def test_real_waterbirds_counts_are_the_official_ones():
     df = metadata.read("waterbirds", REAL)
     assert _counts(df, 2).tolist() == [[3498, 467, 2255], [184, 466, 2255], [56, 133, 642], [1057, 133, 642]]
 
 
-@needs_real
 @pytest.mark.parametrize("name", ["celeba", "multinli"])
 def test_real_counts_equal_paper_table2(name):
     df = metadata.read(name, REAL)
@@ -38,7 +35,6 @@ def test_real_counts_equal_paper_table2(name):
     assert all(df[c].dtype == np.int64 for c in ("y", "a", "split"))
 
 
-@needs_real
 def test_real_celeba_reads_in_under_two_seconds():
     start = time.perf_counter()
     df = metadata.read("celeba", REAL)

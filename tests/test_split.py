@@ -1,5 +1,4 @@
 """Held-out sets: the paper's sizes, disjointness, seeding, and the source="train" ablation."""
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +6,7 @@ import pytest
 
 from repro import data, metadata, split
 
-REAL = Path("/work/shared/data/real-metadata")
+from tests.conftest import REAL_METADATA as REAL
 
 
 def _fake(name: str) -> SimpleNamespace:
@@ -28,7 +27,6 @@ def test_heldout_sizes_of_the_paper(name, n_train, n_heldout):
     assert len(np.intersect1d(train, held)) == 0 and len(np.intersect1d(held, test)) == 0
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"real metadata folder {REAL} is absent")
 def test_heldout_sizes_on_real_metadata():
     sizes = {}
     for name in ("waterbirds", "celeba", "multinli"):

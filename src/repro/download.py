@@ -1,6 +1,6 @@
 """Download the real datasets into a data root, verified, unpacked atomically, with a MANIFEST.json of sha256s.
 
-Sources are the ones the paper's code and its ancestors use (see /work/shared/data/real-metadata/SOURCES.md).
+Sources are the ones the paper's code and its ancestors use (see data/metadata/SOURCES.md in the repository).
 Each file streams to <file>.part, is checked against its known size / md5 / sha256, then renamed; archives
 unpack into a temporary folder that is renamed into place. A corrupt or truncated file is deleted, never used.
 A file already in place (for example put there by hand after a Google Drive quota error) is verified and reused.
