@@ -86,15 +86,13 @@ def test_interrupted_runs_are_detected_and_redone(tmp_path):
     assert len(runs.load("toy", tmp_path)) == 1 and path.name == rid
 
 
-def test_finished_copy_appearing_meanwhile_wins(tmp_path):
-    def racing(config, workdir):  # another process finishes the same run while we compute
-        other = {"value": -1}
-        runs.get("toy", config, lambda c, w: other, tmp_path)
-        return {"value": 1}
+def test_a_nested_get_of_the_same_run_is_an_error_not_a_deadlock(tmp_path):
+    def nested(config, workdir):
+        return {"value": runs.read_metrics("toy", runs.get("toy", config, square, tmp_path).name, tmp_path)}
 
-    path = runs.get("toy", {"x": 7}, racing, tmp_path)
-    assert runs.read_metrics("toy", path.name, tmp_path) == {"value": -1}
-    assert [p.name for p in (tmp_path / "toy").iterdir()] == [path.name]
+    with pytest.raises(RuntimeError, match="already claimed by this process"):
+        runs.get("toy", {"x": 7}, nested, tmp_path)
+    assert list((tmp_path / "toy").iterdir()) == []  # no temp dir, no lock file left
 
 
 def test_default_root(tmp_path, monkeypatch):
@@ -112,3 +110,194 @@ def test_write_json_is_atomic(tmp_path):
     runs.write_json(tmp_path / "m.json", {"a": 2})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 2}
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+# ---------------------------------------------------------------------- verified runs
+
+def counting(calls):
+    def compute(config, workdir):
+        calls.append(config["x"])
+        return square(config, workdir)
+    return compute
+
+
+def test_manifest_lists_every_artifact_and_meta_records_where_it_ran(tmp_path):
+    path = runs.get("toy", {"x": 2}, square, tmp_path)
+    files = json.loads((path / "manifest.json").read_text())["files"]
+    assert sorted(files) == ["artifact.txt", "config.json", "meta.json", "metrics.json"]
+    assert files["artifact.txt"]["bytes"] == 1 and len(files["artifact.txt"]["sha256"]) == 64
+    meta = json.loads((path / "meta.json").read_text())
+    assert {"device", "device_name", "torch", "threads"} <= set(meta["device"]) and meta["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("damage", ["truncate metrics", "delete metrics", "delete artifact", "delete manifest entry"])
+def test_a_damaged_finished_run_is_redone_saying_why(tmp_path, capsys, damage):
+    calls = []
+    path = runs.get("toy", {"x": 3}, counting(calls), tmp_path)
+    if damage == "truncate metrics":
+        (path / "metrics.json").write_text((path / "metrics.json").read_text()[:10])
+    elif damage == "delete metrics":
+        (path / "metrics.json").unlink()
+    elif damage == "delete artifact":
+        (path / "artifact.txt").unlink()
+    else:
+        manifest = json.loads((path / "manifest.json").read_text())
+        del manifest["files"]["metrics.json"]
+        runs.write_json(path / "manifest.json", manifest)
+    assert runs.check_run(path) is not None
+    assert len(runs.load("toy", tmp_path)) == 0 and "skipping run toy/" in capsys.readouterr().err
+    runs.get("toy", {"x": 3}, counting(calls), tmp_path)
+    assert calls == [3, 3] and "computing it again" in capsys.readouterr().err
+    assert runs.check_run(path, deep=True) is None and runs.read_metrics("toy", path.name, tmp_path)["value"] == 9
+
+
+def test_a_hand_edited_config_is_refused_by_load_and_redone_by_get(tmp_path, capsys):
+    calls = []
+    path = runs.get("toy", {"x": 4}, counting(calls), tmp_path)
+    (path / "config.json").write_text('{"x": 5}')
+    assert "not to its run id" in runs.check_run(path)
+    assert runs.load("toy", tmp_path).empty and "hashes to" in capsys.readouterr().err
+    runs.get("toy", {"x": 4}, counting(calls), tmp_path)
+    assert calls == [4, 4] and list(runs.load("toy", tmp_path)["x"]) == [4]
+
+
+def test_a_run_of_an_older_code_version_still_checks_out(tmp_path, monkeypatch):
+    path = runs.get("toy", {"x": 1}, square, tmp_path)
+    monkeypatch.setitem(runs.CODE_VERSIONS, "toy", 2)  # its id hashes with the version in its meta.json
+    assert runs.check_run(path) is None and len(runs.load("toy", tmp_path)) == 1
+
+
+def test_verify_store_finds_corruption_by_sha256_and_fix_removes_it(tmp_path):
+    good = runs.get("toy", {"x": 1}, square, tmp_path)
+    bad = runs.get("toy", {"x": 2}, square, tmp_path)
+    (bad / "artifact.txt").write_text("9")  # same size, other bytes: only the sha256 tells
+    abandoned = tmp_path / "toy" / f".tmp-{runs.run_id('toy', {'x': 3})}-999999-abcd"
+    abandoned.mkdir()  # killed before it could write its owner file
+    checked, lines = runs.verify_store(tmp_path)
+    assert checked == 2 and len(lines) == 2 and all(line.startswith("FAIL") for line in lines)
+    assert any(bad.name in line and "sha256" in line for line in lines)
+    checked, lines = runs.verify_store(tmp_path, fix=True)
+    assert all(line.startswith("removed") for line in lines) and not bad.exists() and not abandoned.exists()
+    assert runs.verify_store(tmp_path) == (1, []) and good.exists()
+
+
+def test_temp_folder_killed_before_its_owner_file_is_cleaned_by_the_next_claim(tmp_path):
+    rid = runs.run_id("toy", {"x": 6})
+    orphan = tmp_path / "toy" / f".tmp-{rid}-{os.getpid()}-0000"  # even a live pid: only a claim holder writes
+    orphan.mkdir(parents=True)
+    runs.get("toy", {"x": 6}, square, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == [rid]
+
+
+def test_nan_is_written_as_null_and_read_back_as_nan(tmp_path):
+    path = runs.get("toy", {"x": 1}, lambda c, w: {"a": float("nan"), "b": [1.0, float("inf")], "c": 2.0}, tmp_path)
+    text = (path / "metrics.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert "NaN" not in text and "Infinity" not in text
+    m = runs.read_metrics("toy", path.name, tmp_path)
+    assert m["a"] != m["a"] and m["b"][1] != m["b"][1] and m["c"] == 2.0
+    row = runs.load("toy", tmp_path).iloc[0]
+    assert row["a"] != row["a"]
+
+
+# ---------------------------------------------------------------------- a store that cannot hold a run
+
+def test_a_file_where_a_run_folder_should_be_fails_before_computing(tmp_path):
+    calls = []
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / runs.run_id("toy", {"x": 1})).write_text("in the way")
+    with pytest.raises(runs.StoreError, match="is a file where the folder of run toy/"):
+        runs.get("toy", {"x": 1}, counting(calls), tmp_path)
+    assert calls == []
+
+
+@pytest.mark.parametrize("where", ["root", "kind"])
+def test_a_file_where_the_store_should_be_fails_before_computing(tmp_path, where):
+    calls = []
+    target = tmp_path / "store" if where == "root" else tmp_path / "store" / "toy"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("")
+    with pytest.raises(runs.StoreError, match="is a file where a folder should be"):
+        runs.get("toy", {"x": 1}, counting(calls), tmp_path / "store")
+    assert calls == []
+
+
+def test_an_unwritable_store_fails_before_computing(tmp_path):
+    calls = []
+    with pytest.raises(runs.StoreError, match="cannot be created|not writable|lock file"):
+        runs.get("toy", {"x": 1}, counting(calls), "/proc/repro-runs")
+    assert calls == []
+
+
+# ---------------------------------------------------------------------- claims: kill, wait, compute once
+
+WORKER = """
+import json, os, sys, time
+from repro import runs
+runs.CODE_VERSIONS["toy"] = 1
+store, x, sleep, log = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def compute(config, workdir):
+    with open(log, "a") as f:
+        f.write(f"start {os.getpid()}\\n")
+    time.sleep(sleep)
+    return {"value": config["x"] ** 2, "pid": os.getpid()}
+path = runs.get("toy", {"x": x}, compute, store)
+print(json.dumps(runs.read_metrics("toy", path.name, store)))
+"""
+
+
+def _wait_for(log, text, proc, seconds=60):
+    import time
+    deadline = time.time() + seconds
+    while not (log.exists() and text in log.read_text()):
+        assert time.time() < deadline and proc.poll() is None, f"worker did not reach {text!r}"
+        time.sleep(0.02)
+
+
+def test_sigkill_while_holding_a_claim_then_restart_computes_it(tmp_path):
+    import signal
+    log = tmp_path / "log.txt"
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), "8", "60", str(log)])
+    _wait_for(log, "start", proc)
+    rid = runs.run_id("toy", {"x": 8})
+    assert (tmp_path / "toy" / f".lock-{rid}").exists() and list((tmp_path / "toy").glob(f".tmp-{rid}-*"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    path = runs.get("toy", {"x": 8}, square, tmp_path)  # the kernel released the claim: no wait
+    assert runs.read_metrics("toy", rid, tmp_path)["value"] == 64 and path.name == rid
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == [rid]
+
+
+def test_two_processes_asking_for_one_run_compute_it_once(tmp_path):
+    log = tmp_path / "log.txt"
+    first = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), "9", "2", str(log)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(log, "start", first)
+    second = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), "9", "0", str(log)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out1, _ = first.communicate(timeout=120)
+    out2, err2 = second.communicate(timeout=120)
+    assert first.returncode == second.returncode == 0, err2
+    assert log.read_text().count("start") == 1  # the second waited and read the first one's result
+    assert json.loads(out1) == json.loads(out2) and json.loads(out2)["pid"] == first.pid
+    assert "waiting for run toy/" in err2
+
+
+# ---------------------------------------------------------------------- deterministic artifacts
+
+def test_safetensors_files_are_byte_identical_whatever_the_metadata_order(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from safetensors import safe_open
+
+    tensors = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([1, 2])}
+    orders = [{"config": "{}", "epoch": "2", "a": "x"}, {"a": "x", "epoch": "2", "config": "{}"}]
+    digests = set()
+    for i, meta in enumerate(orders * 3):
+        runs.save_safetensors(tmp_path / f"{i}.safetensors", tensors, metadata=meta)
+        digests.add(runs._sha256(tmp_path / f"{i}.safetensors"))
+    assert len(digests) == 1
+    back = load_file(tmp_path / "0.safetensors")
+    assert torch.equal(back["w"], tensors["w"]) and torch.equal(back["b"], tensors["b"])
+    with safe_open(str(tmp_path / "0.safetensors"), "pt") as f:
+        assert f.metadata() == orders[0]

@@ -15,9 +15,6 @@ import pandas as pd
 
 from repro import erm, hparams, runs, sweep
 
-runs.CODE_VERSIONS.setdefault("heads", 1)
-runs.CODE_VERSIONS.setdefault("svm", 1)
-
 BALANCES = ("none", "subsetting", "upsampling", "upweighting")
 
 
@@ -76,8 +73,6 @@ def _evaluate_heads(f: dict, W, b, n_groups: int) -> list[dict]:
 
 def run_heads(configs: list[dict]) -> list[str]:
     """Compute the missing heads; heads reading the same ERM features are trained in one batched call."""
-    from safetensors.torch import save_file
-
     from repro import features, last_layer
 
     store = runs.Store()
@@ -99,7 +94,8 @@ def run_heads(configs: list[dict]) -> list[str]:
                               lr=lr, batch_size=batch_size)
         for h, ((rid, config), result) in enumerate(zip(todo.items(), _evaluate_heads(f, W, b, n_groups))):
             def compute(_config, workdir, h=h, result=result):
-                save_file({"weight": W[h].contiguous(), "bias": b[h].contiguous()}, str(Path(workdir) / "head.safetensors"))
+                runs.save_safetensors(Path(workdir) / "head.safetensors", {"weight": W[h].contiguous(),
+                                                                           "bias": b[h].contiguous()})
                 return result
             runs.get("heads", config, compute, store)
     return [runs.run_id("heads", c) for c in configs]
@@ -139,7 +135,7 @@ def _svm_compute(config: dict, workdir) -> dict:
     steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
     W, _ = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
                                batch_size=config["batch_size"], n_classes=1)
-    theta_svm = metrics.svm_direction(x.numpy(), y)
+    theta_svm = metrics.svm_direction(x.numpy(), y, seed=config["seed"])
     errors = [metrics.direction_error(W[i, 0, 0].numpy(), theta_svm) for i in range(len(steps))]
     return {"steps": steps, "direction_error": errors, "standard_steps": standard}
 

@@ -1,9 +1,18 @@
 """Content-addressed run store: a run is a directory named by the hash of its kind, config and code version.
 
-Layout (DomainBed-like): ROOT/<kind>/<run_id>/ holds config.json, metrics.json, meta.json (wall time),
-the run's artifacts, and a `done` marker written last. A run is computed in a temporary directory
-ROOT/<kind>/.tmp-<run_id>-<pid>-<rand> and renamed into place, so a directory named by a run id is
-either finished or left over from an older crash (then it is removed and the run redone).
+Layout (DomainBed-like): ROOT/<kind>/<run_id>/ holds config.json, metrics.json, meta.json (wall time, host,
+device), the run's artifacts, manifest.json (every file's size and sha256) and a `done` marker written last.
+
+Guarantees (README, "Failure modes"):
+- Atomic: a run is computed in ROOT/<kind>/.tmp-<run_id>-<pid>-<rand> and renamed into place, so a directory
+  named by a run id is complete or left over from an older crash (then it is removed and the run redone).
+- Verified: `get` serves a finished run only if its config hashes to its id and every file of its manifest
+  has the recorded size; `verify_store` (`repro runs verify`) also checks the sha256s. A run failing the
+  check is redone, saying why.
+- Claimed: `get` computes a run while holding ROOT/<kind>/.lock-<run_id> (fcntl.flock, which the kernel
+  releases when the holder dies, even by SIGKILL; the file names the holder's host and pid). A second process
+  asking for the same run waits, then reads the first one's result; nothing is computed twice.
+- Strict JSON: NaN and infinities are written as null and read back as NaN.
 
 CODE_VERSIONS holds one integer per kind. Bump it by hand when a change to the code that computes that
 kind changes its results (e.g. a fix in erm.train): every run id of that kind changes, so old results are
@@ -12,13 +21,17 @@ Notebooks read results only through `load(kind, **filters)`.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
 import socket
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,9 +39,14 @@ from typing import Callable
 import pandas as pd
 
 # Bump by hand when the code that computes a kind changes its results (see module docstring).
-CODE_VERSIONS: dict[str, int] = {"erm": 1}
+CODE_VERSIONS: dict[str, int] = {"erm": 1, "heads": 1, "svm": 1}
 
-STALE_TMP_SECONDS = 24 * 3600  # a temp dir of another host is considered abandoned after this long
+MANIFEST = "manifest.json"
+UNLISTED = ("done", MANIFEST, ".owner")  # files of a run directory that the manifest does not list
+
+
+class StoreError(ValueError):
+    """The run store cannot be used as it is (a file in the way, not writable); the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -67,15 +85,19 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def _digest(kind: str, config: dict, code) -> str:
+    text = canonical_json({"kind": kind, "config": config, "code": code})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def run_id(kind: str, config: dict) -> str:
     """16 hex digits of sha256 over {"kind", "config", "code": CODE_VERSIONS[kind]}."""
     _check_kind(kind)
     try:
-        text = canonical_json({"kind": kind, "config": config, "code": CODE_VERSIONS[kind]})
-    except TypeError as err:
+        return _digest(kind, config, CODE_VERSIONS[kind])
+    except (TypeError, ValueError) as err:
         raise ValueError(f"config of kind {kind!r} is not JSON-able ({err}); use plain numbers, strings, "
                          "lists and dicts") from None
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def run_dir(kind: str, config_or_id: dict | str, store=None) -> Path:
@@ -88,79 +110,238 @@ def is_done(path: Path) -> bool:
     return (Path(path) / "done").exists()
 
 
+# ------------------------------------------------------------------------------------ strict JSON files
+
+def _nan_to_null(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_null(v) for v in obj]
+    return obj
+
+
+def _null_to_nan(obj):
+    if obj is None:
+        return math.nan
+    if isinstance(obj, dict):
+        return {k: _null_to_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_null_to_nan(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (temp file in the same directory, then os.replace)."""
+    """Write strict JSON (NaN and infinities as null) atomically: a temp file in the same directory, then
+    os.replace."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, allow_nan=True))
+    tmp.write_text(json.dumps(_nan_to_null(obj), indent=1, sort_keys=True, allow_nan=False))
     os.replace(tmp, path)
 
 
-def _pid_alive(pid: int) -> bool:
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> dict:
+    """Record every file of a run directory (but `done`, the manifest, `.owner`) with its size and sha256."""
+    folder = Path(folder)
+    files = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in UNLISTED}
+    write_json(folder / MANIFEST, {"files": files})
+    return files
+
+
+def check_run(path, kind: str | None = None, deep: bool = False) -> str | None:
+    """Why the run directory `path` cannot be served as finished, or None if it can.
+
+    Checks: `done` present; config.json hashes to the directory's name (with the code version in meta.json);
+    every file of manifest.json present with its recorded size, and with deep=True its sha256. A run written
+    before manifests existed (no manifest.json) passes when its config and metrics parse."""
+    path = Path(path)
+    kind = kind or path.parent.name
+    if not path.is_dir():
+        return "a file, not a run folder"
+    if not is_done(path):
+        return "unfinished (no done marker)"
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale(kind_dir: Path, rid: str) -> None:
-    """Remove temp dirs of `rid` left by dead processes, and a final dir that lacks `done`."""
-    final = kind_dir / rid
-    if final.exists() and not is_done(final):
-        shutil.rmtree(final, ignore_errors=True)
-    for tmp in kind_dir.glob(f".tmp-{rid}-*"):
+        config = json.loads((path / "config.json").read_text())
+        meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
+    except (OSError, ValueError) as err:
+        return f"config.json or meta.json unreadable ({type(err).__name__})"
+    try:
+        digest = _digest(kind, config, meta.get("code", CODE_VERSIONS.get(kind)))
+    except (TypeError, ValueError):
+        digest = None
+    if digest != path.name:
+        return f"config.json hashes to {digest}, not to its run id (edited by hand?)"
+    if not (path / MANIFEST).exists():
         try:
-            owner = json.loads((tmp / ".owner").read_text())
-        except (OSError, ValueError):
-            owner = {}
-        same_host = owner.get("host") == socket.gethostname()
-        if (same_host and not _pid_alive(int(owner.get("pid", -1)))) or \
-                (not same_host and time.time() - tmp.stat().st_mtime > STALE_TMP_SECONDS):
-            shutil.rmtree(tmp, ignore_errors=True)
+            json.loads((path / "metrics.json").read_text())
+        except (OSError, ValueError) as err:
+            return f"metrics.json unreadable ({type(err).__name__})"
+        return None
+    try:
+        files = json.loads((path / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{MANIFEST} unreadable ({type(err).__name__})"
+    for name in ("config.json", "metrics.json"):
+        if name not in files:
+            return f"{MANIFEST} does not list {name}"
+    for name, info in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != info["bytes"]:
+            return f"{name} has {file.stat().st_size} bytes, the manifest says {info['bytes']} (truncated?)"
+        if deep and _sha256(file) != info["sha256"]:
+            return f"{name} does not match its sha256 in the manifest (corrupt)"
+    return None
+
+
+# ------------------------------------------------------------------------------------------ claims
+
+_HELD: set[str] = set()  # lock files this process holds (a nested claim of the same run would deadlock)
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"{info['host']} pid {info['pid']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextmanager
+def file_lock(path, what: str, wait: bool = True):
+    """Hold an exclusive fcntl.flock on `path` (created, and removed on release); yields True, or False when
+    wait=False and another process holds it. The kernel releases a flock when its holder dies, so a killed
+    holder never blocks anyone (the stale-holder rule); the file names the holder's host and pid."""
+    path = Path(path)
+    if str(path) in _HELD:
+        raise RuntimeError(f"{what} is already claimed by this process (a nested call for the same run?)")
+    announced = False
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise StoreError(f"cannot create the lock file {path} ({err.strerror}); "
+                             f"make {path.parent} writable or use another folder") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    os.close(fd)
+                    yield False
+                    return
+                if not announced:
+                    print(f"waiting for {what}, claimed by {_holder(path)} ({path})", file=sys.stderr, flush=True)
+                    announced = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino  # the holder may have removed the file
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode())
+    _HELD.add(str(path))
+    try:
+        yield True
+    finally:
+        _HELD.discard(str(path))
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _prepare(kind_dir: Path, final: Path) -> None:
+    """Fail before any work when the store cannot hold the run: a file in the way, or no permission."""
+    for path in (kind_dir.parent, kind_dir):
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"run store: {path} is a file where a folder should be; move it away, "
+                             f"or set REPRO_RUNS to another folder")
+    try:
+        kind_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"run store {kind_dir.parent} cannot be created ({err.strerror}); "
+                         f"set REPRO_RUNS to a writable folder") from None
+    if not os.access(kind_dir, os.W_OK):
+        raise StoreError(f"run store folder {kind_dir} is not writable; fix its permissions or set REPRO_RUNS")
+    if final.exists() and not final.is_dir():
+        raise StoreError(f"{final} is a file where the folder of run {kind_dir.name}/{final.name} should be; "
+                         f"remove it (`repro runs verify --fix` does)")
 
 
 def get(kind: str, config: dict, compute: Callable[[dict, Path], dict], store=None) -> Path:
-    """Directory of the finished run of (kind, config); computes it first if it is missing.
+    """Directory of the finished run of (kind, config); computes it first if it is missing or fails its check.
 
-    compute(config, workdir) -> metrics dict (JSON-able) writes its artifacts into workdir.
+    compute(config, workdir) -> metrics dict (JSON-able) writes its artifacts into workdir. The run is claimed
+    while it is computed: another process asking for it waits and then reads it.
     """
     rid = run_id(kind, config)
     kind_dir = _store(store).root / kind
     final = kind_dir / rid
-    if is_done(final):
+    if is_done(final) and check_run(final, kind) is None:
         return final
-    kind_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale(kind_dir, rid)
+    _prepare(kind_dir, final)
+    with file_lock(kind_dir / f".lock-{rid}", f"run {kind}/{rid}"):
+        if final.is_dir():
+            problem = check_run(final, kind)
+            if problem is None:
+                return final  # finished by the process we waited for
+            print(f"run {kind}/{rid}: {problem}; computing it again", file=sys.stderr, flush=True)
+            shutil.rmtree(final)
+        for stale in kind_dir.glob(f".tmp-{rid}-*"):  # only a claim holder writes these: they are abandoned
+            shutil.rmtree(stale, ignore_errors=True)
+        _compute(kind, rid, config, compute, kind_dir, final)
+    return final
+
+
+def _compute(kind: str, rid: str, config: dict, compute: Callable, kind_dir: Path, final: Path) -> None:
     tmp = kind_dir / f".tmp-{rid}-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
-    write_json(tmp / ".owner", {"host": socket.gethostname(), "pid": os.getpid()})
-    write_json(tmp / "config.json", config)
-    start = time.time()
     try:
+        write_json(tmp / ".owner", {"host": socket.gethostname(), "pid": os.getpid()})
+        write_json(tmp / "config.json", config)
+        start = time.time()
         metrics = compute(config, tmp)
+        if not isinstance(metrics, dict):
+            raise ValueError(f"compute for kind {kind!r} returned {type(metrics).__name__}; it must return a dict")
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "meta.json", {"kind": kind, "run_id": rid, "code": CODE_VERSIONS[kind],
+                                       "wall_s": time.time() - start, "finished": time.time(),
+                                       "host": socket.gethostname(), "pid": os.getpid(), "device": _device()})
+        (tmp / ".owner").unlink()
+        write_manifest(tmp)
+        (tmp / "done").write_text("")
+        os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if not isinstance(metrics, dict):
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"compute for kind {kind!r} returned {type(metrics).__name__}; it must return a dict")
-    write_json(tmp / "metrics.json", metrics)
-    write_json(tmp / "meta.json", {"kind": kind, "run_id": rid, "code": CODE_VERSIONS[kind],
-                                   "wall_s": time.time() - start, "finished": time.time()})
-    (tmp / ".owner").unlink()
-    (tmp / "done").write_text("")
+
+
+def _device() -> dict:
+    """Where this run ran (repro.device.describe; imports torch)."""
     try:
-        if final.exists() and not is_done(final):
-            shutil.rmtree(final, ignore_errors=True)
-        os.rename(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # a finished copy appeared meanwhile: keep that one
-        if not is_done(final):
-            raise
-    return final
+        from repro import device
+        return device.describe()
+    except Exception as err:  # recording the device must not lose a finished run
+        return {"error": f"{type(err).__name__}: {err}"}
 
 
 def read_config(kind: str, rid: str, store=None) -> dict:
@@ -168,12 +349,14 @@ def read_config(kind: str, rid: str, store=None) -> dict:
 
 
 def read_metrics(kind: str, rid: str, store=None) -> dict:
-    """metrics.json of a finished run; FileNotFoundError if the run is not finished."""
+    """metrics.json of a finished run (null read back as NaN); FileNotFoundError if the run is not finished."""
     path = run_dir(kind, rid, store)
     if not is_done(path):
         raise FileNotFoundError(f"run {kind}/{rid} is not finished in {path.parent}; compute it with runs.get")
-    return json.loads((path / "metrics.json").read_text())
+    return _null_to_nan(json.loads((path / "metrics.json").read_text()))
 
+
+# ------------------------------------------------------------------------------------------ reading
 
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
@@ -199,14 +382,20 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
 
     Scalar metrics become columns (a metric whose name clashes with a config key is named "metric.<name>");
     list and dict metrics are kept as Python objects. A filter key=value keeps rows whose column equals
-    value; a tuple/set value means "one of", a callable value is a predicate.
+    value; a tuple/set value means "one of", a callable value is a predicate. A run that fails check_run
+    (e.g. a config.json edited by hand, a truncated file) is left out, with a line on stderr.
     """
     _check_kind(kind)
     rows = []
     for path in sorted((_store(store).root / kind).glob("*/done")):
         path = path.parent
+        problem = check_run(path, kind)
+        if problem is not None:
+            print(f"skipping run {kind}/{path.name}: {problem}; `repro runs verify --fix` removes it",
+                  file=sys.stderr, flush=True)
+            continue
         config = _flatten(json.loads((path / "config.json").read_text()))
-        metrics = json.loads((path / "metrics.json").read_text())
+        metrics = _null_to_nan(json.loads((path / "metrics.json").read_text()))
         meta_file = path / "meta.json"
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
         row = {"run_id": path.name, "path": str(path), "wall_s": meta.get("wall_s"), **config}
@@ -221,3 +410,71 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
             raise ValueError(f"unknown filter {key!r} for kind {kind!r}; columns: {', '.join(df.columns)}")
         df = df[[_matches(v, wanted) for v in df[key]]]
     return df.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------ checking a store
+
+def verify_store(store=None, fix: bool = False) -> tuple[int, list[str]]:
+    """Check every run of every kind in the store (deep: sha256s too); with fix=True remove what fails, and
+    abandoned temporary folders and lock files. Returns (runs checked, one line per problem or removal)."""
+    root = _store(store).root
+    if not root.is_dir():
+        raise StoreError(f"no run store at {root}" + (" (it is a file)" if root.exists() else "") +
+                         "; pass --store DIR or set REPRO_RUNS")
+    kinds = sorted({p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} |
+                   {k for k in CODE_VERSIONS if (root / k).is_dir()})
+    checked, lines = 0, []
+    for kind in kinds:
+        for entry in sorted((root / kind).iterdir()):
+            name = entry.name
+            if name.startswith(".lock-") or not (entry.exists() or entry.is_symlink()):
+                continue  # a lock file is removed by the next claim of its run
+            if name.startswith(".tmp-"):
+                rid = name.split("-")[1]
+                with file_lock(root / kind / f".lock-{rid}", f"run {kind}/{rid}", wait=False) as free:
+                    if free and entry.exists():  # nobody computes this run: the folder is abandoned
+                        lines.append(_fix(entry, f"{kind}/{name}: abandoned temporary folder", fix))
+                continue
+            if name.startswith("."):
+                continue
+            checked += 1
+            problem = check_run(entry, kind, deep=True)
+            if problem is not None:
+                with file_lock(root / kind / f".lock-{name}", f"run {kind}/{name}", wait=False) as free:
+                    if free:
+                        lines.append(_fix(entry, f"{kind}/{name}: {problem}", fix))
+    return checked, lines
+
+
+def _fix(path: Path, line: str, fix: bool) -> str:
+    if not fix:
+        return f"FAIL {line}"
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    return f"removed {line}"
+
+
+# ------------------------------------------------------------------------------------------ artifacts
+
+def save_safetensors(path, tensors: dict | None = None, metadata: dict | None = None, model=None) -> None:
+    """Write a .safetensors file (of `tensors`, or of `model`'s state dict) with a canonical header.
+
+    safetensors orders the header's metadata arbitrarily, so identical runs would give files that differ;
+    here the header is rewritten with sorted keys (same length, same data offsets), so equal inputs give
+    byte-identical files."""
+    from safetensors.torch import save_file, save_model
+
+    if model is not None:
+        save_model(model, str(path), metadata=metadata)
+    else:
+        save_file(tensors, str(path), metadata=metadata)
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > n:  # cannot happen: the same keys and values, reordered
+            raise ValueError(f"{path}: canonical safetensors header longer than the original")
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))
