@@ -160,18 +160,19 @@ def group_margins(margins, g, n_groups: int) -> dict:
     return out
 
 
-def svm_direction(features, y, C: float = 1e5, max_iter: int = 100_000) -> np.ndarray:
+def svm_direction(features, y, C: float = 1e5, max_iter: int = 100_000, seed: int = 0) -> np.ndarray:
     """Unit direction of a (nearly hard-margin) linear SVM without intercept, as in the paper's code.
 
     features (n, d), y (n,). Two classes -> (d,) unit vector pointing to the larger label; more classes ->
-    (K, d) one-vs-rest rows, each normalized. sklearn LinearSVC(fit_intercept=False, C=C).
+    (K, d) one-vs-rest rows, each normalized. sklearn LinearSVC(fit_intercept=False, C=C), whose dual
+    coordinate descent visits examples in a random order: `seed` fixes it, so equal inputs give equal bits.
     """
     from sklearn.svm import LinearSVC
 
     x, y = _np(features, np.float64), _np(y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning is expected at C = 1e5 on non-separable data
-        coef = LinearSVC(fit_intercept=False, C=C, max_iter=max_iter).fit(x, y).coef_
+        coef = LinearSVC(fit_intercept=False, C=C, max_iter=max_iter, random_state=seed).fit(x, y).coef_
     coef = coef / np.linalg.norm(coef, axis=1, keepdims=True)
     return coef[0] if coef.shape[0] == 1 else coef
 
