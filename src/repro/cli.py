@@ -5,6 +5,9 @@
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
     repro data download NAME --root DIR
     repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...]
+    repro runs verify [--store DIR] [--fix]
+
+A bad input (params file, option, data file, run store) stops with one line `error: ...` and exit code 2.
 """
 from __future__ import annotations
 
@@ -66,14 +69,24 @@ def _data_download(args) -> int:
 
 
 def _parse_sets(pairs: list[str]) -> dict:
+    """{key: value} of --set KEY=VALUE pairs; VALUE is a YAML literal (1e-3 counts as a number)."""
+    import re
+
     import yaml
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"error: --set expects KEY=VALUE, got {pair!r}")
-        out[key] = yaml.safe_load(value)
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise ValueError(f"--set {pair!r}: {value!r} is not a YAML literal ({problem}); "
+                             f"quote a string, write a list as [1, 2]") from None
+        if isinstance(out[key], str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", out[key]):
+            out[key] = float(out[key])  # YAML 1.1 reads 1e-3 as a string
     return out
 
 
@@ -88,6 +101,20 @@ def _run_erm(args) -> int:
     return 0
 
 
+def _runs_verify(args) -> int:
+    from . import runs
+
+    store = runs.Store(args.store)
+    checked, lines = runs.verify_store(store, fix=args.fix)
+    for line in lines:
+        print(line)
+    failed = sum(line.startswith("FAIL") for line in lines)
+    removed = len(lines) - failed
+    print(f"{store.root}: {checked} runs checked, {failed} failing" + (f", {removed} removed" if args.fix else "")
+          + ("" if not failed else "; `repro runs verify --fix` removes them (they are recomputed on next use)"))
+    return 1 if failed else 0
+
+
 def default_data_root(profile: str, dataset: str) -> str:
     """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing."""
     if profile == "paper":
@@ -99,8 +126,15 @@ def default_data_root(profile: str, dataset: str) -> str:
     return root
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `repro <command>: error: ...` and exit code 2 (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -143,6 +177,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default="smoke", choices=("smoke", "cpu", "paper"))
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")
     e.set_defaults(func=_run_erm)
+
+    rs = sub.add_parser("runs", help="inspect the run store", description="Check the run store.")
+    rssub = rs.add_subparsers(dest="runs_command", required=True)
+    v = rssub.add_parser("verify", help="check every run's manifest, sha256s and config hash",
+                         description="Check every run in the store ($REPRO_RUNS or runs/): its done marker, that "
+                                     "config.json hashes to its run id, and every artifact's size and sha256 "
+                                     "against manifest.json. Exit 1 if a run fails; --fix removes failing runs "
+                                     "and abandoned temporary folders (they are recomputed on next use).")
+    v.add_argument("--store", type=Path, default=None, help="run store folder (default $REPRO_RUNS or runs/)")
+    v.add_argument("--fix", action="store_true", help="remove what fails")
+    v.set_defaults(func=_runs_verify)
     return p
 
 
@@ -152,6 +197,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (BookError, ValueError, FileNotFoundError) as err:
+    except (BookError, ValueError, OSError) as err:  # bad input: one line naming the file, key or value
         print(f"error: {err}", file=sys.stderr)
         return 2
