@@ -148,7 +148,8 @@ def composition(root) -> "pandas.DataFrame":
 # Loaders: one function per dataset plus one line in REGISTRY.
 
 def check_files(paths, name: str) -> None:
-    """Raise FileNotFoundError if any of the (n,) absolute file paths is missing (all are checked)."""
+    """Raise FileNotFoundError if any of the (n,) absolute image paths is missing (all are checked), and
+    ValueError naming the first file that is empty, not a JPEG/PNG, or truncated (no end marker)."""
     import os
     from collections import defaultdict
 
@@ -164,6 +165,28 @@ def check_files(paths, name: str) -> None:
         raise FileNotFoundError(f"{name}: {len(missing)} of {len(paths)} image files are missing, e.g. "
                                 f"{missing[:3]}; re-download with `repro data download {name} --root DIR` "
                                 f"or write a twin with `repro data synth`")
+    for p in paths:
+        problem = image_problem(p)
+        if problem:
+            raise ValueError(f"{p}: {problem}; replace it (`repro data download {name} --root DIR`, or delete "
+                             f"the dataset folder and rerun `repro data synth {name} --root DIR`)")
+
+
+def image_problem(path) -> str | None:
+    """Why the file at `path` is not a complete JPEG or PNG image (from its first and last bytes), or None."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if not head:
+            return "empty file (0 bytes)"
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 1024))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8\xff"):
+        return None if b"\xff\xd9" in tail else "truncated JPEG (no end-of-image marker)"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None if b"IEND" in tail else "truncated PNG (no IEND chunk)"
+    return f"not a JPEG or PNG image (it starts with {head[:8]!r})"
 
 
 def _image_data(name: str, root, check: bool) -> GroupData:
@@ -222,6 +245,10 @@ def read_features(path) -> list:
         detail = next((line for line in str(e).splitlines() if "GLOBAL" in line), str(e).splitlines()[0])
         raise ValueError(f"refusing to load {path}: it is not a plain list of utils_glue.InputFeatures ({detail}); "
                          f"delete it and re-download with `repro data download multinli --root DIR`") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:  # a truncated or foreign file
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path}: truncated or not a torch feature file ({detail}); delete it and re-download "
+                         f"with `repro data download multinli --root DIR`") from None
     if not isinstance(features, list) or not all(isinstance(f, InputFeatures) for f in features):
         raise ValueError(f"{path}: expected a list of utils_glue.InputFeatures, got {type(features).__name__}")
     return features

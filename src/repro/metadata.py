@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,41 @@ def open_bytes(path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
+def _first_bad_line(path, skip: int, fields: int | None) -> str:
+    """ at line N" of the first line (after `skip`) that is not UTF-8 or, if `fields` is given, does not hold
+    `fields` whitespace-separated fields; "" if none is found. Only called once a read has failed."""
+    try:
+        with open_bytes(path) as f:
+            for number, line in enumerate(f, 1):
+                if number <= skip or not line.strip():
+                    continue
+                text = line.decode("utf-8")
+                if fields is not None and len(text.split()) != fields:
+                    return f" at line {number} ({len(text.split())} fields, expected {fields})"
+    except UnicodeDecodeError:
+        return f" at line {number}"
+    except (OSError, EOFError, zlib.error):
+        pass
+    return ""
+
+
+@contextmanager
+def _reading(path, name: str, skip: int = 0, fields: int | None = None):
+    """Turn any failure to parse `path` into one ValueError that names the file (and the line where known)."""
+    fix = f"replace the file: {_fix(name, Path(path).parent.parent)}"
+    try:
+        yield
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise ValueError(f"{path}: truncated or corrupt gzip file ({err}); {fix}") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty; {fix}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text{_first_bad_line(path, 0, None)}; {fix}") from None
+    except (pd.errors.ParserError, ValueError, TypeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: cannot parse{_first_bad_line(path, skip, fields)} ({detail}); {fix}") from None
+
+
 def _columns(df: pd.DataFrame, columns, path) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -102,7 +139,7 @@ def _frame(inputs, y, a, split) -> pd.DataFrame:
 def read_waterbirds(folder) -> pd.DataFrame:
     """metadata.csv (img_id, img_filename, y, split, place, place_filename); a = place."""
     path = _required(Path(folder), "metadata.csv", "waterbirds")
-    with open_bytes(path) as f:
+    with _reading(path, "waterbirds"), open_bytes(path) as f:
         df = pd.read_csv(f)
     _columns(df, ("img_filename", "y", "split", "place"), path)
     return _frame(df["img_filename"].astype(str).to_numpy(), _values(df["y"], (0, 1), "y", path),
@@ -114,15 +151,20 @@ def read_celeba(folder) -> pd.DataFrame:
     folder = Path(folder)
     attr_path = _required(folder, "list_attr_celeba.txt", "celeba")
     part_path = _required(folder, "list_eval_partition.txt", "celeba")
-    with open_bytes(attr_path) as f:
+    with open_bytes(attr_path) as f, _reading(attr_path, "celeba"):
         count = f.readline().strip()
         names = f.readline().decode().split()
-        _columns(pd.DataFrame(columns=names), ("Blond_Hair", "Male"), attr_path)
+    if not count:
+        raise ValueError(f"{attr_path}: the file is empty; replace the file: {_fix('celeba', folder.parent)}")
+    _columns(pd.DataFrame(columns=names), ("Blond_Hair", "Male"), attr_path)
+    with _reading(attr_path, "celeba", skip=2, fields=1 + len(names)), open_bytes(attr_path) as f:
+        f.readline(), f.readline()
         attrs = pd.read_csv(f, sep=r"\s+", header=None, names=["file", *names], usecols=["file", "Blond_Hair", "Male"],
                             dtype={"file": str, "Blond_Hair": np.int64, "Male": np.int64}, engine="c")
     if not count.isdigit() or int(count) != len(attrs):
-        raise ValueError(f"{attr_path}: first line says {count.decode()!r} images but {len(attrs)} rows follow")
-    with open_bytes(part_path) as f:
+        raise ValueError(f"{attr_path}: first line says {count.decode(errors='replace')!r} images but {len(attrs)} "
+                         f"rows follow (a truncated file?); replace the file: {_fix('celeba', folder.parent)}")
+    with _reading(part_path, "celeba", fields=2), open_bytes(part_path) as f:
         part = pd.read_csv(f, sep=r"\s+", header=None, names=["file", "split"], dtype={"file": str}, engine="c")
     files = attrs["file"].to_numpy()
     if len(part) != len(attrs) or not np.array_equal(part["file"].to_numpy(), files):
@@ -139,7 +181,7 @@ def read_celeba(folder) -> pd.DataFrame:
 def read_civilcomments(folder) -> pd.DataFrame:
     """all_data_with_identities.csv (WILDS v1.0); y = toxicity >= 0.5, a = any of 8 identities >= 0.5."""
     path = _required(Path(folder), "all_data_with_identities.csv", "civilcomments")
-    with open_bytes(path) as f:
+    with _reading(path, "civilcomments"), open_bytes(path) as f:
         df = pd.read_csv(f, index_col=0)
     _columns(df, ("comment_text", "split", "toxicity", *CIVIL_IDENTITIES), path)
     split_names = df["split"].astype(str).to_numpy()
@@ -147,10 +189,12 @@ def read_civilcomments(folder) -> pd.DataFrame:
     if bad:
         raise ValueError(f"{path}: column 'split' has values {bad[:10]} outside {list(CIVIL_SPLITS)}")
     split = np.select([split_names == s for s in CIVIL_SPLITS], list(CIVIL_SPLITS.values()))
-    toxicity = df["toxicity"].to_numpy(dtype=float)
+    with _reading(path, "civilcomments"):
+        toxicity = df["toxicity"].to_numpy(dtype=float)
+        identity_values = df[list(CIVIL_IDENTITIES)].to_numpy(dtype=float)
     if np.isnan(toxicity).any():
         raise ValueError(f"{path}: column 'toxicity' has {int(np.isnan(toxicity).sum())} missing values")
-    identity = (df[list(CIVIL_IDENTITIES)].to_numpy(dtype=float) >= 0.5).any(axis=1)  # NaN >= 0.5 is False
+    identity = (identity_values >= 0.5).any(axis=1)  # NaN >= 0.5 is False
     texts = df["comment_text"].fillna("").astype(str).to_numpy(dtype=object)
     return _frame(texts, toxicity >= 0.5, identity, split)
 
@@ -158,7 +202,7 @@ def read_civilcomments(folder) -> pd.DataFrame:
 def read_multinli(folder) -> pd.DataFrame:
     """metadata_random.csv (unnamed index, gold_label, sentence2_has_negation, split); input = row index."""
     path = _required(Path(folder), "metadata_random.csv", "multinli")
-    with open_bytes(path) as f:
+    with _reading(path, "multinli"), open_bytes(path) as f:
         df = pd.read_csv(f, index_col=0)
     _columns(df, ("gold_label", "sentence2_has_negation", "split"), path)
     return _frame(np.arange(len(df), dtype=np.int64), _values(df["gold_label"], (0, 1, 2), "gold_label", path),
