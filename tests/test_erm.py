@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from repro import erm, features, runs
+from repro import erm, features, inputs, runs
 from repro.data import GroupData
 
 
@@ -74,7 +74,7 @@ def test_lr_schedules():
 
 def test_augment_keeps_shape_and_identity_when_full_crop():
     x = torch.rand(4, 3, 8, 8)
-    out = erm.augment(x, torch.Generator().manual_seed(0))
+    out = inputs.augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and not torch.equal(out, x)
 
 
@@ -97,8 +97,7 @@ def test_train_is_deterministic_and_caches_features(tiny_images, use, tmp_path):
     assert len(idx["heldout"]) == round(0.2 * 48) and len(np.intersect1d(idx["train"], idx["heldout"])) == 0
     model, saved = erm.load_checkpoint(tmp_path / "a" / "checkpoint_epoch3.safetensors")
     assert saved == cfg and features.metadata(tmp_path / "a", 2)["epoch"] == 2
-    inputs = erm.Inputs(tiny_images, cfg)
-    feats, logits = features.extract(model, inputs, idx["test"])
+    feats, logits = features.extract(model, inputs.Inputs(tiny_images, cfg), idx["test"])
     torch.testing.assert_close(feats, f["features_test"])  # the checkpoint reproduces the cached features
     with pytest.raises(FileNotFoundError, match="saved epochs: \\[2, 3\\]"):
         features.load(tmp_path / "a", 1)

@@ -298,29 +298,3 @@ def load(name: str, root, **opts) -> GroupData:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {name}; valid: {valid}")
     return REGISTRY[name](root, **opts)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Input pipelines (Appendix B / reference code): ImageNet normalization; BERT tokens padded to max_length.
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def image_transforms(train: bool, size: int = 224, resize: int = 256):
-    """Train: RandomResizedCrop(size, scale=(0.7, 1)) + flip; eval: Resize(resize) + CenterCrop(size)."""
-    from torchvision import transforms as T
-
-    if train:
-        steps = [T.RandomResizedCrop(size, scale=(0.7, 1.0)), T.RandomHorizontalFlip()]
-    else:
-        steps = [T.Resize(resize), T.CenterCrop(size)]
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def tokenize(texts, tokenizer, max_length: int) -> dict:
-    """Tokens of (n,) texts: dict of (n, max_length) int64 input_ids, attention_mask, token_type_ids."""
-    enc = tokenizer(list(texts), max_length=max_length, padding="max_length", truncation=True, return_tensors="np")
-    keys = ("input_ids", "attention_mask", "token_type_ids")
-    out = {k: np.asarray(enc[k], dtype=np.int64) for k in keys if k in enc}
-    out.setdefault("token_type_ids", np.zeros_like(out["input_ids"]))
-    return out

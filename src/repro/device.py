@@ -4,10 +4,13 @@ section's `device` parameter. An execution detail: it never enters a run's confi
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
 ENV = "REPRO_DEVICE"
+THREADS_ENV = "REPRO_THREADS"  # CPU threads of one run (default 1: parallelism comes from sweep workers)
+DETERMINISTIC_ENV = "REPRO_DETERMINISTIC"  # 1: deterministic CUDA kernels, cudnn.benchmark off
 CHOICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N"
 
 
@@ -53,7 +56,7 @@ def resolve(name: str | None = None):
 
 
 def describe(device=None) -> dict:
-    """What a run records about where it ran: device, its name, torch/CUDA versions and the CPU thread count."""
+    """What a run records about where it ran: device, its name, torch/CUDA versions and the CPU threads of a run."""
     import torch
 
     device = resolve() if device is None else torch.device(device)
@@ -65,4 +68,55 @@ def describe(device=None) -> dict:
         name = platform.processor() or platform.machine()
     return {"device": str(device), "device_name": name, "torch": torch.__version__,
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-            "threads": torch.get_num_threads()}
+            "threads": run_threads_count()}
+
+
+def run_threads_count() -> int:
+    """Intra-op CPU threads of one run: $REPRO_THREADS, else 1.
+
+    Fixed per run, never taken from the machine, so that a config gives the same bits whether it runs
+    serially or in a pool of workers (the count can change floating-point reduction order on a CPU)."""
+    value = os.environ.get(THREADS_ENV, "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r}: expected a number of threads >= 1")
+    return int(value)
+
+
+@contextlib.contextmanager
+def run_threads():
+    """Run the body with run_threads_count() torch threads, then restore the previous count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(run_threads_count())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def configure(device) -> None:
+    """Backend switches for a run on `device`: cudnn.benchmark on CUDA unless REPRO_DETERMINISTIC=1, which
+    asks for deterministic kernels instead (slower; results then repeat bit for bit on one GPU)."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return
+    deterministic = os.environ.get(DETERMINISTIC_ENV, "") not in ("", "0")
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def gpu_ids() -> list[str]:
+    """The CUDA GPUs this process may hand to sweep workers (ids as CUDA_VISIBLE_DEVICES names them); empty
+    when the requested device is not CUDA or there is no GPU."""
+    if requested() in ("cpu", "mps"):
+        return []
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return visible[:count] if visible else [str(i) for i in range(count)]

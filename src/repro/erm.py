@@ -1,9 +1,11 @@
 """ERM finetuning (paper Appendix B.2): one JSON-able config dict, which is also the run-store config.
 
 `default_config(dataset, profile, **overrides)` reads repro.hparams.erm(dataset, profile); `train(config,
-workdir)` trains, evaluates per-group accuracy every `eval_every` epochs, and at every epoch of
-`save_epochs` writes a checkpoint (checkpoint_epoch{E}.safetensors, the config in its metadata) and the
-feature cache (repro.features). `run(dataset, profile, **overrides)` does all of it through the run store.
+workdir)` trains on the process's device (repro.device), evaluates per-group accuracy every `eval_every`
+epochs, and at every epoch of `save_epochs` writes a checkpoint (checkpoint_epoch{E}.safetensors, the config
+in its metadata) and the feature cache (repro.features). `run(dataset, profile, **overrides)` does all of it
+through the run store. The loop is split as in torchvision's reference scripts: `train_one_epoch`,
+`evaluate`, `train`; batches come from repro.inputs.
 
 Deviations from the paper's code (documented for the deviations page): the "train" evaluation split and
 NC1 use the ERM training set in eval mode without augmentation (the paper's code measures NC1 on
@@ -11,6 +13,7 @@ augmented batches in train mode); the final epoch is reported (no model selectio
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -21,9 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repro import hparams, models, runs
+from repro import device as devices
+from repro import features, hparams, models, rehearse, runs
+from repro.inputs import Inputs, load_data
 
 CHOICES = {
+    "profile": ("smoke", "cpu", "paper"),
     "optimizer": ("adamw", "sgd"),
     "schedule": ("cosine", "linear", "constant"),
     "balance": ("none", "subsetting", "upsampling", "upweighting"),
@@ -31,6 +37,7 @@ CHOICES = {
     "group_ratio_method": ("subsetting", "upsampling"),
     "train_set": ("train", "train+heldout"),
     "heldout_source": ("val", "train"),
+    "precision": ("fp32", "bf16", "fp16"),
 }
 
 # Keys beyond hparams.erm: per-profile defaults (the cpu/smoke profiles run 32x32 twins and short texts).
@@ -43,6 +50,15 @@ _EXTRA = {
 }
 _PAPER_DATASET = {"waterbirds": dict(eval_every=10), "civilcomments": dict(max_length=220)}
 
+# Keys added after the first runs were stored. A config holds them only when they differ from these defaults,
+# so every run id computed before they existed stays valid (they change results, so they are hashed then).
+#   precision: fp32 (the paper's code: Lightning's default) or bf16/fp16 autocast (fp16 with a gradient scaler)
+#   max_steps: stop after this many SGD steps (0: no cap); the epoch in progress is then the last one,
+#              evaluated and saved; the learning-rate schedule still spans `epochs` (the rehearsal uses it)
+LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+REHEARSAL_MAX_STEPS = 4
+
 
 def _data_root() -> str:
     if os.environ.get("REPRO_DATA"):
@@ -51,17 +67,23 @@ def _data_root() -> str:
 
 
 def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
-    """The full ERM config of `dataset` under `profile` (hparams.erm), with `overrides` applied."""
+    """The full ERM config of `dataset` under `profile` (hparams.erm), with `overrides` applied.
+
+    In a rehearsal (repro.rehearse) the paper's architectures start from random weights and every run stops
+    after REHEARSAL_MAX_STEPS steps."""
     hp = hparams.erm(dataset, profile)
     config = dict(dataset=dataset, data_root=_data_root(), profile=profile, model=None, pretrained=None, seed=1,
                   epochs=None, lr=None, weight_decay=None, batch_size=None, optimizer="adamw", schedule="cosine",
                   balance="none", balance_by="class", group_ratio=None,
                   group_ratio_method="upsampling" if dataset == "waterbirds" else "subsetting",
                   train_set="train", heldout_source="val", eval_every=1, save_epochs=None, nc1_every=0,
-                  image_size=224, max_length=128, augment=True, model_kw={}, data_fingerprint=None, min_steps=0)
+                  image_size=224, max_length=128, augment=True, model_kw={}, data_fingerprint=None, min_steps=0,
+                  **LATE_DEFAULTS)
     config.update(_EXTRA[profile])
     if profile == "paper":
         config.update(_PAPER_DATASET.get(dataset, {}))
+    if rehearse.active():
+        config.update(pretrained=False, max_steps=REHEARSAL_MAX_STEPS)
     for source, values in (("repro.hparams.erm", hp), ("overrides", overrides)):
         unknown = sorted(set(values) - set(config))
         if unknown:
@@ -71,7 +93,15 @@ def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
         config["save_epochs"] = [config["epochs"]]
     if config["data_fingerprint"] is None:
         config["data_fingerprint"] = _fingerprint(dataset, str(config["data_root"]))
+    for key, default in LATE_DEFAULTS.items():
+        if config[key] == default:
+            del config[key]
     return check(config)
+
+
+def setting(config: dict, key: str):
+    """config[key], or its default for the keys of LATE_DEFAULTS."""
+    return config.get(key, LATE_DEFAULTS.get(key))
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,107 +115,46 @@ def _fingerprint(dataset: str, root: str) -> str | None:
 
 
 def check(config: dict) -> dict:
-    """Validate choices and ranges; returns the config unchanged."""
+    """Validate every key's type, choice and range up front (before any data is read); returns the config unchanged."""
+    from repro.data import CLASS_NAMES
+
+    def fail(key, want):
+        raise ValueError(f"ERM config key {key!r} must be {want}, got {config[key]!r}; "
+                         f"fix it in the params file or with --set {key}=VALUE")
+
+    def number(v, integer=False):
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float)) and math.isfinite(v)
+        return ok and not isinstance(v, bool)
+
+    # key -> (integer?, lower bound, bound included?); keys absent from a config (precision, max_steps) are skipped
+    ranges = {"seed": (True, 0, True), "epochs": (True, 1, True), "batch_size": (True, 1, True),
+              "lr": (False, 0, False), "weight_decay": (False, 0, True), "eval_every": (True, 0, True),
+              "nc1_every": (True, 0, True), "min_steps": (True, 0, True), "max_steps": (True, 0, True),
+              "image_size": (True, 1, True), "max_length": (True, 1, True)}
+    for key, (integer, low, closed) in ranges.items():
+        if key in config and not (number(config[key], integer) and (config[key] >= low if closed else config[key] > low)):
+            fail(key, f"{'an integer' if integer else 'a number'} {'>=' if closed else '>'} {low}")
     for key, valid in CHOICES.items():
-        if config[key] not in valid:
-            raise ValueError(f"unknown {key} {config[key]!r}; choose one of {', '.join(valid)}")
+        if key in config and (not isinstance(config[key], str) or config[key] not in valid):
+            raise ValueError(f"ERM config key {key!r}: unknown value {config[key]!r}; choose one of {', '.join(valid)}")
+    if config["dataset"] not in CLASS_NAMES:
+        fail("dataset", f"one of {', '.join(CLASS_NAMES)}")
+    if config["model"] not in models.REGISTRY:
+        fail("model", f"one of {', '.join(models.REGISTRY)}")
+    for key, kinds, want in (("augment", (bool,), "true or false"), ("pretrained", (bool, type(None)), "true or false"),
+                             ("model_kw", (dict,), "a mapping"), ("data_root", (str,), "a folder name"),
+                             ("data_fingerprint", (str, type(None)), "a string or null")):
+        if not isinstance(config[key], kinds):
+            fail(key, want)
     r = config["group_ratio"]
-    if r is not None and not 0 < r <= 1:
-        raise ValueError(f"group_ratio must be null or in (0, 1], got {r}")
+    if r is not None and not (number(r) and 0 < r <= 1):
+        fail("group_ratio", "null or a number in (0, 1]")
     if r is not None and config["balance"] != "none":
         raise ValueError("group_ratio already fixes the group balance; use it with balance='none'")
-    if config["eval_every"] < 0 or config["nc1_every"] < 0 or config["min_steps"] < 0:
-        raise ValueError("eval_every and nc1_every must be >= 0 (0: only after the last epoch / off)")
-    bad = [e for e in config["save_epochs"] if not 1 <= e <= config["epochs"]]
-    if bad:
-        raise ValueError(f"save_epochs {bad} outside 1..{config['epochs']}")
+    epochs = config["save_epochs"]
+    if not isinstance(epochs, list) or not epochs or not all(number(e, True) and 1 <= e <= config["epochs"] for e in epochs):
+        fail("save_epochs", f"a non-empty list of epochs in 1..{config['epochs']}")
     return config
-
-
-# ------------------------------------------------------------------------------------------------- inputs
-
-_CACHE: dict = {}  # decoded images / tokens / datasets, reused by runs in the same process (sweep workers)
-
-
-def _cached(key, make):
-    if key not in _CACHE:
-        _CACHE[key] = make()
-    return _CACHE[key]
-
-
-def load_data(config: dict):
-    from repro import data
-    return _cached(("data", config["dataset"], str(config["data_root"])),
-                   lambda: data.load(config["dataset"], config["data_root"]))
-
-
-def _decode(paths, size: int) -> torch.Tensor:
-    """(n,) image paths -> (n, 3, size, size) uint8, resized if the files have another size."""
-    from PIL import Image
-    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
-    for i, path in enumerate(paths):
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
-    return out
-
-
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random resized crop (area 0.7-1, aspect 3/4-4/3) + horizontal flip, batched: (n,3,H,W) -> same."""
-    n = x.shape[0]
-    u = torch.rand(n, 5, generator=generator)
-    area = 0.7 + 0.3 * u[:, 0]
-    ratio = torch.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 1])
-    w, h = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
-    cx, cy = (2 * u[:, 2] - 1) * (1 - w), (2 * u[:, 3] - 1) * (1 - h)
-    flip = torch.where(u[:, 4] < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-class Inputs:
-    """Model inputs of a dataset: `batch(idx, train, generator)` for (b,) dataset indices.
-
-    Images up to 64 px are decoded once into memory as uint8 (n, 3, S, S); larger images are read from
-    their paths with repro.data.image_transforms per batch. Texts are tokenized once to max_length.
-    """
-
-    def __init__(self, data, config: dict):
-        self.kind, self.augment = data.kind, config["augment"]
-        self.data, self.size = data, config["image_size"]
-        key = (data.name, data.root, config["model"], config["image_size"], config["max_length"])
-        if data.kind == "image" and self.size <= 64:
-            self.images = _cached(("img",) + key, lambda: _decode(data.inputs, self.size))
-        elif data.kind == "text":
-            from repro.data import tokenize
-            self.tokens = _cached(("tok",) + key, lambda: {k: torch.from_numpy(v) for k, v in tokenize(
-                data.inputs, models.tokenizer(config["model"]), config["max_length"]).items()})
-        elif data.kind == "tokens":
-            self.tokens = {k: torch.from_numpy(v[:, :config["max_length"]]) for k, v in data.tokens.items()}
-
-    def batch(self, idx: np.ndarray, train: bool, generator: torch.Generator | None = None):
-        idx = np.asarray(idx, dtype=np.int64)
-        if self.kind in ("text", "tokens"):
-            rows = torch.from_numpy(self.data.inputs[idx] if self.kind == "tokens" else idx)
-            return {k: v[rows] for k, v in self.tokens.items()}
-        idx = torch.from_numpy(idx)
-        if hasattr(self, "images"):
-            x = self.images[idx].float().div_(255)
-            if train and self.augment:
-                x = augment(x, generator)
-            return (x - _MEAN) / _STD
-        from PIL import Image
-        from repro.data import image_transforms
-        tf = image_transforms(train and self.augment, self.size, resize=int(self.size * 256 / 224))
-        return torch.stack([tf(Image.open(self.data.inputs[i]).convert("RGB")) for i in idx.tolist()])
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -248,19 +217,12 @@ def lr_factor(schedule: str, epoch: int, step: int, epochs: int, total_steps: in
     return 1.0
 
 
-@torch.no_grad()
-def predict(model, inputs: Inputs, idx: np.ndarray, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode features (n, d) and logits (n, C) of dataset indices idx, without augmentation."""
-    was_training = model.training
-    model.eval()
-    feats, logits = [], []
-    for start in range(0, len(idx), batch_size):
-        f = model.features(inputs.batch(idx[start:start + batch_size], train=False))
-        feats.append(f)
-        logits.append(model.head(f))
-    model.train(was_training)
-    d = model.head.in_features
-    return (torch.cat(feats) if feats else torch.zeros(0, d)), (torch.cat(logits) if logits else torch.zeros(0, 1))
+def autocast(device, precision: str):
+    """torch.autocast for bf16/fp16 on `device`; a no-op context for fp32."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _progress(iterable, **kw):
@@ -269,19 +231,73 @@ def _progress(iterable, **kw):
     return tqdm(iterable, disable=off, **kw)
 
 
+def train_one_epoch(model, opt, inputs: Inputs, order: np.ndarray, y: torch.Tensor, w: torch.Tensor | None, *,
+                    config: dict, epoch: int, epochs: int, step: int, total_steps: int, base_lrs: list,
+                    generator: torch.Generator, scaler=None, max_steps: int = 0) -> tuple[float, int]:
+    """One pass over `order` (dataset indices); y (n,) labels and w (n,) loss weights on the device.
+
+    Returns (mean training loss over the examples seen, global step count after the epoch)."""
+    model.train()
+    total, seen, precision = 0.0, 0, setting(config, "precision")
+    for b, x in inputs.batches(order, config["batch_size"], train=True, generator=generator, epoch=epoch):
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = base * lr_factor(config["schedule"], epoch - 1, step, epochs, total_steps)
+        rows = torch.from_numpy(b).to(y.device)
+        with autocast(inputs.device, precision):
+            loss = F.cross_entropy(model(x).float(), y[rows], reduction="none")
+        loss = (loss * w[rows]).mean() if w is not None else loss.mean()
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        step, seen, total = step + 1, seen + len(b), total + float(loss.detach()) * len(b)
+        if max_steps and step >= max_steps:
+            break
+    return total / max(seen, 1), step
+
+
+def evaluate(model, inputs: Inputs, idx: dict, data, config: dict, splits_: list[str], props=None) -> tuple[dict, dict]:
+    """Per-group accuracy of the given splits: ({"<split>_<metric>": value}, {split: (features, logits)}).
+
+    Features and logits stay on the device; metrics are computed on the CPU."""
+    from repro import metrics
+    out, row = {}, {}
+    with autocast(inputs.device, setting(config, "precision")):
+        for s in splits_:
+            out[s] = features.predict(model, inputs, idx[s])
+    for s, (_, logits) in out.items():
+        row.update({f"{s}_{k}": v for k, v in metrics.summarize(
+            logits.argmax(1).cpu(), data.y[idx[s]], data.g[idx[s]], data.n_groups, props).items()})
+    return row, out
+
+
 def train(config: dict, workdir) -> dict:
-    """Train ERM for config["epochs"] epochs; write checkpoints and feature caches into workdir; metrics dict."""
-    from repro import features, metrics
-    config, workdir = check(dict(config)), Path(workdir)
+    """Train ERM on the process's device for config["epochs"] epochs (or max_steps steps); write checkpoints
+    and feature caches into workdir; return the metrics dict."""
+    with devices.run_threads():
+        return _train(check(dict(config)), Path(workdir), devices.resolve())
+
+
+def _train(config: dict, workdir: Path, device) -> dict:
+    from repro import metrics
+    devices.configure(device)
     torch.manual_seed(config["seed"])
     gen = torch.Generator().manual_seed(config["seed"])
     data = load_data(config)
     idx = splits(data, config)
     order_of, n_train, weights = _sampler(data, idx["train"], config)
-    inputs = Inputs(data, config)
-    model = models.build(config["model"], data.n_classes, config["pretrained"], **config["model_kw"])
+    inputs = Inputs(data, config, device)
+    model = models.build(config["model"], data.n_classes, config["pretrained"], **config["model_kw"]).to(device)
+    if inputs.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, config)
     base_lrs = [group["lr"] for group in opt.param_groups]
+    precision, max_steps = setting(config, "precision"), setting(config, "max_steps")
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     epochs, bs = config["epochs"], config["batch_size"]
     steps_per_epoch = math.ceil(n_train / bs)
     save = set(config["save_epochs"])
@@ -289,37 +305,29 @@ def train(config: dict, workdir) -> dict:
         # a small subset (e.g. at a group ratio) trains for at least min_steps SGD steps; it saves its last epoch
         epochs = math.ceil(config["min_steps"] / steps_per_epoch)
         save = {epochs}
+    last = min(epochs, math.ceil(max_steps / steps_per_epoch)) if max_steps else epochs
+    if last < epochs:  # stopped early by max_steps: the last epoch run is evaluated and saved
+        save = {e for e in save if e < last} | {last}
     props = np.bincount(data.g[idx["train"]], minlength=data.n_groups) / len(idx["train"])
-    y, g = torch.tensor(data.y, dtype=torch.long), torch.tensor(data.g, dtype=torch.long)
-    w = torch.from_numpy(weights) if weights is not None else None
+    props = props if data.name == "waterbirds" else None  # Waterbirds' average accuracy is train-weighted
+    y = torch.tensor(data.y, dtype=torch.long, device=device)
+    w = torch.from_numpy(weights).to(device) if weights is not None else None
     history, step, nc1_heldout = [], 0, None
-    for epoch in _progress(range(1, epochs + 1), desc=f"erm {config['dataset']}", unit="epoch"):
-        model.train()
-        order, total = order_of(epoch), 0.0
-        for start in range(0, len(order), bs):
-            b = order[start:start + bs]
-            for group, base in zip(opt.param_groups, base_lrs):
-                group["lr"] = base * lr_factor(config["schedule"], epoch - 1, step, epochs, epochs * steps_per_epoch)
-            loss = F.cross_entropy(model(inputs.batch(b, train=True, generator=gen)), y[b], reduction="none")
-            loss = (loss * w[b]).mean() if w is not None else loss.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step, total = step + 1, total + float(loss.detach()) * len(b)
-        row = {"epoch": epoch, "loss": total / len(order)}
+    for epoch in _progress(range(1, last + 1), desc=f"erm {config['dataset']}", unit="epoch"):
+        loss, step = train_one_epoch(model, opt, inputs, order_of(epoch), y, w, config=config, epoch=epoch,
+                                     epochs=epochs, step=step, total_steps=epochs * steps_per_epoch,
+                                     base_lrs=base_lrs, generator=gen, scaler=scaler, max_steps=max_steps)
+        row = {"epoch": epoch, "loss": loss}
         every = config["eval_every"]
-        full = (every > 0 and epoch % every == 0) or epoch == epochs or epoch in save
-        nc1_due = config["nc1_every"] > 0 and (epoch % config["nc1_every"] == 0 or epoch == epochs)
+        full = (every > 0 and epoch % every == 0) or epoch == last or epoch in save
+        nc1_due = config["nc1_every"] > 0 and (epoch % config["nc1_every"] == 0 or epoch == last)
         if full or nc1_due:
-            out = {s: predict(model, inputs, i) for s, i in idx.items() if full or s == "train"}
-            for s, (f, logits) in out.items():
-                row.update({f"{s}_{k}": v for k, v in metrics.summarize(
-                    logits.argmax(1), y[idx[s]], g[idx[s]], data.n_groups,
-                    props if data.name == "waterbirds" else None).items()})
+            evals, out = evaluate(model, inputs, idx, data, config, [s for s in idx if full or s == "train"], props)
+            row.update(evals)
             if nc1_due:
-                row["nc1_train"] = metrics.nc1(out["train"][0], y[idx["train"]])
-                if epoch == epochs:  # the last epoch always evaluates every split
-                    nc1_heldout = metrics.nc1(out["heldout"][0], y[idx["heldout"]])
+                row["nc1_train"] = metrics.nc1(out["train"][0], y[torch.from_numpy(idx["train"]).to(device)])
+                if epoch == last:  # the last epoch always evaluates every split
+                    nc1_heldout = metrics.nc1(out["heldout"][0], y[torch.from_numpy(idx["heldout"]).to(device)])
             if epoch in save:
                 save_checkpoint(model, config, workdir / f"checkpoint_epoch{epoch}.safetensors", epoch)
                 features.save(workdir / f"features_epoch{epoch}.safetensors", model, out, data, idx,
@@ -327,26 +335,29 @@ def train(config: dict, workdir) -> dict:
         history.append(row)
     final = {k: v for k, v in history[-1].items() if k not in ("epoch",)}
     return {**final, "nc1_heldout": nc1_heldout, "history": history, "n_train": n_train,
-            "saved_epochs": sorted(save), "epochs_trained": epochs}
+            "saved_epochs": sorted(save), "epochs_trained": last}
 
 
 def save_checkpoint(model, config: dict, path: Path, epoch: int) -> None:
-    """safetensors of the state dict, with the full config (JSON) and the epoch in its metadata."""
-    from safetensors.torch import save_model
-    save_model(model, str(path), metadata={"config": runs.canonical_json(config), "epoch": str(epoch)})
+    """safetensors of the state dict (on the CPU), with the full config (JSON) and the epoch in its metadata."""
+    from safetensors.torch import save_file
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"config": runs.canonical_json(config), "epoch": str(epoch)})
 
 
-def load_checkpoint(path) -> tuple[torch.nn.Module, dict]:
-    """(model, config) from a checkpoint written by save_checkpoint."""
+def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
+    """(model, config) from a checkpoint written by save_checkpoint, on `device` (default: the CPU)."""
+    import json
+
     from safetensors import safe_open
     from safetensors.torch import load_model
+
     from repro.data import CLASS_NAMES
-    import json
     with safe_open(str(path), "pt") as f:
         config = json.loads(f.metadata()["config"])
     model = models.build(config["model"], len(CLASS_NAMES[config["dataset"]]), False, **config["model_kw"])
     load_model(model, str(path))
-    return model, config
+    return model.to(device or "cpu"), config
 
 
 def run(dataset: str, profile: str = "paper", store=None, **overrides) -> Path:

@@ -17,27 +17,49 @@ import torch
 SPLITS = ("train", "heldout", "test")
 
 
-def extract(model, data, idx, config: dict | None = None, batch_size: int = 256):
-    """Eval-mode penultimate features (n, d) and logits (n, C) of dataset indices idx (n,).
+@torch.no_grad()
+def predict(model, inputs, idx, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode features (n, d) and logits (n, C) of dataset indices idx (n,), without augmentation.
 
-    data: an erm.Inputs, or a GroupData together with the ERM `config` (image_size, max_length, model).
+    inputs: a repro.inputs.Inputs on the model's device; the results are on that device."""
+    idx = np.asarray(idx, dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    feats, logits = [], []
+    for _, x in inputs.batches(idx, batch_size, train=False):
+        f = model.features(x)
+        feats.append(f)
+        logits.append(model.head(f))
+    model.train(was_training)
+    if not feats:
+        return torch.zeros(0, model.head.in_features), torch.zeros(0, model.head.out_features)
+    return torch.cat(feats).float(), torch.cat(logits).float()
+
+
+def extract(model, data, idx, config: dict | None = None, batch_size: int = 256):
+    """Eval-mode penultimate features (n, d) and logits (n, C) of dataset indices idx (n,), on the CPU.
+
+    data: a repro.inputs.Inputs, or a GroupData together with the ERM `config` (image_size, max_length, model).
     """
-    from repro import erm
-    if not isinstance(data, erm.Inputs):
+    from repro import inputs
+    if not isinstance(data, inputs.Inputs):
         if config is None:
             raise ValueError("extract from a GroupData needs the ERM config (image_size, max_length, model)")
-        data = erm.Inputs(data, config)
-    return erm.predict(model, data, np.asarray(idx, dtype=np.int64), batch_size)
+        data = inputs.Inputs(data, config, device=next(model.parameters()).device)
+    f, logits = predict(model, data, idx, batch_size)
+    return f.cpu(), logits.cpu()
 
 
 def save(path, model, out: dict, data, idx: dict, metadata: dict | None = None) -> None:
     """Write the cache: out = {split: (features, logits)}, idx = {split: dataset indices}; atomic."""
     from safetensors.torch import save_file
-    tensors = {"head_weight": model.head.weight.detach().clone(), "head_bias": model.head.bias.detach().clone()}
+    tensors = {"head_weight": model.head.weight.detach().float().cpu().clone(),
+               "head_bias": model.head.bias.detach().float().cpu().clone()}
     for split in SPLITS:
         features, logits = out[split]
         i = np.asarray(idx[split], dtype=np.int64)
-        tensors.update({f"features_{split}": features.float().contiguous(), f"logits_{split}": logits.float().contiguous(),
+        tensors.update({f"features_{split}": features.float().cpu().contiguous(),
+                        f"logits_{split}": logits.float().cpu().contiguous(),
                         f"y_{split}": torch.from_numpy(data.y[i].astype(np.int64)),
                         f"g_{split}": torch.from_numpy(data.g[i].astype(np.int64)),
                         f"idx_{split}": torch.from_numpy(i)})

@@ -136,7 +136,7 @@ def _sgd_step(x, W, b, rows, labels, coef, lr: float, buf, pull=None) -> None:
         if W.shape[1] == 1:
             grad = torch.sigmoid(logits).sub_(labels[:, None, :])
         else:
-            grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], torch.full((h, 1, B), -1.0))
+            grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], torch.full((h, 1, B), -1.0, device=W.device))
         grad.mul_(coef[:, None, :])
         grad_W, grad_b = torch.bmm(grad, xb), grad.sum(2)                                   # (h, C, d), (h, C)
     if pull is not None:
@@ -148,7 +148,8 @@ def _sgd_step(x, W, b, rows, labels, coef, lr: float, buf, pull=None) -> None:
 
 
 def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int, seeds, lr: float = 1e-2,
-              batch_size: int = 32, probs=None, init=None, l2_to_init=0.0, record_steps=None, chunk: int = 8):
+              batch_size: int = 32, probs=None, init=None, l2_to_init=0.0, record_steps=None, chunk: int = 8,
+              device=None):
     """Train H heads at once by SGD on softmax cross-entropy (logistic loss if n_classes == 1).
 
     features (n, d); y (n,); subsets: H index arrays into features; weights, probs: None or H arrays
@@ -159,8 +160,12 @@ def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int
     Each head takes exactly its own batches; a head whose epoch has fewer batches waits (no step).
     Gradients are written by hand: d loss / d logits = (softmax - onehot) * w / batch count; heads are
     processed `chunk` at a time so that their gathered rows (chunk * batch_size * d floats) stay in cache.
+    Runs on `device` (default: the process's, repro.device); the returned tensors are on the CPU.
     """
-    x, y = _tensor(features, torch.float32).contiguous(), _tensor(y, torch.int64)
+    from repro import device as devices
+
+    dev = devices.resolve() if device is None else torch.device(device)
+    x, y = _tensor(features, torch.float32).to(dev).contiguous(), _tensor(y, torch.int64).cpu()
     H, d, C, B = len(subsets), x.shape[1], n_classes, batch_size
     subsets = [_tensor(s, torch.int64) for s in subsets]
     if H == 0 or min(len(s) for s in subsets) == 0:
@@ -175,10 +180,10 @@ def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int
     # Sort heads by batches per epoch (descending): the heads active at step s are then a prefix [:k].
     n_batches = [math.ceil(len(s) / B) for s in subsets]
     rank = sorted(range(H), key=lambda h: -n_batches[h])
-    W = torch.stack([starts[h][0] for h in rank]).reshape(H, C, d).clone()
-    b = torch.stack([starts[h][1] for h in rank]).reshape(H, C).clone()
+    W = torch.stack([starts[h][0] for h in rank]).reshape(H, C, d).to(dev).clone()
+    b = torch.stack([starts[h][1] for h in rank]).reshape(H, C).to(dev).clone()
     W0, b0 = W.clone(), b.clone()
-    lam = torch.tensor([float(v) for v in _per_head(l2_to_init, H, "l2_to_init")])[rank]
+    lam = torch.tensor([float(v) for v in _per_head(l2_to_init, H, "l2_to_init")])[rank].to(dev)
     use_l2 = bool((lam != 0).any())
     S = max(n_batches)
     active = torch.tensor([sum(n_batches[h] > s for h in rank) for s in range(S)])
@@ -187,13 +192,14 @@ def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int
     if record is not None and len(set(n_batches)) > 1:
         raise ValueError("record_steps needs heads with equally many batches per epoch (same subset sizes)")
     snaps_W, snaps_b, step = [], [], 0
-    buf = torch.empty(min(chunk, H) * B, d)
+    buf = torch.empty(min(chunk, H) * B, d, device=dev)
     labels_dtype = torch.float32 if C == 1 else torch.int64  # logistic loss takes float targets
     if record and record[0] == 0:
         snaps_W.append(W.clone()), snaps_b.append(b.clone())
     for _ in range(epochs):
         rows, labels, coef = _schedule([next(it) for it in iters], [subsets[h] for h in rank],
                                        [weights[h] for h in rank], y, B, labels_dtype)
+        rows, labels, coef = rows.to(dev), labels.to(dev), coef.to(dev)
         for s in range(S):
             for lo in range(0, int(active[s]), chunk):  # chunks of heads keep the gathered rows in cache
                 hi = min(lo + chunk, int(active[s]))
@@ -210,8 +216,8 @@ def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int
     if record is not None:
         if len(snaps_W) != len(record):
             raise ValueError(f"only {step} steps were run; raise epochs to reach step {record[-1]}")
-        return torch.stack(snaps_W)[:, unrank], torch.stack(snaps_b)[:, unrank]
-    return W[unrank], b[unrank]
+        return torch.stack(snaps_W)[:, unrank].cpu(), torch.stack(snaps_b)[:, unrank].cpu()
+    return W[unrank].cpu(), b[unrank].cpu()
 
 
 # ---------------------------------------------------------------- methods

@@ -84,6 +84,14 @@ def summarize(pred, y, g, n_groups: int, train_group_props=None) -> dict:
 # ---------------------------------------------------------------- neural collapse
 
 
+def _torch(x, dtype=None):
+    """x as a torch tensor on its own device (numpy arrays: on the CPU)."""
+    import torch
+
+    t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
+    return t if dtype is None else t.to(dtype)
+
+
 def nc1(features, y, chunk_size: int = 8192, rtol: float = 1e-10) -> float:
     """NC1 = (1/K) tr(Sigma_A Sigma_R^+) (paper Sec. 2.1); features (n, d), y (n,) -> float.
 
@@ -91,32 +99,34 @@ def nc1(features, y, chunk_size: int = 8192, rtol: float = 1e-10) -> float:
     Sigma_R = (1/K) sum_y (mu_y - mu_G)(.)^T, K = number of classes present.
     Sigma_R = (1/K) M^T M with M (K, d) the centered class means has rank <= K - 1, so with the SVD
     M = U S V^T: Sigma_R^+ = K V S^-2 V^T and NC1 = sum_j v_j^T Sigma_A v_j / s_j^2 over the s_j^2 > rtol *
-    max s^2 (eigenvalues of the K x K Gram M M^T). Two streamed passes in float64, no d x d matrix.
+    max s^2 (eigenvalues of the K x K Gram M M^T). Two streamed passes in float64 on the features' device
+    (a torch tensor on a GPU stays there), no d x d matrix.
     """
-    y = _np(y).astype(np.int64)
-    n, d = features.shape
+    import torch
+
+    f_all = _torch(features)
+    n, d = f_all.shape
+    y = _torch(y).to(device=f_all.device, dtype=torch.int64).reshape(-1)
     if len(y) != n:
         raise ValueError(f"features has {n} rows but y has {len(y)} labels")
-    classes, y_idx = np.unique(y, return_inverse=True)
+    classes, y_idx = torch.unique(y, return_inverse=True)
     K = len(classes)
     if K < 2:
         raise ValueError("NC1 needs at least two classes in y (Sigma_R is zero otherwise)")
-    sums = np.zeros((K, d))
+    sums = torch.zeros(K, d, dtype=torch.float64, device=f_all.device)
     for start in range(0, n, chunk_size):
-        f = _np(features[start:start + chunk_size], np.float64)
-        onehot = np.eye(K)[y_idx[start:start + chunk_size]]  # (chunk, K)
-        sums += onehot.T @ f
-    means = sums / np.bincount(y_idx, minlength=K)[:, None]
+        sums.index_add_(0, y_idx[start:start + chunk_size], f_all[start:start + chunk_size].double())
+    means = sums / torch.bincount(y_idx, minlength=K)[:, None]
     M = means - means.mean(0)
-    eigval, U = np.linalg.eigh(M @ M.T)
+    eigval, U = torch.linalg.eigh(M @ M.T)
     keep = eigval > rtol * eigval.max()
-    s = np.sqrt(eigval[keep])
+    s = eigval[keep].sqrt()
     V = M.T @ U[:, keep] / s  # (d, r) orthonormal directions spanning Sigma_R
-    sq = np.zeros(keep.sum())
+    sq = torch.zeros(int(keep.sum()), dtype=torch.float64, device=f_all.device)
     for start in range(0, n, chunk_size):
-        f = _np(features[start:start + chunk_size], np.float64)
-        sq += (((f - means[y_idx[start:start + chunk_size]]) @ V) ** 2).sum(0)
-    return float(np.sum(sq / n / s**2))
+        f = f_all[start:start + chunk_size].double()
+        sq += ((f - means[y_idx[start:start + chunk_size]]) @ V).square().sum(0)
+    return float((sq / n / s**2).sum())
 
 
 # ---------------------------------------------------------------- margins and SVM
@@ -127,21 +137,27 @@ def margins(features, y, weight, bias) -> np.ndarray:
 
     weight (C, d), bias (C,). C == 1: f = x.w + b, labels {0,1} or {-1,1} mapped to -1/+1, theta = w.
     C == 2: f = z_1 - z_0, theta = w_1 - w_0. C > 2: z_y - max_{k != y} z_k, theta = W (Frobenius norm).
-    The bias is never part of the norm. Positive margin = correctly classified.
+    The bias is never part of the norm. Positive margin = correctly classified. Computed in float64 on the
+    features' device; returned as a numpy array.
     """
-    x, y = _np(features, np.float64), _np(y).astype(np.int64)
-    W, b = _np(weight, np.float64).reshape(-1, x.shape[1]), _np(bias, np.float64).reshape(-1)
+    import torch
+
+    x = _torch(features, torch.float64)
+    dev = x.device
+    y = _torch(y).to(device=dev, dtype=torch.int64).reshape(-1)
+    W = _torch(weight, torch.float64).to(dev).reshape(-1, x.shape[1])
+    b = _torch(bias, torch.float64).to(dev).reshape(-1)
     C = W.shape[0]
     if C <= 2:
         theta = W[0] if C == 1 else W[1] - W[0]
         offset = b[0] if C == 1 else b[1] - b[0]
-        sign = np.where(y > 0, 1.0, -1.0)
-        return sign * (x @ theta + offset) / np.linalg.norm(theta)
+        sign = torch.where(y > 0, 1.0, -1.0).to(torch.float64)
+        return (sign * (x @ theta + offset) / torch.linalg.vector_norm(theta)).cpu().numpy()
     z = x @ W.T + b
-    rows = np.arange(len(y))
-    z_true = z[rows, y]
-    z[rows, y] = -np.inf
-    return (z_true - z.max(1)) / np.linalg.norm(W)
+    rows = torch.arange(len(y), device=dev)
+    z_true = z[rows, y].clone()
+    z[rows, y] = -torch.inf
+    return ((z_true - z.max(1).values) / torch.linalg.matrix_norm(W)).cpu().numpy()
 
 
 def group_margins(margins, g, n_groups: int) -> dict:

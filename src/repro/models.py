@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 HF_NAMES = {"bert-base": "bert-base-uncased", "bert-tiny": "google/bert_uncased_L-2_H-128_A-2"}
+# Architecture configs shipped in the package: random initialization needs no network (see model_configs/).
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+SHIPPED_CONFIGS = {"bert-base": "bert-base-uncased.json", "bert-tiny": "bert_uncased_L-2_H-128_A-2.json"}
 TEXT_MODELS = ("bert-base", "bert-tiny", "bert-micro", "minilm")
 
 
@@ -141,7 +144,7 @@ def _hf_bert(name: str, pretrained: bool):
     from transformers import BertConfig, BertModel
     if pretrained:
         return _from_hub(BertModel.from_pretrained, HF_NAMES[name])
-    return BertModel(_from_hub(BertConfig.from_pretrained, HF_NAMES[name]))
+    return BertModel(BertConfig.from_json_file(str(CONFIG_DIR / SHIPPED_CONFIGS[name])))
 
 
 def _bert(name: str) -> Callable:
@@ -216,10 +219,25 @@ def is_text(name: str) -> bool:
 
 
 def tokenizer(name: str):
-    """The model's tokenizer (MiniLM's, i.e. the bert-base-uncased vocabulary, for bert-micro and minilm)."""
+    """The model's tokenizer (MiniLM's, i.e. the bert-base-uncased vocabulary, for bert-micro and minilm).
+
+    In a rehearsal (repro.rehearse) the paper's BERTs, whose files are not available offline, use MiniLM's
+    tokenizer: the same uncased 30,522-token WordPiece vocabulary."""
     from transformers import AutoTokenizer
-    if name in ("minilm", "bert-micro"):
+
+    from repro import rehearse
+    if name in ("minilm", "bert-micro") or (name in HF_NAMES and rehearse.active()):
         return AutoTokenizer.from_pretrained(minilm_dir())
     if name in HF_NAMES:
         return _from_hub(AutoTokenizer.from_pretrained, HF_NAMES[name])
+    raise ValueError(f"model {name!r} has no tokenizer; text models: {', '.join(TEXT_MODELS)}")
+
+
+def tokenizer_id(name: str) -> str:
+    """A stable name of the tokenizer `tokenizer(name)` returns (keys the on-disk token cache)."""
+    from repro import rehearse
+    if name in ("minilm", "bert-micro") or (name in HF_NAMES and rehearse.active()):
+        return "all-MiniLM-L6-v2"
+    if name in HF_NAMES:
+        return HF_NAMES[name]
     raise ValueError(f"model {name!r} has no tokenizer; text models: {', '.join(TEXT_MODELS)}")

@@ -66,12 +66,19 @@ def plan(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "cached", "est_seconds"])
 
 
-def _init_worker() -> None:
-    """One thread per worker; set through the environment so that torch is imported only if a kind needs it."""
+def _init_worker(gpus=None) -> None:
+    """Pin a pool worker: one GPU of the queue `gpus` (CUDA_VISIBLE_DEVICES, before torch starts CUDA), and the
+    run's thread count (repro.device.run_threads_count) through the environment, so that torch is imported
+    only if a kind needs it."""
+    from repro import device as devices
+
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
+    threads = str(devices.run_threads_count())
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
+        os.environ[var] = threads
     if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+        sys.modules["torch"].set_num_threads(int(threads))
 
 
 def _one(kind: str, config: dict, compute: Callable, root: str) -> str:
@@ -82,8 +89,9 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
         slurm: dict | None = None, store=None, compute: Callable | None = None) -> list[Path]:
     """Run directories of `configs` (in order, duplicates included), computing only the missing runs.
 
-    executor="local": in this process (workers=1) or a spawn process pool of `workers` processes with one
-    torch thread each. executor="slurm": submitit job array; slurm = dict of partition, gpus_per_node,
+    executor="local": in this process (workers=1) or a spawn process pool of `workers` processes (with G CUDA
+    GPUs: at most G, each pinned to one GPU), each run with repro.device.run_threads_count() threads.
+    executor="slurm": submitit job array; slurm = dict of partition, gpus_per_node,
     timeout_min, array_parallelism, folder (and cluster="local" to test without Slurm).
     dry_run prints the plan and returns [] without computing. compute overrides KINDS[kind].
     """
@@ -102,15 +110,31 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
     if todo and executor == "slurm":
         _slurm(kind, list(todo.values()), fn, root, slurm or {})
     elif todo and workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
-            for f in [pool.submit(_one, kind, c, fn, root) for c in todo.values()]:
-                f.result()
+        _pool(kind, list(todo.values()), fn, root, workers)
     else:
         for config in todo.values():
             runs.get(kind, config, fn, store)
     return [runs.run_dir(kind, c, store) for c in configs]
+
+
+def _pool(kind: str, configs: list[dict], fn: Callable, root: str, workers: int) -> None:
+    """Compute configs in a spawn process pool of `workers` processes; on a machine with G CUDA GPUs, at most G
+    workers, each pinned to its own GPU (one run per GPU at a time)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from repro import device as devices
+
+    ctx, gpus = mp.get_context("spawn"), devices.gpu_ids()
+    queue = None
+    if gpus:
+        workers = min(workers, len(gpus))
+        queue = ctx.Queue()
+        for gpu in gpus[:workers]:
+            queue.put(gpu)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+        for f in [pool.submit(_one, kind, c, fn, root) for c in configs]:
+            f.result()
 
 
 def _slurm(kind: str, configs: list[dict], fn: Callable, root: str, options: dict) -> None:
