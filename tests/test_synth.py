@@ -101,3 +101,42 @@ def test_bad_scale_and_name():
         synth.write("celeba", "/nonexistent", "huge", 0)
     with pytest.raises(ValueError, match="choose one of waterbirds"):
         synth.write("imagenet", "/nonexistent", 0.1, 0)
+
+
+def test_a_complete_twin_is_never_rewritten_and_a_killed_writers_leftovers_are_removed(tmp_path):
+    folder = synth.write("waterbirds", tmp_path, "smoke")
+    stamp = (folder / "metadata.csv").stat().st_ino, (folder / "metadata.csv").stat().st_mtime_ns
+    leftover = tmp_path / ".waterbirds.k1ll3d"  # a writer killed before its rename
+    (leftover / "waterbirds").mkdir(parents=True)
+    assert synth.ensure(tmp_path, ["waterbirds"], "smoke") == [] and not leftover.exists()
+    synth.write("waterbirds", tmp_path, "smoke")
+    assert ((folder / "metadata.csv").stat().st_ino, (folder / "metadata.csv").stat().st_mtime_ns) == stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["waterbirds"]
+
+
+COLD_START = """
+import sys
+from repro import data, synth
+written = synth.ensure(sys.argv[1], ["waterbirds"], "smoke")
+d = data.load("waterbirds", sys.argv[1])  # checks every image file
+print(len(written), len(d.y))
+"""
+
+
+def test_concurrent_cold_starts_write_the_twin_once_and_all_read_it(tmp_path):
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", COLD_START, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    counts = [tuple(map(int, out.split())) for out, _ in outs]
+    assert len({n for _, n in counts}) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["waterbirds"]
+
+
+def test_a_file_as_data_root_is_a_clear_error(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        synth.write("waterbirds", tmp_path / "f", "smoke")

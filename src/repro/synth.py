@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from repro import data as D
-from repro import metadata
+from repro import metadata, runs
 
 # Scale of each twin relative to the real dataset, per profile (cpu: 2-5k training examples per dataset):
 # one factor, or [train, val, test] factors. Group proportions hold within every split either way; CelebA
@@ -42,13 +42,18 @@ def table_counts(name: str) -> np.ndarray:
     return counts
 
 
-def _rows(name: str, scale: float, rng, min_count: int):
+def counts(name: str, scale, min_count: int = 4) -> np.ndarray:
+    """(3, n_classes, n_attrs) example counts of the twin per split, class and attribute: Table 2 x scale."""
+    factors = np.asarray(resolve_scale(name, scale), dtype=float).reshape(3, 1, 1)
+    return np.maximum(np.floor(table_counts(name) * factors + 0.5).astype(np.int64), min_count)
+
+
+def _rows(name: str, scale, rng, min_count: int):
     """(n,) y, a, split: Table 2 counts x scale, ordered by split, shuffled within each split."""
-    factors = np.asarray(scale, dtype=float).reshape(3, 1, 1)
-    counts = np.maximum(np.floor(table_counts(name) * factors + 0.5).astype(np.int64), min_count)
+    counts_ = counts(name, scale, min_count)
     ys, as_, splits = [], [], []
     for s in range(3):
-        y, a = np.divmod(np.repeat(np.arange(counts[s].size), counts[s].ravel()), counts.shape[2])
+        y, a = np.divmod(np.repeat(np.arange(counts_[s].size), counts_[s].ravel()), counts_.shape[2])
         perm = rng.permutation(len(y))
         ys.append(y[perm]), as_.append(a[perm]), splits.append(np.full(len(y), s))
     return np.concatenate(ys), np.concatenate(as_), np.concatenate(splits)
@@ -292,28 +297,55 @@ def resolve_scale(name: str, scale) -> list[float]:
 
 
 def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min_count: int = 4) -> Path:
-    """Write the twin of `name` to root/<name>/ (replacing it), via a temporary folder and one rename."""
+    """Write the twin of `name` to root/<name>/ unless that very twin is already there; returns its folder.
+
+    Under the lock root/.<name>.lock, so concurrent writers write it once and readers never see it half
+    written: it is built in a temporary folder and renamed into place; a twin with other settings is renamed
+    aside first, never rewritten in place. Temporary folders left by a killed writer are removed."""
     if name not in WRITERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(WRITERS)}")
     scale = resolve_scale(name, scale)
-    rng = np.random.default_rng([seed, NAMES.index(name)])
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"data root {root} is a file, not a folder; pass a folder as --root")
     try:
-        folder = tmp / name
-        folder.mkdir()
-        y, a, split = _rows(name, scale, rng, min_count)
-        WRITERS[name](folder, y, a, split, rng, image_size)
-        info = _identity(name, scale, seed, image_size, min_count)
-        (folder / "SYNTHETIC.json").write_text(json.dumps(info, indent=1) + "\n")
-        target = root / name
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(folder, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"data root {root} cannot be created ({err.strerror}); pass a writable folder") from None
+    info = _identity(name, scale, seed, image_size, min_count)
+    target = root / name
+    with runs.file_lock(root / f".{name}.lock", f"the {name} twin in {root}"):
+        for stale in _leftovers(root, name):  # only the lock holder writes these: a killed writer's
+            shutil.rmtree(stale, ignore_errors=True)
+        if _current(target, name, info):
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        try:
+            folder = tmp / name
+            folder.mkdir()
+            rng = np.random.default_rng([seed, NAMES.index(name)])
+            y, a, split = _rows(name, scale, rng, min_count)
+            WRITERS[name](folder, y, a, split, rng, image_size)
+            (folder / "SYNTHETIC.json").write_text(json.dumps(info, indent=1) + "\n")
+            if target.exists():
+                os.replace(target, tmp / "replaced")  # aside, not rewritten in place
+            os.replace(folder, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _leftovers(root: Path, name: str) -> list[Path]:
+    return [p for p in Path(root).glob(f".{name}.*") if p.is_dir()]
+
+
+def _current(folder: Path, name: str, info: dict) -> bool:
+    """Whether `folder` holds a complete twin written with the settings `info`."""
+    meta = folder / "SYNTHETIC.json"
+    try:
+        return metadata.locate(folder, metadata.MARKERS[name]) is not None and json.loads(meta.read_text()) == info
+    except (OSError, ValueError):
+        return False
 
 
 def _identity(name: str, scale, seed: int, image_size: int = 32, min_count: int = 4) -> dict:
@@ -323,13 +355,8 @@ def _identity(name: str, scale, seed: int, image_size: int = 32, min_count: int 
 
 def ensure(root, names=NAMES, scale="cpu", seed: int = 0, **opts) -> list[str]:
     """Write the twins of `names` that are missing under `root` or were written with other settings."""
-    present = set(metadata.available(root)) if Path(root).exists() else set()
-
-    def current(name):
-        info = Path(root) / name / "SYNTHETIC.json"
-        return name in present and info.is_file() and json.loads(info.read_text()) == _identity(name, scale, seed, **opts)
-
-    missing = [name for name in names if not current(name)]
-    for name in missing:
-        write(name, root, scale, seed, **opts)
+    missing = [name for name in names if not _current(Path(root) / name, name, _identity(name, scale, seed, **opts))]
+    for name in names:
+        if name in missing or _leftovers(root, name):
+            write(name, root, scale, seed, **opts)  # under its lock: writes it unless another process just did
     return missing
