@@ -89,7 +89,7 @@ def test_truncated_archive_is_deleted_and_nothing_unpacked(tmp_path, fake_multin
 
 
 def test_network_failure_prints_the_manual_step(tmp_path):
-    with pytest.raises(RuntimeError, match=r"drive.google.com/uc\?id=0B7EVK8r0v71pblRyaVFSWGxPY0U.*list_attr_celeba.txt"):
+    with pytest.raises(download.DownloadError, match=r"drive.google.com/uc\?id=0B7EVK8r0v71pblRyaVFSWGxPY0U.*list_attr_celeba.txt"):
         download.download("celeba", tmp_path, opener=_opener({}, []))
 
 
@@ -106,3 +106,30 @@ def test_a_file_put_in_place_by_hand_is_verified_and_used(tmp_path, monkeypatch)
 def test_unknown_dataset_lists_choices(tmp_path):
     with pytest.raises(ValueError, match="choose one of waterbirds, celeba, civilcomments, multinli"):
         download.download("imagenet", tmp_path)
+
+
+@pytest.mark.parametrize("member, why", [("../evil.txt", "leaves the target folder"),
+                                         ("/etc/evil.txt", "absolute path|leaves the target folder")])
+def test_an_archive_member_escaping_the_folder_is_refused_and_says_why(tmp_path, fake_multinli, member, why):
+    fake_multinli["http://x/feat"] = _targz({member: b"x"})
+    with pytest.raises(download.RefusedArchive, match=rf"refused member '{member}': .*({why})") as err:
+        download.download("multinli", tmp_path, opener=_opener(fake_multinli, []))
+    assert "truncated" not in str(err.value) and not (tmp_path / "evil.txt").exists()
+    assert not list((tmp_path / "multinli").glob(".unpack-*"))
+
+
+def test_a_zip_member_escaping_the_folder_is_refused(tmp_path):
+    import zipfile
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("../evil.txt", b"x")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(download.RefusedArchive, match="refused member '../evil.txt'"):
+        download.unpack(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_file_as_root_is_a_clear_error(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        download.download("multinli", tmp_path / "f", opener=_opener({}, []))

@@ -8,6 +8,7 @@ A file already in place (for example put there by hand after a Google Drive quot
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -46,6 +47,14 @@ SOURCES = {
 
 class ChecksumError(ValueError):
     """A downloaded file does not match its known size or checksum."""
+
+
+class DownloadError(ConnectionError):
+    """A file could not be fetched; the message is the manual-download step."""
+
+
+class RefusedArchive(ValueError):
+    """An archive member would land outside the target folder or is not a plain file or folder."""
 
 
 def verify(path, md5: str | None = None, sha256: str | None = None, size: int | None = None) -> str:
@@ -90,6 +99,11 @@ def unpack(archive, dest, flatten: bool = False) -> list[str]:
         try:
             if zipfile.is_zipfile(archive):
                 with zipfile.ZipFile(archive) as z:
+                    for member in z.namelist():
+                        parts = Path(member).parts
+                        if member.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                            raise RefusedArchive(f"{archive}: refused member {member!r}: its path leaves the target "
+                                                 f"folder; nothing was unpacked")
                     bad = z.testzip()
                     if bad is not None:
                         raise zipfile.BadZipFile(f"bad CRC for member {bad}")
@@ -97,6 +111,9 @@ def unpack(archive, dest, flatten: bool = False) -> list[str]:
             else:
                 with tarfile.open(archive, "r:*") as t:
                     t.extractall(tmp, filter="data")
+        except tarfile.FilterError as e:
+            raise RefusedArchive(f"{archive}: refused member {e.tarinfo.name!r}: {_refusal(e)}; nothing was "
+                                 f"unpacked") from None
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
             raise ValueError(f"{archive}: truncated or corrupt archive ({type(e).__name__}: {e})") from None
         top = tmp
@@ -114,6 +131,16 @@ def unpack(archive, dest, flatten: bool = False) -> list[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _refusal(err: tarfile.FilterError) -> str:
+    """Why tarfile's "data" filter refused a member, in words."""
+    reasons = {tarfile.AbsolutePathError: "it has an absolute path",
+               tarfile.OutsideDestinationError: "its path leaves the target folder",
+               tarfile.SpecialFileError: "it is a device, pipe or other special file",
+               tarfile.AbsoluteLinkError: "it is a link to an absolute path",
+               tarfile.LinkOutsideDestinationError: "it is a link that points outside the target folder"}
+    return next((text for kind, text in reasons.items() if isinstance(err, kind)), str(err))
+
+
 def _manual_step(name: str, item: dict, dest: Path, root) -> str:
     url = f"https://drive.google.com/uc?id={item['gdrive']}" if "gdrive" in item else item["url"]
     return (f"Download {url} by hand (e.g. in a browser), save it as {dest}, then rerun "
@@ -124,8 +151,15 @@ def download(name: str, root, opener=None) -> Path:
     """Fetch, verify and unpack dataset `name` into root/<name>/; record every file's sha256 in MANIFEST.json."""
     if name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")
-    folder = Path(root) / name
-    folder.mkdir(parents=True, exist_ok=True)
+    root = Path(root)
+    for path in (root, root / name):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"data root: {path} is a file, not a folder; pass a folder as --root")
+    folder = root / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"data root {root} cannot be created ({err.strerror}); pass a writable folder") from None
     manifest_path = folder / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for item in SOURCES[name]:
@@ -143,9 +177,10 @@ def download(name: str, root, opener=None) -> Path:
             print(f"downloading {url} -> {dest}", flush=True)
             try:
                 fetch(url, dest, opener)
-            except OSError as e:
-                raise RuntimeError(f"{name}: download of {item['name']} failed ({e}). "
-                                   + _manual_step(name, item, dest, root)) from None
+            except (OSError, http.client.HTTPException) as e:
+                reason = str(getattr(e, "reason", None) or e).strip().replace("\n", " ") or type(e).__name__
+                raise DownloadError(f"{name}: cannot download {item['name']} ({reason}). "
+                                    + _manual_step(name, item, dest, root)) from None
         try:
             digest = verify(dest, **checks)
         except ChecksumError as e:
@@ -156,6 +191,10 @@ def download(name: str, root, opener=None) -> Path:
         if item.get("unpack"):
             try:
                 unpack(dest, folder, flatten=item.get("flatten", False))
+            except RefusedArchive as e:
+                dest.unlink()
+                raise RefusedArchive(f"{e}; deleted the archive. Get it from its official source "
+                                     f"(`repro data download {name} --root {root}`).") from None
             except ValueError as e:
                 dest.unlink()
                 raise ValueError(f"{e}; deleted it. Rerun `repro data download {name} --root {root}`.") from None
