@@ -108,10 +108,19 @@ def test_unknown_dataset_lists_choices(tmp_path):
         download.download("imagenet", tmp_path)
 
 
+def _link_targz(name: str, target: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        tar.addfile(info)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize("member, why", [("../evil.txt", "leaves the target folder"),
-                                         ("/etc/evil.txt", "absolute path|leaves the target folder")])
+                                         ("evil.txt", "link to an absolute path")])
 def test_an_archive_member_escaping_the_folder_is_refused_and_says_why(tmp_path, fake_multinli, member, why):
-    fake_multinli["http://x/feat"] = _targz({member: b"x"})
+    fake_multinli["http://x/feat"] = _targz({member: b"x"}) if ".." in member else _link_targz(member, "/etc/passwd")
     with pytest.raises(download.RefusedArchive, match=rf"refused member '{member}': .*({why})") as err:
         download.download("multinli", tmp_path, opener=_opener(fake_multinli, []))
     assert "truncated" not in str(err.value) and not (tmp_path / "evil.txt").exists()
