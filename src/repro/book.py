@@ -77,28 +77,72 @@ def _type_ok(default, value) -> bool:
     return isinstance(value, type(default))
 
 
+# Allowed values of the section parameters (each element, for a list): key -> (test, words for the error).
+_DATASETS = ("waterbirds", "celeba", "civilcomments", "multinli")
+PARAM_RULES = {
+    "datasets": (lambda v: v in _DATASETS, f"dataset names ({', '.join(_DATASETS)})"),
+    "seeds": (lambda v: v >= 0, "integers >= 0"), "llr_seeds": (lambda v: v >= 0, "integers >= 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"), "synth_seed": (lambda v: v >= 0, "an integer >= 0"),
+    "gammas": (lambda v: v >= 0, "numbers >= 0"), "ratios": (lambda v: 0 < v <= 1, "numbers in (0, 1]"),
+    "workers": (lambda v: v >= 1, "an integer >= 1"), "executor": (lambda v: v in ("local", "slurm"), "local or slurm"),
+    "synth_profile": (lambda v: v in ("", "smoke", "cpu"), "'smoke', 'cpu' or '' (real data)"),
+    "epoch_factor": (lambda v: v > 0, "a number > 0"), "svm_factor": (lambda v: v > 0, "a number > 0"),
+    "svm_points": (lambda v: v >= 2, "an integer >= 2"), "n_train": (lambda v: v >= 1, "an integer >= 1"),
+    "n_heldout": (lambda v: v >= 1, "an integer >= 1"), "p_major": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "noise": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "model_overrides": (lambda v: set(v) <= set(_DATASETS) and all(isinstance(m, str) for m in v.values()),
+                        f"a mapping of dataset names ({', '.join(_DATASETS)}) to model names"),
+}
+
+
+def _check_param(where: str, key: str, default, value) -> None:
+    """Type (and element type, for lists) against the template default, then PARAM_RULES; BookError if bad."""
+    def fail(want):
+        raise BookError(f"{where}: key {key!r} must be {want}, got {value!r}")
+
+    if not _type_ok(default, value):
+        fail(f"{type(default).__name__} (template default {default!r})")
+    if isinstance(default, list) and default:
+        if not value:
+            fail(f"a non-empty list (template default {default!r})")
+        bad = [v for v in value if not _type_ok(default[0], v)]
+        if bad:
+            fail(f"a list of {type(default[0]).__name__} (template default {default!r}); {bad[0]!r} is not")
+    test, words = PARAM_RULES.get(key, (None, ""))
+    if test is not None and value is not None:
+        if not all(test(v) for v in (value if isinstance(value, list) else [value])):
+            fail(words)
+
+
 def load_params(root: Path, name: str, profile: str) -> dict:
-    """Read and validate params/<profile>/<name>.yml against the template's parameters cell."""
+    """Read and validate params/<profile>/<name>.yml against the template's parameters cell: keys, types,
+    element types of lists, non-empty grids and value ranges (PARAM_RULES). Every error names file and key."""
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     path = root / "params" / profile / f"{name}.yml"
+    where = path.relative_to(root)
     if not path.is_file():
-        raise BookError(f"missing params file {path.relative_to(root)} for notebook {name!r} "
-                        f"(every notebook in _toc.yml needs one per profile); create it, even empty")
+        raise BookError(f"missing params file {where} for notebook {name!r} "
+                        f"(every notebook in _toc.yml needs one per profile); create it with the {profile} values")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise BookError(f"{path.relative_to(root)}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise BookError(f"{where}: not valid YAML{at} ({getattr(err, 'problem', None) or type(err).__name__})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BookError(f"{where}: cannot read it ({err})") from None
+    if not values:
+        raise BookError(f"{where} is empty: the notebook would run the template's cpu defaults under the {profile} "
+                        f"profile; set at least the keys that differ (e.g. data_root)")
     if not isinstance(values, dict):
-        raise BookError(f"{path.relative_to(root)}: expected a mapping of parameter names to values")
+        raise BookError(f"{where}: expected a mapping of parameter names to values")
     defaults = template_parameters(root / "book" / f"{name}.ipynb")
     allowed = sorted(k for k in defaults if k not in RUNNER_KEYS)
     for key, value in values.items():
         if key not in allowed:
-            raise BookError(f"{path.relative_to(root)}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
-        if not _type_ok(defaults[key], value):
-            raise BookError(f"{path.relative_to(root)}: key {key!r} must be {type(defaults[key]).__name__} "
-                            f"(template default {defaults[key]!r}), got {type(value).__name__} {value!r}")
+            raise BookError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
+        _check_param(str(where), key, defaults[key], value)
     return values
 
 
