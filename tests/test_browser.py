@@ -1,0 +1,228 @@
+"""The smoke book as a reader sees it: every page opened in headless Chromium, with other hosts unreachable.
+
+The book built once per session (conftest.smoke_book) is served from 127.0.0.1; Chromium can resolve no other
+host and every request to one is aborted and recorded. Each page is loaded at a 1400-px window, MathJax is
+awaited, and the tests below check: no request left the book, every formula typeset, every image loaded,
+no console error, every internal link and download resolves, no table wider than the text column.
+Needs the Debian `chromium` package (skipped, with the install command, where no Chromium exists).
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from repro import book
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+WIDTH = 1400
+# TeX left as text: \(...\), \[...\], $$...$$, or $...$ holding a macro.
+RAW_TEX = re.compile(r"\\\(.{0,80}?\\\)|\\\[.{0,80}?\\\]|\$\$.{0,80}?\$\$|\$[^$\n]{0,80}\\[A-Za-z]+[^$\n]{0,80}\$",
+                     re.DOTALL)
+
+# In the page, after MathJax: what the tests check, measured by the browser.
+MEASURE = """() => {
+  const text = document.querySelector("main") || document.body;
+  const column = document.querySelector("article.bd-article") || text;
+  const style = getComputedStyle(column);
+  const columnWidth = column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return {
+    math: document.querySelectorAll(".math").length,
+    typeset: [...document.querySelectorAll(".math")].filter(m => m.querySelector("mjx-container")).length,
+    mathErrors: [...document.querySelectorAll("mjx-merror")].map(e => e.getAttribute("data-mjx-error") || e.textContent),
+    text: text.innerText,
+    images: [...document.images].map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
+    links: [...document.querySelectorAll("a[href]")].map(a => a.href),
+    columnWidth: columnWidth,
+    tables: [...column.querySelectorAll("table")].map(t => ({
+      width: Math.ceil(t.getBoundingClientRect().width), scroll: t.scrollWidth,
+      head: (t.querySelector("caption") || t.querySelector("tr") || t).innerText.slice(0, 80).replace(/\\s+/g, " ")})),
+  };
+}"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no Chromium found; install it with: apt-get update && apt-get install -y chromium")
+
+
+@dataclass
+class Visit:
+    """What one page did and showed in the browser."""
+
+    url: str
+    outside: list = field(default_factory=list)  # requests to another host (aborted)
+    failed: list = field(default_factory=list)  # requests to the book that failed or answered >= 400
+    console: list = field(default_factory=list)  # console errors and uncaught exceptions
+    measured: dict = field(default_factory=dict)
+
+
+def _pages(html: Path) -> list[str]:
+    """Every HTML page of the book, TOC pages first in TOC order, then index, search and genindex."""
+    toc = [f"{entry}.html" for entry in book.toc_entries(REPO)]
+    rest = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
+                  if not p.relative_to(html).parts[0].startswith("_"))
+    return toc + [p for p in rest if p not in toc]
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(smoke_book):
+    """The smoke book on http://127.0.0.1:<port>/."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(smoke_book)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", smoke_book
+    server.shutdown()
+    server.server_close()
+
+
+def _visit(context, base: str, page_path: str) -> Visit:
+    visit = Visit(base + page_path)
+    page = context.new_page()
+    page.on("console", lambda m: visit.console.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: visit.console.append(f"uncaught: {e}"))
+    page.on("requestfailed", lambda r: None if r.url.split("#")[0] in visit.outside
+            else visit.failed.append(f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: visit.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(base) or url.startswith("data:") or url.startswith("blob:"):
+            r.continue_()
+        else:
+            visit.outside.append(url.split("#")[0])
+            r.abort("addressunreachable")
+
+    page.route("**/*", route)
+    page.goto(visit.url, wait_until="networkidle")  # index.html redirects to the first page: wait for it
+    page.evaluate("() => Promise.all([...document.images].map(i => { i.loading = 'eager'; return i.decode().catch(() => null); }))")
+    page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : false")
+    page.wait_for_load_state("networkidle")
+    visit.measured = page.evaluate(MEASURE)
+    page.close()
+    return visit
+
+
+@pytest.fixture(scope="module")
+def visits(served) -> dict[str, Visit]:
+    """Open every page of the served book in headless Chromium; page path -> Visit."""
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    base, html = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        context = browser.new_context(viewport={"width": WIDTH, "height": 1000}, service_workers="block")
+        try:
+            return {path: _visit(context, base, path) for path in _pages(html)}
+        finally:
+            browser.close()
+
+
+def _report(problems: dict[str, list]) -> str:
+    return "\n".join(f"{page}: {item}" for page, items in problems.items() for item in items)
+
+
+def test_every_toc_page_was_opened(visits):
+    toc = [f"{entry}.html" for entry in book.toc_entries(REPO)]
+    assert list(visits)[:len(toc)] == toc and all(v.measured.get("text") for v in visits.values())
+
+
+def test_no_request_leaves_the_book(visits):
+    problems = {p: sorted(set(v.outside)) for p, v in visits.items() if v.outside}
+    assert not problems, "requests to other hosts:\n" + _report(problems)
+
+
+def test_every_request_to_the_book_succeeds(visits):
+    problems = {p: v.failed for p, v in visits.items() if v.failed}
+    assert not problems, "failed requests:\n" + _report(problems)
+
+
+def test_every_formula_is_typeset(visits):
+    problems = {}
+    for page, visit in visits.items():
+        m = visit.measured
+        found = [f"{m['typeset']} of {m['math']} formulas typeset"] if m["typeset"] < m["math"] else []
+        found += [f"MathJax error: {e}" for e in m["mathErrors"]]
+        found += [f"raw TeX in the text: {hit.group(0)[:60]!r}" for hit in RAW_TEX.finditer(m["text"])]
+        if found:
+            problems[page] = found
+    assert not problems, "math not rendered:\n" + _report(problems)
+    assert sum(v.measured["typeset"] for v in visits.values()) > 0, "no formula in the whole book?"
+
+
+def test_every_image_loads(visits):
+    problems = {p: [i["src"] for i in v.measured["images"] if not i["ok"]] for p, v in visits.items()}
+    problems = {p: srcs for p, srcs in problems.items() if srcs}
+    assert not problems, "images that did not load (natural width 0):\n" + _report(problems)
+    assert sum(len(v.measured["images"]) for v in visits.values()) > 0, "no image in the whole book?"
+
+
+def test_no_console_error(visits):
+    problems = {p: v.console for p, v in visits.items() if v.console}
+    assert not problems, "console errors:\n" + _report(problems)
+
+
+def _ids(path: Path) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', path.read_text(errors="replace")))
+
+
+def test_every_internal_link_and_download_resolves(visits, served):
+    base, html = served
+    problems, downloads = {}, set()
+    for page, visit in visits.items():
+        for link in visit.measured["links"]:
+            if not link.startswith(base):
+                continue
+            url = urllib.parse.urlsplit(link)
+            target = html / urllib.parse.unquote(url.path[1:])
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                problems.setdefault(page, []).append(f"{link}: no such file")
+            elif url.fragment and target.suffix == ".html" and url.fragment not in _ids(target):
+                problems.setdefault(page, []).append(f"{link}: no element with id {url.fragment!r}")
+            if "/_downloads/" in url.path:
+                downloads.add(target)
+    assert not problems, "broken internal links:\n" + _report(problems)
+    empty = [str(d.relative_to(html)) for d in downloads
+             if d.suffix == ".csv" and d.is_file() and len(d.read_text().strip().splitlines()) < 2]
+    assert downloads and not empty, f"CSV downloads without a data row: {empty}"
+
+
+# Tables the page work of issue 9 is still narrowing (notebooks and repro.report, not this file); set to
+# None once they fit, so that the check is strict again.
+KNOWN_WIDE_TABLES = ("neural_collapse: the NC1 results table (dataset, epochs, nc1_train_first, ...); "
+                     "appendix_b: both Table 2s (real metadata, profile data root) and both Table 3s (paper, profile)")
+
+
+@pytest.mark.xfail(KNOWN_WIDE_TABLES is not None, reason=f"wide tables still being narrowed: {KNOWN_WIDE_TABLES}",
+                   strict=False)
+def test_no_table_wider_than_the_text_column(visits):
+    problems = {}
+    for page, visit in visits.items():
+        column = visit.measured["columnWidth"]
+        wide = [f"{max(t['width'], t['scroll'])} px > {column:.0f} px column: {t['head']!r}"
+                for t in visit.measured["tables"] if max(t["width"], t["scroll"]) > column + 1]
+        if wide:
+            problems[page] = wide
+    assert not problems, f"tables wider than the text column at a {WIDTH}-px window:\n" + _report(problems)
