@@ -37,8 +37,19 @@ def section_configs(name: str, profile: str, root: Path) -> dict:
     return fn(profile=profile, **{k: v for k, v in kwargs.items() if k != "profile"})
 
 
+def train_size(dataset: str, profile: str) -> int:
+    """Training examples of `dataset` under `profile`: the synthetic twin's for smoke/cpu (from its scale,
+    nothing is written), the real dataset's (Table 2) for paper."""
+    from repro import synth
+
+    if profile in synth.SCALES:
+        return int(synth.counts(dataset, profile)[0].sum())
+    return TRAIN_SIZES[dataset]
+
+
 def _erm_seconds(config: dict) -> float:
-    n = TRAIN_SIZES[config["dataset"]] * (1.25 if config["train_set"] == "train+heldout" else 1.0)
+    n = train_size(config["dataset"], config.get("profile", "paper"))
+    n *= 1.25 if config["train_set"] == "train+heldout" else 1.0
     if config["group_ratio"] is not None and config["group_ratio_method"] == "subsetting":
         n *= 0.1  # class-balanced subsets at twice the smallest group count are small
     return SECONDS_PER_EXAMPLE.get(config["model"], 5e-3) * n * config["epochs"]
@@ -63,9 +74,16 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
     root = root or book.repo_root()
     names = [n for n in book.notebooks(root) if n in sections.SECTIONS and (not only or n in only)]
     store = runs.Store()
-    rows, roots = [], set()
+    rows, roots, unplanned = [], set(), []
     for name in names:
-        for kind, configs in section_configs(name, profile, root).items():
+        try:
+            planned = section_configs(name, profile, root)
+        except FileNotFoundError:  # its run list reads the data (e.g. steps-matched group ratios): list what is missing
+            values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile)}
+            roots |= {(d, values["data_root"]) for d in values.get("datasets", [])}
+            unplanned.append(name)
+            continue
+        for kind, configs in planned.items():
             for c in configs:
                 rid = runs.run_id(kind, c)
                 cost = _erm_seconds(c) if kind == "erm" else HEAD_SECONDS
@@ -75,8 +93,11 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
                              "pretrained": c.get("pretrained"), "data_root": c.get("data_root")})
                 if kind == "erm":
                     roots.add((c["dataset"], c["data_root"]))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["section", "kind", "run_id", "cost", "cached", "dataset", "model",
+                                        "pretrained", "data_root"])
     lines = [f"Plan of the '{profile}' profile ({', '.join(names)}); nothing is computed."]
+    if unplanned:
+        lines.append(f"  not listed until their data are in place (see Missing): {', '.join(unplanned)}")
     unique = table.drop_duplicates(["kind", "run_id"])
     for kind, part in unique.groupby("kind"):
         lines.append(f"  {kind}: {len(part)} runs, {int(part['cached'].sum())} cached, {int((~part['cached']).sum())} to run")
@@ -92,8 +113,14 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
         try:
             metadata.find_root(dataset, data_root)
         except FileNotFoundError:
-            problems.append(f"  data: {dataset} not found under {data_root}; fetch it with: "
-                            f"repro data download {dataset} --root {data_root}")
+            from repro import synth
+
+            if profile in synth.SCALES:
+                problems.append(f"  data: the {dataset} twin is not yet under {data_root}; the notebooks write it on "
+                                f"first use, or: repro data synth {dataset} --root {data_root} --scale {profile}")
+            else:
+                problems.append(f"  data: {dataset} not found under {data_root}; fetch it with: "
+                                f"repro data download {dataset} --root {data_root}")
     if profile == "paper":
         for model in sorted(set(unique.loc[unique["kind"] == "erm", "model"].dropna())):
             if model in WEIGHTS:
