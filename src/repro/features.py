@@ -52,7 +52,7 @@ def extract(model, data, idx, config: dict | None = None, batch_size: int = 256)
 
 def save(path, model, out: dict, data, idx: dict, metadata: dict | None = None) -> None:
     """Write the cache: out = {split: (features, logits)}, idx = {split: dataset indices}; atomic."""
-    from safetensors.torch import save_file
+    from repro import runs
     tensors = {"head_weight": model.head.weight.detach().float().cpu().clone(),
                "head_bias": model.head.bias.detach().float().cpu().clone()}
     for split in SPLITS:
@@ -65,7 +65,7 @@ def save(path, model, out: dict, data, idx: dict, metadata: dict | None = None) 
                         f"idx_{split}": torch.from_numpy(i)})
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata or {})
+    runs.save_safetensors(tmp, tensors, metadata=metadata or {})  # canonical header: equal runs, equal bytes
     tmp.replace(path)
 
 
