@@ -245,7 +245,7 @@ def read_features(path) -> list:
         detail = next((line for line in str(e).splitlines() if "GLOBAL" in line), str(e).splitlines()[0])
         raise ValueError(f"refusing to load {path}: it is not a plain list of utils_glue.InputFeatures ({detail}); "
                          f"delete it and re-download with `repro data download multinli --root DIR`") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:  # a truncated or foreign file
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError) as e:  # truncated, foreign
         detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"{path}: truncated or not a torch feature file ({detail}); delete it and re-download "
                          f"with `repro data download multinli --root DIR`") from None

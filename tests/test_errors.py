@@ -1,0 +1,299 @@
+"""The catalogue of bad inputs: every one stops the CLI with exit code 2 and one line on stderr that names the
+culprit (file, key or value), never a traceback. Each case builds its bad input in a temporary folder, then runs
+`repro ...` in-process; none of them trains or downloads anything."""
+import gzip
+import io
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from repro import book, cli, download, erm, runs
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "root"
+
+
+# ------------------------------------------------------------------------------------------ builders
+
+def _book_copy(tmp: Path, mp) -> Path:
+    """A copy of the book's templates and params that `repro book` uses instead of the repository; executing a
+    notebook fails the test (validation must stop the build first)."""
+    root = tmp / "repo"
+    for name in ("book", "params"):
+        shutil.copytree(REPO / name, root / name)
+    for name in ("_toc.yml", "_config.yml"):
+        shutil.copy2(REPO / name, root / name)
+    mp.setattr(book, "repo_root", lambda start=None: root)
+    mp.setattr(book, "execute", lambda *a, **k: pytest.fail("a notebook ran although its params are bad"))
+    return root
+
+
+def params(section: str, text: str | None, *extra):
+    def build(tmp, mp):
+        path = _book_copy(tmp, mp) / "params" / "smoke" / f"{section}.yml"
+        if text is None:
+            path.unlink()
+        else:
+            path.write_text(text)
+        return ["book", "--profile", "smoke", *extra]
+    return build
+
+
+def sets(*pairs, dataset="waterbirds"):
+    def build(tmp, mp):
+        mp.setenv("REPRO_RUNS", str(tmp / "runs"))
+        return ["run", "erm", "--dataset", dataset, "--profile", "smoke", "--set", f"data_root={tmp / 'none'}", *pairs]
+    return build
+
+
+def argv(*words):
+    def build(tmp, mp):
+        return [w.replace("{tmp}", str(tmp)) for w in words]
+    return build
+
+
+def _fixtures(tmp: Path) -> Path:
+    root = tmp / "data"
+    shutil.copytree(FIXTURES, root)
+    return root
+
+
+def data_file(damage, command=("data", "table")):
+    """A copy of the fixture data root with one file damaged by damage(root), then `repro data table` (or run erm)."""
+    def build(tmp, mp):
+        root = _fixtures(tmp)
+        damage(root)
+        mp.setenv("REPRO_RUNS", str(tmp / "runs"))
+        if command[0] == "run":
+            return ["run", "erm", "--dataset", command[1], "--profile", "smoke", "--set", f"data_root={root}"]
+        return [*command, "--root", str(root)]
+    return build
+
+
+def _gz_lines(path: Path, edit) -> None:
+    lines = gzip.decompress(path.read_bytes()).split(b"\r\n")
+    path.write_bytes(gzip.compress(b"\r\n".join(edit(lines))))
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+CELEBA_ATTR = "celeba/list_attr_celeba.txt.gz"
+CELEBA_PART = "celeba/list_eval_partition.txt.gz"
+WB_META = "waterbirds/metadata.csv"
+CIVIL = "civilcomments/all_data_with_identities.csv"
+MNLI = "multinli/metadata_random.csv"
+JPEG = "waterbirds/001.Black_footed_Albatross/Black_Footed_Albatross_0009_34.jpg"
+
+
+def _replace(rel: str, old: bytes, new: bytes, count: int = 1):
+    def damage(root):
+        path = root / rel
+        path.write_bytes(path.read_bytes().replace(old, new, count))
+    return damage
+
+
+def store(kind: str):
+    """A run store that cannot hold the ERM run of the fixture data."""
+    def build(tmp, mp):
+        runs_root = tmp / "runs"
+        if kind == "root is a file":
+            runs_root.write_text("")
+        elif kind == "kind dir is a file":
+            runs_root.mkdir()
+            (runs_root / "erm").write_text("")
+        elif kind == "run dir is a file":
+            config = erm.default_config("waterbirds", "smoke", data_root=str(tmp / "none"))
+            (runs_root / "erm").mkdir(parents=True)
+            (runs_root / "erm" / runs.run_id("erm", config)).write_text("")
+        elif kind == "not writable":
+            runs_root = Path("/proc/repro-store")
+        mp.setenv("REPRO_RUNS", str(runs_root))
+        return ["run", "erm", "--dataset", "waterbirds", "--profile", "smoke", "--set", f"data_root={tmp / 'none'}"]
+    return build
+
+
+def _targz(members) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, link in members:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = 1
+                tar.addfile(info, io.BytesIO(b"x"))
+    return buf.getvalue()
+
+
+def fetching(name: str, served: dict | None, sources: list | None = None):
+    """`repro data download NAME` against in-memory URLs (None: no network at all)."""
+    def build(tmp, mp):
+        def urlopen(url, timeout=None):
+            if served is None or url not in served:
+                raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+            return io.BytesIO(served[url])
+        mp.setattr(urllib.request, "urlopen", urlopen)
+        if sources is not None:
+            mp.setitem(download.SOURCES, name, sources)
+        return ["data", "download", name, "--root", str(tmp / "real")]
+    return build
+
+
+def a_file(*words):
+    def build(tmp, mp):
+        (tmp / "afile").write_text("")
+        return [w.replace("{file}", str(tmp / "afile")) for w in words]
+    return build
+
+
+# ------------------------------------------------------------------------------------------ the catalogue
+
+CASES = {
+    # params files (validated before any notebook runs)
+    "params: list of strings": (params("margins", "seeds: ['1']\ndata_root: d\n"), ["margins.yml", "'seeds'", "int"]),
+    "params: empty grid": (params("margins", "seeds: []\n"), ["margins.yml", "'seeds'", "non-empty"]),
+    "params: negative gamma": (params("class_balance", "gammas: [-1.0]\n"), ["class_balance.yml", "'gammas'", ">= 0"]),
+    "params: negative workers": (params("margins", "workers: -1\n"), ["margins.yml", "'workers'", ">= 1"]),
+    "params: bool as workers": (params("margins", "workers: true\n"), ["margins.yml", "'workers'", "int"]),
+    "params: empty file": (params("margins", ""), ["margins.yml", "is empty"]),
+    "params: comments only": (params("margins", "# nothing here\n"), ["margins.yml", "is empty"]),
+    "params: unknown key": (params("margins", "sedes: [1]\n"), ["margins.yml", "unknown key 'sedes'", "allowed keys"]),
+    "params: scalar for a list": (params("margins", "seeds: 1\n"), ["margins.yml", "'seeds'", "list"]),
+    "params: invalid YAML": (params("margins", "seeds: [1\n"), ["margins.yml", "not valid YAML", "line"]),
+    "params: missing file": (params("margins", None), ["missing params file", "margins.yml"]),
+    "params: ratio above 1": (params("group_ratio", "ratios: [1.5]\n"), ["group_ratio.yml", "'ratios'", "(0, 1]"]),
+    "params: unknown dataset": (params("margins", "datasets: [imagenet]\n"), ["'datasets'", "waterbirds", "imagenet"]),
+    "params: unknown executor": (params("margins", "executor: cluster\n"), ["'executor'", "local or slurm"]),
+    "params: a list, not a mapping": (params("margins", "- 1\n- 2\n"), ["margins.yml", "mapping"]),
+    "params: one SVM point": (params("margins", "svm_points: 1\n"), ["'svm_points'", ">= 2"]),
+    "params: zero epoch factor": (params("neural_collapse", "epoch_factor: 0\n"), ["'epoch_factor'", "> 0"]),
+    "params: float LLR seed": (params("margins", "llr_seeds: [1.5]\n"), ["'llr_seeds'", "int", "1.5"]),
+    "params: unknown synth profile": (params("margins", "synth_profile: huge\n"), ["'synth_profile'", "huge"]),
+    "params: override of an unknown dataset": (params("margins", "model_overrides: {imagenet: resnet18}\n"),
+                                               ["'model_overrides'", "imagenet"]),
+    "params: probability above 1": (params("hypothesis", "p_major: 1.5\n"), ["hypothesis.yml", "'p_major'"]),
+    "book: unknown notebook": (params("margins", "seeds: [1]\n", "--only", "nosuch"), ["unknown notebook", "nosuch"]),
+    # --set and the ERM config (validated before any data are read)
+    "set: batch_size=0": (sets("batch_size=0"), ["'batch_size'", ">= 1", "got 0"]),
+    "set: unparsable YAML": (sets("seed=[1"), ["seed=[1", "not a YAML literal"]),
+    "set: seed=abc": (sets("seed=abc"), ["'seed'", "integer", "'abc'"]),
+    "set: lr=-1": (sets("lr=-1"), ["'lr'", "> 0", "-1"]),
+    "set: epochs=0": (sets("epochs=0"), ["'epochs'", ">= 1"]),
+    "set: weight_decay<0": (sets("weight_decay=-0.1"), ["'weight_decay'", ">= 0"]),
+    "set: unknown key": (sets("nosuchkey=1"), ["unknown ERM config key", "nosuchkey"]),
+    "set: no equals sign": (sets("seed"), ["KEY=VALUE", "'seed'"]),
+    "set: unknown optimizer": (sets("optimizer=adam"), ["'optimizer'", "adam", "adamw"]),
+    "set: group_ratio=2": (sets("group_ratio=2"), ["'group_ratio'", "(0, 1]"]),
+    "set: save epoch past the end": (sets("save_epochs=[99]"), ["'save_epochs'", "99"]),
+    "set: augment=maybe": (sets("augment=maybe"), ["'augment'", "maybe"]),
+    "set: precision=fp8": (sets("precision=fp8"), ["precision", "fp8"]),
+    "set: image_size=0": (sets("image_size=0"), ["'image_size'", ">= 1"]),
+    "set: unknown model": (sets("model=resnet9000"), ["'model'", "resnet9000"]),
+    "set: lr=true": (sets("lr=true"), ["'lr'", "True"]),
+    # command-line options
+    "option: unknown dataset": (argv("run", "erm", "--dataset", "imagenet"), ["invalid choice", "imagenet"]),
+    "option: unknown profile": (argv("book", "--profile", "huge"), ["invalid choice", "huge"]),
+    "option: unknown scale": (argv("data", "synth", "waterbirds", "--root", "{tmp}/d", "--scale", "huge"),
+                              ["unknown scale 'huge'"]),
+    # data files
+    "data: truncated gzip": (data_file(lambda r: _truncate(r / CELEBA_ATTR)),
+                             ["list_attr_celeba.txt.gz", "truncated or corrupt gzip"]),
+    "data: empty CSV": (data_file(lambda r: (r / WB_META).write_bytes(b"")), ["metadata.csv", "empty"]),
+    "data: non-UTF-8 CivilComments": (data_file(_replace(CIVIL, b"fine man", b"fin\xe9 man")),
+                                      ["all_data_with_identities.csv", "not UTF-8", "line 2"]),
+    "data: CelebA row cut short": (data_file(lambda r: _gz_lines(r / CELEBA_ATTR, lambda ls: ls[:3] + [ls[3][:20]] + ls[4:])),
+                                   ["list_attr_celeba.txt.gz", "line 4", "fields"]),
+    "data: CelebA count line wrong": (data_file(lambda r: _gz_lines(r / CELEBA_ATTR, lambda ls: [b"999"] + ls[1:])),
+                                      ["list_attr_celeba.txt.gz", "999"]),
+    "data: CelebA partitions disagree": (data_file(lambda r: _gz_lines(r / CELEBA_PART, lambda ls: [ls[0].replace(b"000001", b"999999")] + ls[1:])),
+                                         ["list_eval_partition.txt.gz", "different images"]),
+    "data: column missing": (data_file(_replace(WB_META, b",place,", b",plaice,")), ["metadata.csv", "'place'"]),
+    "data: label out of range": (data_file(_replace(WB_META, b".jpg,1,2,1,", b".jpg,7,2,1,")),
+                                 ["metadata.csv", "'y'", "7"]),
+    "data: extra CSV field": (data_file(lambda r: (r / MNLI).write_bytes((r / MNLI).read_bytes() + b"9,1,0,0,5,6\n")),
+                              ["metadata_random.csv", "cannot parse"]),
+    "data: unknown CivilComments split": (data_file(_replace(CIVIL, b",train,", b",dev,")),
+                                          ["all_data_with_identities.csv", "'split'", "dev"]),
+    "data: truncated MultiNLI features": (data_file(lambda r: _truncate(r / "multinli/cached_train_bert-base-uncased_128_mnli"),
+                                                    ("run", "multinli")),
+                                          ["cached_train_bert-base-uncased_128_mnli", "truncated"]),
+    "data: a file as data root": (a_file("data", "table", "--root", "{file}"), ["no dataset metadata", "afile"]),
+    # images (checked when the dataset is loaded, before training)
+    "image: text as JPEG": (data_file(lambda r: (r / JPEG).write_text("not an image"), ("run", "waterbirds")),
+                            ["Black_Footed_Albatross_0009_34.jpg", "not a JPEG"]),
+    "image: zero bytes": (data_file(lambda r: (r / JPEG).write_bytes(b""), ("run", "waterbirds")),
+                          ["Black_Footed_Albatross_0009_34.jpg", "0 bytes"]),
+    "image: truncated JPEG": (data_file(lambda r: _truncate(r / JPEG, 0.6), ("run", "waterbirds")),
+                              ["Black_Footed_Albatross_0009_34.jpg", "truncated JPEG"]),
+    "image: missing JPEG": (data_file(lambda r: (r / JPEG).unlink(), ("run", "waterbirds")),
+                            ["Black_Footed_Albatross_0009_34.jpg", "missing"]),
+    # the run store (checked before any training)
+    "store: root is a file": (store("root is a file"), ["runs", "is a file where a folder should be"]),
+    "store: kind folder is a file": (store("kind dir is a file"), ["erm", "is a file where a folder should be"]),
+    "store: run folder is a file": (store("run dir is a file"), ["is a file where the folder of run erm/", "--fix"]),
+    "store: not writable": (store("not writable"), ["/proc/repro-store"]),
+    "verify: store is a file": (a_file("runs", "verify", "--store", "{file}"), ["no run store", "afile", "is a file"]),
+    "verify: no store": (argv("runs", "verify", "--store", "{tmp}/nothing"), ["no run store", "nothing"]),
+    # synth and download
+    "synth: root is a file": (a_file("data", "synth", "waterbirds", "--root", "{file}", "--scale", "smoke"),
+                              ["afile", "is a file, not a folder"]),
+    "download: root is a file": (a_file("data", "download", "waterbirds", "--root", "{file}"),
+                                 ["afile", "is a file, not a folder"]),
+    "download: no network": (fetching("celeba", None), ["list_attr_celeba.txt", "by hand", "drive.google.com"]),
+    "download: member leaves the folder": (fetching("multinli", {"http://x/a": _targz([("../evil", None)])},
+                                                    [dict(name="a.tar.gz", url="http://x/a", unpack=True)]),
+                                           ["refused member '../evil'", "leaves the target folder"]),
+    "download: absolute link in archive": (fetching("multinli", {"http://x/a": _targz([("evil", "/etc/passwd")])},
+                                                    [dict(name="a.tar.gz", url="http://x/a", unpack=True)]),
+                                           ["refused member 'evil'", "link to an absolute path"]),
+    "download: truncated archive": (fetching("multinli", {"http://x/a": _targz([("ok", None)])[:30]},
+                                             [dict(name="a.tar.gz", url="http://x/a", unpack=True)]),
+                                    ["a.tar.gz", "truncated or corrupt archive"]),
+    "download: wrong checksum": (fetching("multinli", {"http://x/m": b"tampered"},
+                                          [dict(name="m.csv", url="http://x/m", sha256="0" * 64)]),
+                                 ["m.csv", "sha256", "by hand"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+    build, words = CASES[case]
+    args = build(tmp_path, monkeypatch)
+    capsys.readouterr()
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "error:" in lines[0]
+    missing = [w for w in words if w not in lines[0]]
+    assert not missing, f"{missing} not in: {lines[0]}"
+
+
+def test_the_catalogue_holds_at_least_40_bad_inputs():
+    assert len(CASES) >= 40
+
+
+def test_dry_run_on_a_fresh_clone_lists_missing_twins_and_estimates_from_twin_sizes(tmp_path, monkeypatch, capsys):
+    from repro import plan
+
+    monkeypatch.chdir(tmp_path)  # no data/synth/smoke here
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "runs"))
+    assert cli.main(["book", "--profile", "smoke", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    missing = out.split("Missing:")[1]
+    assert "the waterbirds twin is not yet under data/synth/smoke" in missing and "repro data synth" in missing
+    hours = float(out.split("estimated compute for the missing runs: ")[1].split()[0])
+    assert hours <= 0.2  # the smoke book trains in about a minute; real dataset sizes gave hours
+    assert plan.train_size("waterbirds", "smoke") < plan.TRAIN_SIZES["waterbirds"] / 10
