@@ -301,3 +301,29 @@ def test_safetensors_files_are_byte_identical_whatever_the_metadata_order(tmp_pa
     assert torch.equal(back["w"], tensors["w"]) and torch.equal(back["b"], tensors["b"])
     with safe_open(str(tmp_path / "0.safetensors"), "pt") as f:
         assert f.metadata() == orders[0]
+
+
+def test_a_damaged_run_counts_as_missing_for_sweeps_and_is_redone(tmp_path, capsys):
+    from repro import sweep
+
+    calls = []
+    path = runs.get("toy", {"x": 2}, counting(calls), tmp_path)
+    (path / "artifact.txt").unlink()
+    assert not runs.is_done(path) and not sweep.plan("toy", [{"x": 2}], tmp_path)["cached"].any()
+    sweep.run("toy", [{"x": 2}], store=tmp_path, compute=counting(calls))
+    assert calls == [2, 2] and runs.is_done(path) and "artifact.txt is missing" in capsys.readouterr().err
+
+
+def test_repro_runs_verify_lists_then_fixes(tmp_path, capsys):
+    from repro import cli
+
+    runs.get("toy", {"x": 1}, square, tmp_path)
+    bad = runs.get("toy", {"x": 2}, square, tmp_path)
+    (bad / "metrics.json").write_text("{}")
+    assert cli.main(["runs", "verify", "--store", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL toy/{bad.name}: metrics.json has 2 bytes" in out and "2 runs checked, 1 failing" in out
+    assert cli.main(["runs", "verify", "--store", str(tmp_path), "--fix"]) == 0
+    assert f"removed toy/{bad.name}" in capsys.readouterr().out and not bad.exists()
+    assert cli.main(["runs", "verify", "--store", str(tmp_path)]) == 0
+    assert "1 runs checked, 0 failing" in capsys.readouterr().out

@@ -107,6 +107,11 @@ def run_dir(kind: str, config_or_id: dict | str, store=None) -> Path:
 
 
 def is_done(path: Path) -> bool:
+    """Whether the run directory `path` holds a finished run that passes check_run (sizes, config hash)."""
+    return _marked(path) and check_run(path) is None
+
+
+def _marked(path: Path) -> bool:
     return (Path(path) / "done").exists()
 
 
@@ -168,7 +173,7 @@ def check_run(path, kind: str | None = None, deep: bool = False) -> str | None:
     kind = kind or path.parent.name
     if not path.is_dir():
         return "a file, not a run folder"
-    if not is_done(path):
+    if not _marked(path):
         return "unfinished (no done marker)"
     try:
         config = json.loads((path / "config.json").read_text())
@@ -296,7 +301,7 @@ def get(kind: str, config: dict, compute: Callable[[dict, Path], dict], store=No
     rid = run_id(kind, config)
     kind_dir = _store(store).root / kind
     final = kind_dir / rid
-    if is_done(final) and check_run(final, kind) is None:
+    if is_done(final):
         return final
     _prepare(kind_dir, final)
     with file_lock(kind_dir / f".lock-{rid}", f"run {kind}/{rid}"):
@@ -351,8 +356,12 @@ def read_config(kind: str, rid: str, store=None) -> dict:
 def read_metrics(kind: str, rid: str, store=None) -> dict:
     """metrics.json of a finished run (null read back as NaN); FileNotFoundError if the run is not finished."""
     path = run_dir(kind, rid, store)
-    if not is_done(path):
+    if not _marked(path):
         raise FileNotFoundError(f"run {kind}/{rid} is not finished in {path.parent}; compute it with runs.get")
+    problem = check_run(path, kind)
+    if problem is not None:
+        raise ValueError(f"run {kind}/{rid} in {path.parent}: {problem}; runs.get recomputes it, "
+                         f"`repro runs verify --fix` removes it")
     return _null_to_nan(json.loads((path / "metrics.json").read_text()))
 
 
