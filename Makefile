@@ -1,21 +1,43 @@
 # Two commands do everything on a fresh machine:  make book   and   make test
-# Both create .venv with the pinned environment when it is missing or pyproject.toml changed, and do
-# nothing more when it is up to date (the stamp file records the last install).
+# Both create .venv from requirements.lock (exact versions and hashes of every package) when it is missing or
+# the lock or pyproject.toml changed, and do nothing more when it is up to date (the stamp records the last
+# install). `make lock` regenerates the lock from pyproject.toml (see the README, "Environment and archive").
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 PROFILE ?= cpu
 PYTEST_ARGS ?=
+# The lock tool itself is pinned, so the same pyproject.toml and package index give the same lock.
+LOCK_TOOLS := pip==25.3 pip-tools==7.6.2
+# `make lock UPGRADE=1` moves every pin to the newest version pyproject.toml allows; without it, pins that
+# still satisfy pyproject.toml are kept and only what changed is re-resolved.
+UPGRADE ?=
 
-.PHONY: book test env clean-book
+.PHONY: book test env lock clean-book
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock is installed with --require-hashes; the package itself cannot be hash-pinned, so it comes after,
+# without dependencies and with the locked setuptools. `pip check` fails when pyproject.toml asks for
+# something the lock lacks (then run `make lock`).
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(VENV)/bin/python -m pip check >/dev/null || { $(VENV)/bin/python -m pip check; \
+	  echo "error: $(LOCK) does not satisfy pyproject.toml; run 'make lock' and commit $(LOCK)" >&2; exit 2; }
 	@touch $(STAMP)
+
+# pip-compile runs in a throwaway venv; no absolute path or date of this machine goes into the lock.
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet $(LOCK_TOOLS) && \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/venv/bin/pip-compile" --quiet --all-extras \
+	  --build-deps-for=editable --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --no-emit-trusted-host $(if $(UPGRADE),--upgrade) --output-file=$(LOCK) pyproject.toml
+	@echo "$(LOCK): $$(grep -c '^[A-Za-z0-9]' $(LOCK)) packages"
 
 book: $(STAMP)
 	$(VENV)/bin/repro book --profile $(PROFILE)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from . import provenance
+
 # Parameters every template defines and the runner sets itself (a params file may not set them).
 RUNNER_KEYS = ("profile", "params_yaml")
 PROFILES = ("smoke", "cpu", "paper")
@@ -189,6 +191,7 @@ def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None
     if unknown:
         raise BookError(f"unknown notebook(s) {', '.join(unknown)}; the TOC lists: {', '.join(names)}")
     params = {name: load_params(root, name, profile) for name in names}  # validate everything first
+    provenance.warn_environment()  # one stderr line per package that differs from requirements.lock
     stage = root / "_build" / "src"
     built_profile = stage / ".profile"
     if built_profile.is_file() and built_profile.read_text() != profile:

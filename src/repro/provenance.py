@@ -1,13 +1,17 @@
 """Provenance of an executed page: profile, parameters, code version, library versions, device, timing.
 
 Every notebook calls `start(profile, params_yaml)` after its parameters and `finish(record)` as its last
-cell; `finish` displays a Markdown table, so every page of the book says how it was made.
+cell; `finish` displays a Markdown table, so every page of the book says how it was made. The table also
+says whether the installed packages are those of `requirements.lock` (the environment `make` installs), and
+`warn_environment()` prints one warning line per package that differs (the book build calls it once).
 """
 from __future__ import annotations
 
 import datetime as dt
 import platform
+import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,10 +27,14 @@ class Record:
     info: dict = field(default_factory=dict)
 
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository root of an editable install
+LOCK = ROOT / "requirements.lock"
+SHOWN_MISMATCHES = 8  # the provenance row names this many differing packages, then counts the rest
+
+
 def _git(*args: str) -> str:
-    root = Path(__file__).resolve().parents[2]
     try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -38,6 +46,72 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def canonical_name(name: str) -> str:
+    """PEP 503 normal form of a distribution name (`PyYAML` and `pyyaml` are one package)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path: Path = LOCK) -> dict[str, str]:
+    """Package -> version of every `name==version` line of a pip-compile lock file (hash lines skipped)."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+        if match:
+            pins[canonical_name(match[1])] = match[2]
+    if not pins:
+        raise ValueError(f"{path}: no `name==version` lines; regenerate it with `make lock`")
+    return pins
+
+
+def installed() -> dict[str, str]:
+    """Package -> version of every distribution importable here (the first on sys.path wins, as for import)."""
+    found = {}
+    for dist in metadata.distributions():
+        found.setdefault(canonical_name(dist.metadata["Name"] or ""), dist.version)
+    return found
+
+
+def _same_version(have: str, pinned: str) -> bool:
+    """As pip's `==`: a pin without a local label matches any local build of it (2.14.1+cu130 == 2.14.1)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        have_v, pinned_v = Version(have), Version(pinned)
+    except InvalidVersion:
+        return have == pinned
+    return have_v == pinned_v or (not pinned_v.local and have_v.public == pinned_v.public)
+
+
+def lock_mismatches(pins: dict[str, str], have: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(package, installed version or 'not installed', locked version) for every pin that is not met."""
+    return [(name, have.get(name, "not installed"), version) for name, version in sorted(pins.items())
+            if name not in have or not _same_version(have[name], version)]
+
+
+def environment(lock: Path = LOCK) -> str:
+    """One provenance cell: does the installed environment match the lock file?"""
+    if not lock.is_file():
+        return f"no {lock.name} next to the package (installed outside a checkout): not checked"
+    pins = read_lock(lock)
+    bad = lock_mismatches(pins, installed())
+    if not bad:
+        return f"matches {lock.name} ({len(pins)} packages)"
+    shown = ", ".join(f"{name} {have} (lock {want})" for name, have, want in bad[:SHOWN_MISMATCHES])
+    more = f", and {len(bad) - SHOWN_MISMATCHES} more" if len(bad) > SHOWN_MISMATCHES else ""
+    return f"differs from {lock.name} in {len(bad)} of {len(pins)} packages: {shown}{more}"
+
+
+def warn_environment(lock: Path = LOCK, stream=None) -> int:
+    """Print one warning line per package that differs from the lock (to stderr); return their number."""
+    if not lock.is_file():
+        return 0
+    bad = lock_mismatches(read_lock(lock), installed())
+    for name, have, want in bad:
+        print(f"warning: {name} {have} is installed but {lock.name} pins {want}; the numbers of this build "
+              f"may differ from the locked environment's (`make env` installs the lock)", file=stream or sys.stderr)
+    return len(bad)
+
+
 def device() -> str:
     import torch
 
@@ -47,13 +121,14 @@ def device() -> str:
 
 
 def collect() -> dict:
-    """Code and environment facts: git commit and dirty flag, library versions, device."""
+    """Code and environment facts: git commit and dirty flag, library versions, lock agreement, device."""
     commit = _git("rev-parse", "--short=12", "HEAD") or "unknown (not a git checkout)"
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     info = {"git commit": commit + (" (dirty: uncommitted changes)" if dirty else " (clean)"),
             "python": platform.python_version()}
     for package in ("torch", "torchvision", "transformers", "repro"):
         info[package] = _version(package)
+    info["environment"] = environment()
     info["device"] = device()
     return info
 
