@@ -166,3 +166,52 @@ def test_sigkill_mid_erm_sweep_on_the_smoke_profile(tmp_path):
     got = runs.load("erm", store)[cols].sort_values("run_id").reset_index(drop=True)
     want = runs.load("erm", tmp_path / "clean")[cols].sort_values("run_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
+
+
+def visible_gpus(config, workdir):
+    import torch
+    time.sleep(config.get("sleep", 0.0))
+    return {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(), "threads": torch.get_num_threads()}
+
+
+def test_pool_pins_one_mocked_gpu_per_worker(tmp_path, monkeypatch):
+    from repro import device as devices
+
+    monkeypatch.setattr(devices, "gpu_ids", lambda: ["0", "1"])  # a machine with two GPUs, as the parent sees it
+    sweep.run("toy", [{"x": i, "sleep": 0.3} for i in range(6)], workers=4, store=tmp_path, compute=visible_gpus)
+    df = runs.load("toy", tmp_path)
+    assert len(df) == 6 and df["pid"].nunique() == 2  # workers: 4 asked, at most one per GPU
+    assert df.groupby("pid")["gpu"].nunique().eq(1).all()  # each worker always sees the same single GPU
+    assert set(df["gpu"]) == {"0", "1"} and set(df["threads"]) == {1}
+
+
+def test_slurm_resources_reach_the_executor(tmp_path, monkeypatch):
+    submitit = pytest.importorskip("submitit")
+    seen = {}
+
+    class FakeJob:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    class FakeExecutor:
+        def __init__(self, folder, cluster=None):
+            seen["folder"], seen["cluster"] = folder, cluster
+
+        def update_parameters(self, **params):
+            seen.update(params)
+
+        def map_array(self, fn, *args):
+            return [FakeJob(fn(*a)) for a in zip(*args)]
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    slurm = {"partition": "gpu", "gpus_per_node": 1, "timeout_min": 720, "array_parallelism": 8, "cpus_per_task": 6,
+             "mem_gb": 40}
+    sweep.run("toy", [{"x": 2}], executor="slurm", slurm=slurm, store=tmp_path, compute=toy)
+    assert {k: seen[k] for k in ("gpus_per_node", "timeout_min", "cpus_per_task", "mem_gb", "slurm_partition",
+                                 "slurm_array_parallelism")} == \
+        {"gpus_per_node": 1, "timeout_min": 720, "cpus_per_task": 6, "mem_gb": 40, "slurm_partition": "gpu",
+         "slurm_array_parallelism": 8}
+    assert runs.read_metrics("toy", runs.run_id("toy", {"x": 2}), tmp_path)["value"] == 4

@@ -7,6 +7,7 @@ with execution off and warnings as errors. The HTML lands in `_build/html/`.
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -179,25 +180,52 @@ def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=pr
     except PapermillExecutionError as err:
         raise BookError(f"notebook {name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                         f"partly executed notebook: {tmp}") from None
+    from repro import page  # (lazy: page imports the training code)
+
+    page.remove_injected(tmp)  # papermill's parameters cell: its values are in the provenance table
     tmp.replace(out)
     return time.time() - start
 
 
-def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None = None, log=print) -> Path:
-    """Execute the notebooks (all, or `only`) and build the HTML book; return the path of index.html."""
+def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None = None, log=print,
+          rehearse: bool = False) -> Path:
+    """Execute the notebooks (all, or `only`) and build the HTML book; return the path of index.html.
+
+    rehearse: run the paper profile end to end on a CPU with shrunk sizes (repro.rehearse)."""
     root = root or repo_root()
+    if rehearse:
+        if profile != "paper":
+            raise BookError(f"--rehearse rehearses the paper profile; use --profile paper (got {profile!r})")
+        saved = {k: os.environ.get(k) for k in ("REPRO_REHEARSE", "REPRO_RUNS")}
+        try:
+            return _build(profile, only, root, log, rehearse)
+        finally:  # leave the environment of the calling process as it was
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    return _build(profile, only, root, log, rehearse)
+
+
+def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool) -> Path:
     names = notebooks(root)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise BookError(f"unknown notebook(s) {', '.join(unknown)}; the TOC lists: {', '.join(names)}")
     params = {name: load_params(root, name, profile) for name in names}  # validate everything first
+    if rehearse:
+        from repro import rehearse as rehearsal
+
+        defaults = {name: template_parameters(root / "book" / f"{name}.ipynb") for name in names}
+        params = rehearsal.start(root, params, defaults, log)
+        profile_tag = f"{profile} (rehearsal)"
+    else:
+        profile_tag = profile
     provenance.warn_environment()  # one stderr line per package that differs from requirements.lock
     stage = root / "_build" / "src"
     built_profile = stage / ".profile"
-    if built_profile.is_file() and built_profile.read_text() != profile:
+    if built_profile.is_file() and built_profile.read_text() != profile_tag:
         shutil.rmtree(stage)  # executed notebooks of another profile must not be mixed in
-    _stage(root, stage, profile)
-    built_profile.write_text(profile)
+    _stage(root, stage, profile_tag)
+    built_profile.write_text(profile_tag)
     (stage / "book").mkdir(parents=True, exist_ok=True)
     todo = [n for n in names if not only or n in only or not (stage / "book" / f"{n}.ipynb").is_file()]
     t0 = time.time()
@@ -205,6 +233,9 @@ def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None
         log(f"[{i}/{len(todo)}] executing book/{name}.ipynb (profile {profile}) ...")
         secs = execute(root, name, profile, stage / "book" / f"{name}.ipynb", params[name], log)
         log(f"[{i}/{len(todo)}] {name}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
+    from repro import claims
+
+    log("verdicts: " + claims.stage_counts(stage))  # counted from the glued verdicts, shown by intro and scorecard
     log("building HTML with jupyter-book (warnings are errors) ...")
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output", str(root),
            "-W", "-n", "--keep-going"]

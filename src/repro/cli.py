@@ -1,6 +1,6 @@
 """The `repro` command line: build the book, inspect and make data, run experiments.
 
-    repro book [--profile cpu] [--only NAME ...] [--dry-run]
+    repro book [--profile cpu] [--only NAME ...] [--dry-run] [--pdf] [--archive [--with-artifacts]]
     repro data table --root DIR [--format csv|markdown]
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
     repro data download NAME --root DIR
@@ -19,18 +19,32 @@ from pathlib import Path
 from . import __version__
 
 DATASETS = ("waterbirds", "celeba", "civilcomments", "multinli")
+_DEVICE_HELP = ("auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N or mps; sets REPRO_DEVICE. "
+                "Not part of a run's identity")
 
 
 def _book(args) -> int:
     from . import book
+    from . import device as devices
 
+    devices.select(args.device)  # the notebooks and their workers inherit it through REPRO_DEVICE
     if args.dry_run:
         from . import plan
 
         print(plan.book_plan(args.profile, args.only))
         return 0
-    index = book.build(args.profile, args.only)
+    if args.with_artifacts and not args.archive:
+        raise ValueError("--with-artifacts only applies to --archive; add --archive")
+    index = book.build(args.profile, args.only, rehearse=args.rehearse)
     print(index)
+    if args.pdf:
+        from . import pdf
+
+        print(pdf.book_pdf(index.parents[2]))  # <root>/_build/html/index.html -> <root>/_build/book.pdf
+    if args.archive:
+        from . import archive
+
+        print(archive.write(args.profile, with_artifacts=args.with_artifacts))
     return 0
 
 
@@ -91,8 +105,10 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 
 def _run_erm(args) -> int:
+    from . import device as devices
     from . import erm
 
+    devices.select(args.device)
     overrides = _parse_sets(args.set)
     if "data_root" not in overrides:
         overrides["data_root"] = default_data_root(args.profile, args.dataset)
@@ -144,6 +160,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="parameter profile (default cpu)")
     b.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (others reuse their last run)")
     b.add_argument("--dry-run", action="store_true", help="print the runs the profile needs and exit")
+    b.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
+    b.add_argument("--rehearse", action="store_true", help="with --profile paper: run every notebook end to end on "
+                   "this machine with shrunk sizes and random weights (repro.rehearse), to catch bugs before a "
+                   "GPU run; the book says so on every page")
+    b.add_argument("--pdf", action="store_true", help="then print every page in TOC order to _build/book.pdf "
+                   "(headless Chromium: apt-get install -y chromium)")
+    b.add_argument("--archive", action="store_true", help="then pack HTML, PDF, CSVs, lock, params and a run "
+                   "manifest with SHA256SUMS into _build/repro-book-<profile>.tar.gz")
+    b.add_argument("--with-artifacts", action="store_true", help="with --archive: add every run folder "
+                   "(checkpoints, feature caches)")
     b.set_defaults(func=_book)
 
     d = sub.add_parser("data", help="dataset tools", description="Inspect, synthesize and download datasets.")
@@ -176,6 +202,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", required=True, choices=DATASETS)
     e.add_argument("--profile", default="smoke", choices=("smoke", "cpu", "paper"))
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")
+    e.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
     e.set_defaults(func=_run_erm)
 
     rs = sub.add_parser("runs", help="inspect the run store", description="Check the run store.")

@@ -57,7 +57,6 @@ _PAPER_DATASET = {"waterbirds": dict(eval_every=10), "civilcomments": dict(max_l
 #              evaluated and saved; the learning-rate schedule still spans `epochs` (the rehearsal uses it)
 LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-REHEARSAL_MAX_STEPS = 4
 
 
 def _data_root() -> str:
@@ -70,7 +69,7 @@ def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
     """The full ERM config of `dataset` under `profile` (hparams.erm), with `overrides` applied.
 
     In a rehearsal (repro.rehearse) the paper's architectures start from random weights and every run stops
-    after REHEARSAL_MAX_STEPS steps."""
+    after rehearse.MAX_STEPS steps."""
     hp = hparams.erm(dataset, profile)
     config = dict(dataset=dataset, data_root=_data_root(), profile=profile, model=None, pretrained=None, seed=1,
                   epochs=None, lr=None, weight_decay=None, batch_size=None, optimizer="adamw", schedule="cosine",
@@ -82,9 +81,8 @@ def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
     config.update(_EXTRA[profile])
     if profile == "paper":
         config.update(_PAPER_DATASET.get(dataset, {}))
-    if rehearse.active():
-        config.update(pretrained=False, max_steps=REHEARSAL_MAX_STEPS)
-    for source, values in (("repro.hparams.erm", hp), ("overrides", overrides)):
+    shrunk = dict(pretrained=False, max_steps=rehearse.MAX_STEPS) if rehearse.active() else {}
+    for source, values in (("repro.hparams.erm", hp), ("repro.rehearse", shrunk), ("overrides", overrides)):
         unknown = sorted(set(values) - set(config))
         if unknown:
             raise ValueError(f"unknown ERM config key(s) {unknown} in {source}; valid keys: {', '.join(config)}")
@@ -340,9 +338,8 @@ def _train(config: dict, workdir: Path, device) -> dict:
 
 def save_checkpoint(model, config: dict, path: Path, epoch: int) -> None:
     """safetensors of the state dict (on the CPU), with the full config (JSON) and the epoch in its metadata."""
-    from safetensors.torch import save_file
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"config": runs.canonical_json(config), "epoch": str(epoch)})
+    runs.save_safetensors(path, state, metadata={"config": runs.canonical_json(config), "epoch": str(epoch)})
 
 
 def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:

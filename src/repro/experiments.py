@@ -64,7 +64,7 @@ def _evaluate_heads(f: dict, W, b, n_groups: int) -> list[dict]:
             logits = x.double() @ W[h].double().T + b[h].double()
             row.update({f"{split}_{k}": v for k, v in metrics.summarize(logits.argmax(1), y, g, n_groups).items()})
         m = metrics.margins(f["features_heldout"], f["y_heldout"], W[h], b[h])
-        gm = metrics.group_margins(m, f["g_heldout"].numpy(), n_groups)
+        gm = metrics.group_margins(m, f["g_heldout"].cpu().numpy(), n_groups)
         row["margin_min"] = [None if np.isnan(v) else float(v) for v in gm["min"]]
         row["margin_avg"] = [None if np.isnan(v) else float(v) for v in gm["avg"]]
         out.append(row)
@@ -72,7 +72,15 @@ def _evaluate_heads(f: dict, W, b, n_groups: int) -> list[dict]:
 
 
 def run_heads(configs: list[dict]) -> list[str]:
-    """Compute the missing heads; heads reading the same ERM features are trained in one batched call."""
+    """Compute the missing heads; heads reading the same ERM features are trained in one batched call, on the
+    process's device (repro.device) with the run thread count."""
+    from repro import device as devices
+
+    with devices.run_threads():
+        return _run_heads(configs, devices.resolve())
+
+
+def _run_heads(configs: list[dict], device) -> list[str]:
     from repro import features, last_layer
 
     store = runs.Store()
@@ -91,8 +99,10 @@ def run_heads(configs: list[dict]) -> list[str]:
         head = (f["head_weight"], f["head_bias"])
         specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})} for c in todo.values()]
         W, b = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=int(head[0].shape[0]), epochs=epochs,
-                              lr=lr, batch_size=batch_size)
-        for h, ((rid, config), result) in enumerate(zip(todo.items(), _evaluate_heads(f, W, b, n_groups))):
+                              lr=lr, batch_size=batch_size, device=device)
+        on_device = {k: v.to(device) for k, v in f.items()}
+        evaluated = _evaluate_heads(on_device, W.to(device), b.to(device), n_groups)
+        for h, ((rid, config), result) in enumerate(zip(todo.items(), evaluated)):
             def compute(_config, workdir, h=h, result=result):
                 runs.save_safetensors(Path(workdir) / "head.safetensors", {"weight": W[h].contiguous(),
                                                                            "bias": b[h].contiguous()})
@@ -126,9 +136,16 @@ def svm_config(erm_id: str, dataset: str, profile: str, factor: float, n_points:
 
 def _svm_compute(config: dict, workdir) -> dict:
     """Figure 3: direction error between an unregularized logistic-loss LLR head and the SVM, over SGD steps."""
-    from repro import features, last_layer, metrics
+    from repro import device as devices
+    from repro import features
 
-    f = features.load(runs.run_dir("erm", config["erm"]))
+    with devices.run_threads():
+        return _svm_path(config, features.load(runs.run_dir("erm", config["erm"])))
+
+
+def _svm_path(config: dict, f: dict) -> dict:
+    from repro import last_layer, metrics
+
     x, y = f["features_heldout"], f["y_heldout"].numpy()
     standard = sgd_steps(len(y), config["llr_epochs"], config["batch_size"])
     last = int(config["factor"] * standard)

@@ -62,9 +62,13 @@ def erm(dataset: str, profile: str = "paper") -> dict:
 
 
 def llr(dataset: str, profile: str = "paper") -> dict:
-    """Last-layer retraining hyperparameters: SGD at lr 1e-2, as many epochs as ERM (paper profile)."""
+    """Last-layer retraining hyperparameters: SGD at lr 1e-2, as many epochs as ERM (paper profile); in a
+    rehearsal (repro.rehearse) at most rehearse.HEAD_EPOCHS epochs."""
+    from repro import rehearse
+
     _check(dataset, profile)
-    return {**_LLR, "epochs": _LLR_EPOCHS.get(profile, _ERM[profile][dataset]["epochs"])}
+    epochs = _LLR_EPOCHS.get(profile, _ERM[profile][dataset]["epochs"])
+    return {**_LLR, "epochs": min(epochs, rehearse.HEAD_EPOCHS) if rehearse.active() else epochs}
 
 
 def table(profile: str = "paper") -> list[dict]:

@@ -136,7 +136,8 @@ def _sgd_step(x, W, b, rows, labels, coef, lr: float, buf, pull=None) -> None:
         if W.shape[1] == 1:
             grad = torch.sigmoid(logits).sub_(labels[:, None, :])
         else:
-            grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], torch.full((h, 1, B), -1.0, device=W.device))
+            minus_one = torch.full((h, 1, B), -1.0, device=W.device)
+            grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], minus_one)
         grad.mul_(coef[:, None, :])
         grad_W, grad_b = torch.bmm(grad, xb), grad.sum(2)                                   # (h, C, d), (h, C)
     if pull is not None:
@@ -312,7 +313,7 @@ def plan(features, y, g, spec: dict) -> Plan:
     return REGISTRY[name](features, y, g, **spec)
 
 
-def fit(features, y, g, specs, *, n_classes: int, epochs: int, lr: float = 1e-2, batch_size: int = 32):
+def fit(features, y, g, specs, *, n_classes: int, epochs: int, lr: float = 1e-2, batch_size: int = 32, device=None):
     """Train one head per spec (e.g. a grid of seeds x ratios x methods) in one fit_heads call.
 
     features (n, d), y, g (n,) of the held-out set; specs: list of {"method", "seed", **options}.
@@ -322,7 +323,7 @@ def fit(features, y, g, specs, *, n_classes: int, epochs: int, lr: float = 1e-2,
     return fit_heads(features, y, [p.subset for p in plans], [p.weights for p in plans], n_classes=n_classes,
                      epochs=epochs, seeds=[p.seed for p in plans], lr=lr, batch_size=batch_size,
                      probs=[p.probs for p in plans], init=[p.init for p in plans],
-                     l2_to_init=[p.l2_to_init for p in plans])
+                     l2_to_init=[p.l2_to_init for p in plans], device=device)
 
 
 def sgd_path(features, y, steps, *, seeds=(0,), lr: float = 1e-3, batch_size: int = 32, n_classes: int = 1):

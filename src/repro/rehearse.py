@@ -1,20 +1,38 @@
 """Paper-profile rehearsal: the `paper` profile's notebooks run end to end on a CPU with only sizes shrunk.
 
-`repro book --profile paper --rehearse` sets REPRO_REHEARSE=1 for the notebooks it executes; the code that
-builds configs reads `active()` and applies `SHRINKS`; every rehearsed page shows `banner()`.
+`repro book --profile paper --rehearse` calls `start` before executing the notebooks: it sets REPRO_REHEARSE=1
+(read by the code that builds configs: repro.erm caps steps and uses random weights, repro.hparams caps
+last-layer epochs), writes tiny twins of the four datasets at 224 px in the real file formats, points the
+notebooks at them, keeps one seed and sends the runs to a store of their own. Every rehearsed page shows
+`banner()`.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 ENV = "REPRO_REHEARSE"
+DIR = "_build/rehearse"  # under the repository root: data/ (twins) and runs/ (the run store)
+
+# Twins with a few dozen examples per split ([train, val, test] fractions of the real sizes; every group keeps
+# at least 4 examples per split), images at the paper's 224 px.
+SCALES = {"waterbirds": [0.01, 0.01, 0.005], "celeba": [0.0003, 0.001, 0.001],
+          "civilcomments": [0.0002, 0.0005, 0.0002], "multinli": [0.00025, 0.0004, 0.0002]}
+IMAGE_SIZE = 224
+MAX_STEPS = 2  # ERM steps per run (repro.erm applies it)
+HEAD_EPOCHS = 2  # last-layer epochs per head (repro.hparams applies it)
+# Notebook parameters replaced in a rehearsal (when the template defines them): grids shrink to one seed, two
+# group ratios and two AFR temperatures.
+PARAMS = {"seeds": [1], "ratios": [0.2, 1.0], "gammas": [0.0, 4.0], "synth_profile": ""}
 
 # Every size the rehearsal shrinks (and nothing else): printed by `repro book --rehearse` and on every page.
 SHRINKS = {
-    "examples per split": "a synthetic twin with a few dozen examples per split (224 px JPEGs, real file formats)",
-    "seeds": "one seed ([1])",
-    "ERM steps": "each ERM run stops after max_steps = 4 SGD steps (its epochs and schedule are the paper's)",
-    "last-layer epochs": "each head trains for at most 2 epochs; Figure 3 records at most 8 SGD steps",
+    "examples per split": "tiny synthetic twins in the real file formats, a few dozen examples per split "
+                          f"({IMAGE_SIZE} px JPEGs for the vision datasets)",
+    "grids": "one seed ([1]); group ratios [0.2, 1.0]; AFR gammas [0.0, 4.0]",
+    "ERM steps": f"each ERM run stops after max_steps = {MAX_STEPS} SGD steps (its epochs, schedule and "
+                 "hyperparameters are the paper's)",
+    "last-layer epochs": f"each head trains for at most {HEAD_EPOCHS} epochs (Figure 3: 10x those steps)",
     "weights": "random initialization of the paper's architectures (no pretrained weights are downloaded)",
 }
 
@@ -31,3 +49,27 @@ def banner() -> str:
             "This page was built by `repro book --profile paper --rehearse`: the paper profile's code path end to "
             "end on a CPU, with only these sizes shrunk. The weights are random, so no number here says anything "
             f"about the paper.\n\n{items}\n```\n")
+
+
+def start(root: Path, params: dict, defaults: dict, log=print) -> dict:
+    """Enter a rehearsal in this process (and the notebooks and workers it starts): set the environment, write
+    the twins, and return the notebooks' params with the rehearsal's replacements.
+
+    params / defaults: {notebook: {name: value}} from the params files / the templates' parameters cells."""
+    from repro import synth
+
+    os.environ[ENV] = "1"
+    os.environ.setdefault("REPRO_RUNS", str(Path(root) / DIR / "runs"))
+    data_root = f"{DIR}/data"
+    for name, scale in SCALES.items():
+        synth.ensure(Path(root) / data_root, [name], scale=scale, image_size=IMAGE_SIZE)
+    log("rehearsal of the paper profile; shrunk:")
+    for key, value in SHRINKS.items():
+        log(f"  {key}: {value}")
+    out = {}
+    for name, values in params.items():
+        out[name] = dict(values)
+        out[name].update({k: v for k, v in PARAMS.items() if k in defaults[name]})
+        if "data_root" in defaults[name]:
+            out[name]["data_root"] = data_root
+    return out

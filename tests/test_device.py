@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from repro import device as devices
+from repro import erm, runs
+from repro.data import GroupData
+
+
+@pytest.fixture(scope="module")
+def tiny_images(tmp_path_factory):
+    """64 random 32x32 PNGs named like Waterbirds: the red channel gives y, the blue one a."""
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(1)
+    n = 64
+    y = rng.integers(0, 2, n)
+    a = np.where(rng.random(n) < 0.75, y, 1 - y)
+    paths = []
+    for i in range(n):
+        im = (rng.random((32, 32, 3)) * 80).astype(np.uint8)
+        im[..., 0] += np.uint8(150 * y[i])
+        im[..., 2] += np.uint8(100 * a[i])
+        Image.fromarray(im).save(root / f"{i}.png")
+        paths.append(str(root / f"{i}.png"))
+    return GroupData("waterbirds", "image", np.array(paths, dtype=object), y, a, np.repeat([0, 1, 2], [32, 12, 20]),
+                     root=str(root))
+
+
+@pytest.fixture
+def use(monkeypatch, tiny_images):
+    monkeypatch.setattr(erm, "load_data", lambda config: tiny_images)
+
+
+def _cfg(**kw):
+    return erm.default_config("waterbirds", "smoke", data_root="memory", **{"epochs": 2, **kw})
+
+
+def test_select_resolve_and_describe(monkeypatch):
+    monkeypatch.delenv(devices.ENV, raising=False)
+    assert devices.requested() == "auto" and devices.resolve().type in ("cpu", "cuda", "mps")
+    assert devices.select("CPU") == "cpu" and devices.resolve() == torch.device("cpu")
+    assert devices.select("") == "cpu"  # an empty parameter keeps what is set
+    for bad in ("gpu", "cuda:x", "cpu:0", "tpu"):
+        with pytest.raises(ValueError, match="unknown device .*choose one of auto, cpu, cuda, mps"):
+            devices.select(bad)
+    info = devices.describe("cpu")
+    assert info["device"] == "cpu" and info["torch"] == torch.__version__ and info["threads"] == 1
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            devices.resolve("cuda")
+        assert devices.gpu_ids() == []
+
+
+def test_device_is_not_part_of_a_run_and_cpu_equals_auto(use, tmp_path, monkeypatch):
+    cfg = _cfg()
+    assert "device" not in cfg and "precision" not in cfg and "max_steps" not in cfg  # fp32 keeps old run ids
+    results = []
+    for name in ("cpu", "auto"):
+        monkeypatch.setenv(devices.ENV, name)
+        (tmp_path / name).mkdir()
+        results.append(json.dumps(erm.train(cfg, tmp_path / name)))
+    if devices.resolve("auto").type == "cpu":
+        assert results[0] == results[1]
+
+
+def test_bf16_trains_and_is_hashed_apart(use, tmp_path):
+    fp32, bf16 = _cfg(), _cfg(precision="bf16")
+    assert bf16["precision"] == "bf16" and runs.run_id("erm", fp32) != runs.run_id("erm", bf16)
+    assert runs.run_id("erm", _cfg(precision="fp32")) == runs.run_id("erm", fp32)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    m32, m16 = erm.train(fp32, tmp_path / "a"), erm.train(bf16, tmp_path / "b")
+    assert all(np.isfinite(h["loss"]) for h in m16["history"]) and 0 <= m16["test_acc_wg"] <= 1
+    assert m16["history"][0]["loss"] != m32["history"][0]["loss"]  # autocast changes the numbers
+    with pytest.raises(ValueError, match="precision"):
+        _cfg(precision="fp8")
+
+
+def test_max_steps_stops_early_and_saves_that_epoch(use, tmp_path):
+    # 32 train examples - 20% held out = 26 at batch 8: 4 steps per epoch; 5 steps end in epoch 2 of 6
+    m = erm.train(_cfg(epochs=6, batch_size=8, max_steps=5), tmp_path)
+    assert m["epochs_trained"] == 2 and m["saved_epochs"] == [2] and "test_acc_wg" in m["history"][-1]
+    assert (tmp_path / "features_epoch2.safetensors").is_file()
+
+
+def test_run_threads_sets_and_restores(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv(devices.THREADS_ENV, "1")
+    with devices.run_threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv(devices.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="REPRO_THREADS"):
+        devices.run_threads_count()
