@@ -150,3 +150,21 @@ def test_scorecard_cells_are_glued_never_typed():
     for section in {c.section for c in claims.CLAIMS}:
         code, _ = _sources(section)
         assert "claims.glue(" in code, f"{section} must glue its claims"
+
+
+@pytest.mark.slow
+def test_appendix_b_table2_from_the_vendored_metadata(smoke_book):
+    import re
+
+    import pandas as pd
+
+    page = (smoke_book / "book" / "appendix_b.html").read_text()
+    real = page[page.index('id="table-2-from-the-real-metadata-files"'):page.index('id="table-2-on-this-profile-s-data-root"')]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", real, re.DOTALL)[1:]  # without the header row
+    assert len(rows) == 18, f"Table 2 has 18 rows (4 datasets), the page shows {len(rows)}"
+    flagged = [re.sub(r"<[^>]+>", " ", row) for row in rows if "⚠" in row]
+    assert len(flagged) == 2 and all(r.count("⚠") == 1 and "waterbirds" in r and "2255" in r for r in flagged), flagged
+    assert real.count("⚠") == 2, "a flag outside the two Waterbirds landbird test cells"
+    csv = next((smoke_book / "_downloads").rglob("table2_real_metadata.csv"))
+    table = pd.read_csv(csv)
+    assert len(table) == 14 and set(table.dataset) == {"waterbirds", "celeba", "multinli"}
