@@ -42,6 +42,13 @@ def test_data_table_csv_equals_paper_table2_on_real_metadata(real_root):
         assert (merged[col].round(3) - merged[f"{col}_paper"]).abs().max() < 1e-9, col
 
 
+def test_data_table_defaults_to_the_vendored_metadata(real_root, capsys):
+    assert cli.main(["data", "table"]) == 0
+    default = capsys.readouterr().out
+    assert cli.main(["data", "table", "--root", str(real_root)]) == 0
+    assert default == capsys.readouterr().out and default.count("\n") == 15  # header + 14 groups
+
+
 def test_data_table_on_an_empty_root_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["data", "table", "--root", str(tmp_path)]) == 2
     assert "repro data synth" in capsys.readouterr().err

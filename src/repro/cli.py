@@ -1,7 +1,7 @@
 """The `repro` command line: build the book, inspect and make data, run experiments.
 
     repro book [--profile cpu] [--only NAME ...] [--dry-run] [--pdf] [--archive [--with-artifacts]]
-    repro data table --root DIR [--format csv|markdown]
+    repro data table [--root DIR] [--format csv|markdown]
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
     repro data download NAME --root DIR
     repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...]
@@ -50,10 +50,12 @@ def _book(args) -> int:
 
 def _data_table(args) -> int:
     from . import data
+    from .book import repo_root
 
-    table = data.composition(args.root)
+    root = args.root or repo_root() / "data" / "metadata"  # default: the real metadata in the repository
+    table = data.composition(root)
     if table.empty:
-        raise SystemExit(f"error: no dataset found under {args.root}; expected folders named "
+        raise SystemExit(f"error: no dataset found under {root}; expected folders named "
                          f"{', '.join(DATASETS)} (see `repro data synth --help`)")
     if args.format == "csv":
         sys.stdout.write(table.to_csv(index=False, float_format="%.3f"))
@@ -176,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     t = dsub.add_parser("table", help="dataset composition (paper Table 2)",
                         description="Per dataset and group: y, s, p(y), p(g), p(y|s) on train, and split counts.")
-    t.add_argument("--root", required=True, type=Path, help="data root holding waterbirds/, celeba/, ...")
+    t.add_argument("--root", type=Path, help="data root holding waterbirds/, celeba/, ... (default: the real "
+                   "metadata of Waterbirds, CelebA and MultiNLI in the repository's data/metadata)")
     t.add_argument("--format", choices=("csv", "markdown"), default="csv")
     t.set_defaults(func=_data_table)
     s = dsub.add_parser("synth", help="write synthetic twins in the real on-disk formats",
