@@ -327,3 +327,15 @@ def test_repro_runs_verify_lists_then_fixes(tmp_path, capsys):
     assert f"removed toy/{bad.name}" in capsys.readouterr().out and not bad.exists()
     assert cli.main(["runs", "verify", "--store", str(tmp_path)]) == 0
     assert "1 runs checked, 0 failing" in capsys.readouterr().out
+
+
+def test_a_store_without_file_locks_still_computes_with_a_warning(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = runs.get("toy", {"x": 3}, square, tmp_path)
+    assert runs.is_done(path) and "does not support file locks" in capsys.readouterr().err

@@ -21,6 +21,7 @@ Notebooks read results only through `load(kind, **filters)`.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -227,10 +228,36 @@ def _holder(path: Path) -> str:
 def file_lock(path, what: str, wait: bool = True):
     """Hold an exclusive fcntl.flock on `path` (created, and removed on release); yields True, or False when
     wait=False and another process holds it. The kernel releases a flock when its holder dies, so a killed
-    holder never blocks anyone (the stale-holder rule); the file names the holder's host and pid."""
+    holder never blocks anyone (the stale-holder rule); the file names the holder's host and pid. On a file
+    system without locks it warns and yields True unlocked (runs stay atomic; two processes may compute one)."""
     path = Path(path)
     if str(path) in _HELD:
         raise RuntimeError(f"{what} is already claimed by this process (a nested call for the same run?)")
+    fd = _acquire(path, what, wait)
+    if fd is None or fd < 0:
+        yield fd is not None
+        return
+    _HELD.add(str(path))
+    try:
+        yield True
+    finally:
+        _HELD.discard(str(path))
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _acquire(path: Path, what: str, wait: bool) -> int | None:
+    """The descriptor of `path`, locked; None if wait=False and it is held; -1 if locks are not supported."""
     announced = False
     while True:
         try:
@@ -244,33 +271,26 @@ def file_lock(path, what: str, wait: bool = True):
             except BlockingIOError:
                 if not wait:
                     os.close(fd)
-                    yield False
-                    return
+                    return None
                 if not announced:
                     print(f"waiting for {what}, claimed by {_holder(path)} ({path})", file=sys.stderr, flush=True)
                     announced = True
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino  # the holder may have removed the file
-            except FileNotFoundError:
-                same = False
+            same = _same_file(fd, path)  # the previous holder may have removed the file before releasing it
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                print(f"warning: {path.parent} does not support file locks ({err.strerror}); {what} is not claimed",
+                      file=sys.stderr, flush=True)
+                return -1
+            raise
         except BaseException:
             os.close(fd)
             raise
         if same:
-            break
-        os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode())
-    _HELD.add(str(path))
-    try:
-        yield True
-    finally:
-        _HELD.discard(str(path))
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode())
+            return fd
         os.close(fd)
 
 
