@@ -14,7 +14,7 @@ LOCK_TOOLS := pip==25.3 pip-tools==7.6.2
 # still satisfy pyproject.toml are kept and only what changed is re-resolved.
 UPGRADE ?=
 
-.PHONY: book test env lock clean-book
+.PHONY: book test env lock rehearse clean-book
 
 env: $(STAMP)
 
@@ -41,6 +41,10 @@ lock:
 
 book: $(STAMP)
 	$(VENV)/bin/repro book --profile $(PROFILE)
+
+# The paper profile end to end on this machine with shrunk sizes and random weights (repro.rehearse; README).
+rehearse: $(STAMP)
+	$(VENV)/bin/repro book --profile paper --rehearse
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

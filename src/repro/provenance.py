@@ -113,11 +113,13 @@ def warn_environment(lock: Path = LOCK, stream=None) -> int:
 
 
 def device() -> str:
-    import torch
+    """The device this page's runs use (repro.device: REPRO_DEVICE, --device or the `device` parameter), its
+    name, the CUDA version and the CPU threads of one run."""
+    from repro import device as devices
 
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    info = devices.describe()
+    cuda = f", CUDA {info['cuda']}" if info["device"].startswith("cuda") else ""
+    return f"{info['device']} ({info['device_name']}{cuda}; {info['threads']} thread(s) per run)"
 
 
 def collect() -> dict:
