@@ -229,13 +229,13 @@ def file_lock(path, what: str, wait: bool = True):
     """Hold an exclusive fcntl.flock on `path` (created, and removed on release); yields True, or False when
     wait=False and another process holds it. The kernel releases a flock when its holder dies, so a killed
     holder never blocks anyone (the stale-holder rule); the file names the holder's host and pid. On a file
-    system without locks it warns and yields True unlocked (runs stay atomic; two processes may compute one)."""
+    system without locks it warns and yields None, unlocked (runs stay atomic; two processes may compute one)."""
     path = Path(path)
     if str(path) in _HELD:
         raise RuntimeError(f"{what} is already claimed by this process (a nested call for the same run?)")
     fd = _acquire(path, what, wait)
     if fd is None or fd < 0:
-        yield fd is not None
+        yield False if fd is None else None
         return
     _HELD.add(str(path))
     try:
@@ -324,14 +324,14 @@ def get(kind: str, config: dict, compute: Callable[[dict, Path], dict], store=No
     if is_done(final):
         return final
     _prepare(kind_dir, final)
-    with file_lock(kind_dir / f".lock-{rid}", f"run {kind}/{rid}"):
+    with file_lock(kind_dir / f".lock-{rid}", f"run {kind}/{rid}") as claimed:
         if final.is_dir():
             problem = check_run(final, kind)
             if problem is None:
                 return final  # finished by the process we waited for
             print(f"run {kind}/{rid}: {problem}; computing it again", file=sys.stderr, flush=True)
             shutil.rmtree(final)
-        for stale in kind_dir.glob(f".tmp-{rid}-*"):  # only a claim holder writes these: they are abandoned
+        for stale in kind_dir.glob(f".tmp-{rid}-*") if claimed else []:  # only a claim holder writes these
             shutil.rmtree(stale, ignore_errors=True)
         _compute(kind, rid, config, compute, kind_dir, final)
     return final
@@ -354,7 +354,12 @@ def _compute(kind: str, rid: str, config: dict, compute: Callable, kind_dir: Pat
         (tmp / ".owner").unlink()
         write_manifest(tmp)
         (tmp / "done").write_text("")
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not is_done(final):  # else an unclaimed twin (no file locks) finished it first: keep that one
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -470,7 +475,7 @@ def verify_store(store=None, fix: bool = False) -> tuple[int, list[str]]:
             problem = check_run(entry, kind, deep=True)
             if problem is not None:
                 with file_lock(root / kind / f".lock-{name}", f"run {kind}/{name}", wait=False) as free:
-                    if free:
+                    if free is not False:  # (None: no file locks here; check anyway)
                         lines.append(_fix(entry, f"{kind}/{name}: {problem}", fix))
     return checked, lines
 
