@@ -216,7 +216,7 @@ KNOWN_WIDE_TABLES = ("neural_collapse: the NC1 results table (dataset, epochs, n
 
 
 @pytest.mark.xfail(KNOWN_WIDE_TABLES is not None, reason=f"wide tables still being narrowed: {KNOWN_WIDE_TABLES}",
-                   strict=False)
+                   raises=AssertionError, strict=False)
 def test_no_table_wider_than_the_text_column(visits):
     problems = {}
     for page, visit in visits.items():
