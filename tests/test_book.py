@@ -114,6 +114,40 @@ def test_smoke_book_builds_with_warnings_as_errors(smoke_book):
     assert {"figure4_llr.csv", "table2_real_metadata.csv", "figure1.csv"} <= downloads
 
 
+def _png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # IHDR width
+
+
+@pytest.mark.slow
+def test_smoke_book_pages_read_like_the_paper(smoke_book):
+    import re
+
+    from repro import claims, plots
+
+    html = smoke_book / "book"
+    for name in NOTEBOOKS:
+        page = (html / f"{name}.html").read_text()
+        cells = re.findall(r'<div class="cell[^"]*docutils container[^"]*"', page)
+        assert cells, f"{name}: no code cells rendered"
+        for cell in cells:  # every code cell's source is folded away (papermill's injected cell included)
+            assert "tag_hide-input" in cell or "tag_hide-cell" in cell, f"{name}: a code cell shows its source: {cell}"
+        assert "tag_injected-parameters" in page, f"{name}: papermill's parameters cell is missing"
+        text = re.sub(r"<[^>]+>", " ", page)
+        assert not re.search(r"\bnan\b", text, flags=re.I), f"{name}: an unexplained nan on the page"
+    images = list((smoke_book / "_images").glob("*.png"))
+    assert len(images) >= 8  # Figures 1-7 and AFR
+    assert {_png_width(p) for p in images} == {plots.COLUMN_PX}, "every figure is shown at the column width"
+    scorecard = (html / "scorecard.html").read_text()
+    badges = re.findall(r'<span class="[^"]*sd-badge sd-bg-(\w+)[^"]*">([^<]*)</span>', scorecard)
+    verdicts = [v for _, v in badges if not v[0].isdigit()]
+    counts = {v.split(" ", 1)[1]: int(v.split(" ", 1)[0]) for _, v in badges if v[0].isdigit()}
+    assert len(verdicts) == len(claims.CLAIMS), "one verdict badge per claim"
+    assert sum(counts.values()) == len(claims.CLAIMS) and all(counts.get(v, 0) == verdicts.count(v) for v in set(verdicts))
+    assert all(colour == claims.BADGES.get(v, "info") for colour, v in badges if not v[0].isdigit())
+    intro = (html / "intro.html").read_text()
+    assert f"{len(claims.CLAIMS)} claims:" in intro and intro.count("sd-badge") == len(counts)
+
+
 def _sources(name: str) -> tuple[str, str]:
     nb = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
@@ -144,12 +178,32 @@ def test_scorecard_cells_are_glued_never_typed():
     assert len(rows) == len(claims.CLAIMS) >= 10
     for row, claim in zip(rows, claims.CLAIMS):
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[2] == f"{{glue}}`{claim.section}.ipynb::{claim.key}_value`"
+        assert len(cells) == 4, "four columns fit the text column"
+        assert cells[2] == f"{{glue:text}}`{claim.section}.ipynb::{claim.key}_value:s`"
         assert cells[3] == f"{{glue}}`{claim.section}.ipynb::{claim.key}_verdict`"
         assert not re.search(r"\d", (cells[2] + cells[3]).replace(claim.key, "")), "a number typed into a measured cell"
     for section in {c.section for c in claims.CLAIMS}:
         code, _ = _sources(section)
-        assert "claims.glue(" in code, f"{section} must glue its claims"
+        assert "claims.show(" in code, f"{section} must show and glue its claims (claims.show)"
+    assert "{{ verdict_counts }}" in page and "{{ verdict_counts }}" in (REPO / "book" / "intro.md").read_text()
+
+
+HIDDEN = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_plumbing_is_hidden_and_short(name):
+    """Every code cell is folded away on the page (the reader sees outputs: figures, captions, tables), and
+    the page's set-up and end are the shared page helper's, not repeated code."""
+    nb = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
+    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for cell in code_cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        assert tags & HIDDEN, f"{name}: code cell without a hide tag: {''.join(cell['source'])[:80]!r}"
+    code, _ = _sources(name)
+    assert "page.begin(profile, params_yaml" in code and "page.finish(setup)" in code
+    assert "provenance" not in code and "display(" not in code, f"{name}: plumbing belongs in repro.page"
+    assert max(len("".join(c["source"]).splitlines()) for c in code_cells) <= 16
 
 
 @pytest.mark.slow
@@ -160,11 +214,15 @@ def test_appendix_b_table2_from_the_vendored_metadata(smoke_book):
 
     page = (smoke_book / "book" / "appendix_b.html").read_text()
     real = page[page.index('id="table-2-from-the-real-metadata-files"'):page.index('id="table-2-on-this-profile-s-data-root"')]
-    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", real, re.DOTALL)[1:]  # without the header row
-    assert len(rows) == 18, f"Table 2 has 18 rows (4 datasets), the page shows {len(rows)}"
-    flagged = [re.sub(r"<[^>]+>", " ", row) for row in rows if "⚠" in row]
-    assert len(flagged) == 2 and all(r.count("⚠") == 1 and "waterbirds" in r and "2255" in r for r in flagged), flagged
-    assert real.count("⚠") == 2, "a flag outside the two Waterbirds landbird test cells"
+    bodies = re.findall(r"<tbody>(.*?)</tbody>", real, re.DOTALL)  # one table per dataset with real metadata
+    rows = [re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.DOTALL) for body in bodies]
+    assert [len(r) for r in rows] == [4, 4, 6], "Waterbirds, CelebA and MultiNLI: 14 groups"
+    assert "<strong>civilcomments</strong>: not available in this build" in real
+    flagged = [re.sub(r"<[^>]+>", " ", row) for table in rows for row in table if "⚠" in row]
+    assert len(flagged) == 2 and all(r.count("⚠") == 1 and "landbird" in r and "2255" in r for r in flagged), flagged
+    assert all("⚠" in row for row in rows[0][:2]), "the flags are the two Waterbirds landbird test cells"
+    assert re.sub(r"<[^>]+>", "", real).count("⚠") == 3  # the two cells and the note under the Waterbirds table
+    assert "landbird / land, test: 2255, paper 2225; landbird / water, test: 2255, paper 2225." in real
     csv = next((smoke_book / "_downloads").rglob("table2_real_metadata.csv"))
     table = pd.read_csv(csv)
     assert len(table) == 14 and set(table.dataset) == {"waterbirds", "celeba", "multinli"}

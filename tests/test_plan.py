@@ -9,3 +9,21 @@ def test_paper_dry_run_plans_without_computing(tmp_path, monkeypatch):
     assert "erm:" in text and "heads:" in text and "0 cached" in text
     assert "repro data download" in text or "Missing: nothing" in text
     assert not (tmp_path / "runs").exists()  # nothing was computed
+
+
+def test_section_registry_matches_the_notebooks():
+    """Each registered section names a notebook whose parameters cell defines the section's plan keys, and the
+    notebook calls the section's compute function with keyword arguments."""
+    import re
+
+    from repro import book, sections
+
+    assert set(sections.SECTIONS) <= set(book.notebooks(REPO))
+    for name, section in sections.SECTIONS.items():
+        defaults = book.template_parameters(REPO / "book" / f"{name}.ipynb")
+        assert set(section.params) <= set(defaults), f"{name}: {set(section.params) - set(defaults)}"
+        assert "device" in defaults, f"{name}: every section notebook takes a device"
+        code = (REPO / "book" / f"{name}.ipynb").read_text()
+        call = re.search(rf"sections\.{section.compute.__name__}\((.*?)\)\\n", code, flags=re.S)
+        assert call and call.group(1).startswith("datasets="), f"{name}: call sections.{section.compute.__name__}(...) with keywords"
+        assert section.configs(profile="paper", **{k: defaults[k] for k in section.params})["erm"]

@@ -5,7 +5,9 @@ the claim is not part of the profile's grid, or the statistic is undefined).
 """
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -161,24 +163,44 @@ def appendix_a(curves: pd.DataFrame, bars: pd.DataFrame) -> dict:
     return out
 
 
+# Badge of each verdict (sphinx-design roles); a verdict not listed here gets the neutral "info" colour.
+BADGES = {SUPPORTED: "success", NOT_SUPPORTED: "danger", "inconclusive": "warning", NOT_MEASURABLE: "muted"}
+
+
+def badge(verdict: str) -> str:
+    """The verdict as a coloured MyST badge."""
+    return f"{{bdg-{BADGES.get(verdict, 'info')}}}`{verdict}`"
+
+
 def table(results: dict) -> pd.DataFrame:
-    """The section's claims as a table: paper's claim, criterion, this build's value, verdict."""
+    """The section's claims as a table: paper's claim, criterion, this build's value, verdict (as a badge)."""
     return pd.DataFrame([{"claim (paper)": BY_KEY[k].statement, "criterion": BY_KEY[k].test, "this build": v,
-                          "verdict": verdict} for k, (v, verdict) in results.items()])
+                          "verdict": badge(verdict)} for k, (v, verdict) in results.items()])
+
+
+def badge_html(verdict: str) -> str:
+    """The same badge as HTML (sphinx-design's classes): a glued value pasted into another page keeps HTML,
+    not Markdown (myst-nb's `{glue:md}` only pastes within a page)."""
+    colour = BADGES.get(verdict, "info")
+    return f'<span class="sd-sphinx-override sd-badge sd-bg-{colour} sd-bg-text-{colour}">{html.escape(verdict)}</span>'
 
 
 class Pasted:
-    """A glued text whose plain-text form is the text itself (no quotes), as the scorecard pastes it."""
+    """A glued value: plain text (no quotes), and optionally HTML, which the `{glue}` role prefers."""
 
-    def __init__(self, text: str):
-        self.text = text
+    def __init__(self, text: str, html: str | None = None):
+        self.text, self.html = text, html
 
     def __repr__(self) -> str:
         return self.text
 
+    def _repr_html_(self) -> str | None:
+        return self.html
+
 
 def glue(results: dict) -> None:
-    """Glue `<key>_value` and `<key>_verdict` for the scorecard page, without displaying them."""
+    """Glue `<key>_value` (text) and `<key>_verdict` (text, and a badge in HTML) for the scorecard page,
+    without displaying them."""
     from myst_nb import glue as nb_glue
 
     for key, (value, verdict) in results.items():
@@ -187,14 +209,73 @@ def glue(results: dict) -> None:
         if "|" in value:
             raise ValueError(f"claim {key}: a glued value may not contain '|' (it is pasted into a table)")
         nb_glue(f"{key}_value", Pasted(value), display=False)
-        nb_glue(f"{key}_verdict", Pasted(verdict), display=False)
+        nb_glue(f"{key}_verdict", Pasted(verdict, badge_html(verdict)), display=False)
+
+
+def show(results: dict) -> None:
+    """Glue the section's claims for the scorecard and display them as the page's claims table."""
+    from IPython.display import Markdown, display
+
+    glue(results)
+    display(Markdown(table(results).to_markdown(index=False)))
+
+
+# ------------------------------------------------------------------ verdict counts (front page, scorecard)
+
+def glued_verdicts(folder: Path) -> dict:
+    """claim key -> verdict, read from the glued outputs of the executed notebooks in `folder`."""
+    import json
+
+    found = {}
+    for claim in CLAIMS:
+        path = Path(folder) / f"{claim.section}.ipynb"
+        if not path.is_file():
+            continue
+        for cell in json.loads(path.read_text()).get("cells", []):
+            for output in cell.get("outputs", []):
+                name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+                if name == f"{claim.key}_verdict":
+                    text = next(v for k, v in output["data"].items() if k.endswith("text/plain"))
+                    found[claim.key] = "".join(text) if isinstance(text, list) else text
+    return found
+
+
+def counts_markdown(verdicts: dict) -> str:
+    """'N claims: [k supported] [m not supported] ...' as badges, in the order of BADGES; claims without a
+    glued verdict are counted as not evaluated."""
+    counts = {v: 0 for v in BADGES}
+    for v in verdicts.values():
+        counts[v] = counts.get(v, 0) + 1
+    parts = [f"{{bdg-{BADGES.get(v, 'info')}}}`{n} {v}`" for v, n in counts.items() if n]
+    missing = len(CLAIMS) - len(verdicts)
+    if missing:
+        parts.append(f"{{bdg-light}}`{missing} not evaluated in this build`")
+    return f"{len(CLAIMS)} claims: " + " ".join(parts)
+
+
+def stage_counts(stage: Path) -> str:
+    """Count the verdicts glued by the executed notebooks under `stage`/book and store the line as the MyST
+    substitution `verdict_counts` of the staged `_config.yml` (the front page and the scorecard show it)."""
+    import yaml
+
+    line = counts_markdown(glued_verdicts(Path(stage) / "book"))
+    path = Path(stage) / "_config.yml"
+    config = yaml.safe_load(path.read_text())
+    config.setdefault("parse", {}).setdefault("myst_substitutions", {})["verdict_counts"] = line
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return line
 
 
 SCORECARD_HEAD = """# Reproduction scorecard
 
-Every claim of the paper that a number can check, with the number this build measured and a verdict. The
-"this build" and "verdict" cells are pasted (myst-nb `glue`) from the section notebooks, which compute them
-from runs in the run store; nothing in those two columns is typed. The criterion column is the test applied.
+**This build:** {{ verdict_counts }}
+
+Every claim of the paper that a number can check, with the number this build measured and a verdict,
+grouped by the page that checks it. The "this build" and "verdict" cells are pasted (myst-nb `glue`) from
+the section notebooks, which compute them from runs in the run store; nothing in those two columns is
+typed, and the counts above are counted from the same pasted verdicts. The criterion column is the test
+applied. "n/a" marks a statistic that is undefined in this build: a dataset of the claim is not in the
+profile's grid, or a correlation has nothing to correlate (its page says which, next to its table).
 
 ```{admonition} Read the verdicts with the profile in mind
 :class: warning
@@ -202,14 +283,15 @@ This build used the **{{ profile }}** profile. On `cpu` and `smoke` the data are
 models small networks trained from scratch: a verdict there says whether the paper's mechanism shows up on
 the twins, not whether the paper's numbers replicate. Verdicts fall as they fall; none is tuned.
 ```
-
-| claim (paper) | criterion | this build | verdict | section |
-|---|---|---|---|---|
 """
 
 
 def scorecard_markdown() -> str:
-    """The text of book/scorecard.md: one row per claim, its measured cells pasted from the section notebooks."""
-    rows = [f"| {c.statement} | {c.test} | {{glue}}`{c.section}.ipynb::{c.key}_value` | "
-            f"{{glue}}`{c.section}.ipynb::{c.key}_verdict` | [{c.section}]({c.section}.ipynb) |" for c in CLAIMS]
-    return SCORECARD_HEAD + "\n".join(rows) + "\n"
+    """The text of book/scorecard.md: per section page, one row per claim, its measured cells pasted from the
+    section notebook."""
+    out = [SCORECARD_HEAD]
+    for section in dict.fromkeys(c.section for c in CLAIMS):
+        out.append(f"\n## []({section}.ipynb)\n\n| claim (paper) | criterion | this build | verdict |\n|---|---|---|---|")
+        out += [f"| {c.statement} | {c.test} | {{glue:text}}`{c.section}.ipynb::{c.key}_value:s` | "
+                f"{{glue}}`{c.section}.ipynb::{c.key}_verdict` |" for c in CLAIMS if c.section == section]
+    return "\n".join(out) + "\n"

@@ -4,7 +4,6 @@ Nothing is computed.
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pandas as pd
@@ -32,9 +31,8 @@ WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, ho
 def section_configs(name: str, profile: str, root: Path) -> dict:
     """{kind: [configs]} of one section notebook under `profile` (template defaults + params file)."""
     values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile)}
-    fn = sections.SECTIONS[name]
-    kwargs = {k: values[k] for k in inspect.signature(fn).parameters if k in values}
-    return fn(profile=profile, **{k: v for k, v in kwargs.items() if k != "profile"})
+    section = sections.SECTIONS[name]
+    return section.configs(profile=profile, **{k: values[k] for k in section.params})
 
 
 def train_size(dataset: str, profile: str) -> int:

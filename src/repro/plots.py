@@ -1,54 +1,86 @@
-"""Figures of the book. Each function takes tidy tables (one row per run or per seed) and returns a
-matplotlib Figure; means and standard deviations over seeds are computed here (ddof 0, as the paper's code).
+"""Figures of the book, drawn at the size the page shows them: the text column is 772 px wide, so every figure
+is COLUMN_INCHES x DPI = 772 px wide, one or two panels per row, text of at least MIN_POINTS, and one legend per
+figure outside the panels. Each function takes tidy tables (one row per run or per seed) and returns a `Plot`:
+the figure and what its caption must say (which datasets are drawn, over which seeds, what the marks mean).
+Means and standard deviations over seeds are computed here (ddof 0, as the paper's code).
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
 
-GROUP_MARKERS = ["o", "s", "^", "D", "v", "P"]
-PALETTE = plt.get_cmap("tab10")
+COLUMN_PX = 772  # width of the book's text column (sphinx-book-theme) in CSS pixels
+DPI = 100
+COLUMN_INCHES = COLUMN_PX / DPI
+MIN_POINTS = 9  # smallest font on any figure, at display size
+SMALL, NORMAL = 9, 10  # tick labels and legends; axis labels and titles
 
-
-def _boundary(ax, w, b, label, colour, lim=2.5):
-    xs = np.linspace(-lim, lim, 50)
-    if abs(w[1]) > 1e-12:
-        ax.plot(xs, -(w[0] * xs + b) / w[1], color=colour, lw=2, label=label)
-    else:
-        ax.axvline(-b / w[0], color=colour, lw=2, label=label)
-
-
-def _scatter_groups(ax, features, y, a, alpha=0.5):
-    for k in (0, 1):
-        for s in (0, 1):
-            m = (y == k) & (a == s)
-            if m.any():
-                ax.scatter(features[m, 0], features[m, 1], s=12, alpha=alpha, color=PALETTE(k),
-                           marker=GROUP_MARKERS[s], label=f"class {k}, spurious {s} (n={m.sum()})")
+# One colour per method across Figures 4-7: ERM grey; LLR, DFR and group-balanced ERM by balancing method.
+ERM_COLOUR = "0.45"
+BALANCE_COLOURS = {"none": "#1f77b4", "subsetting": "#ff7f0e", "upsampling": "#2ca02c", "upweighting": "#d62728"}
+DATASET_COLOURS = {"waterbirds": "#9467bd", "celeba": "#8c564b", "civilcomments": "#e377c2", "multinli": "#bcbd22"}
+RATIO_CMAP = "viridis"
+GROUP_MARKERS = ["o", "s"]
 
 
-def figure1(train, collapsed, heldout, mean_rule, svm_rule) -> plt.Figure:
-    """Three panels: training features; collapsed features with the class-mean rule; held-out with the SVM.
+@dataclass(frozen=True)
+class Plot:
+    """A drawn figure and the facts its caption states."""
+    figure: Figure
+    shows: str  # what the marks of the figure are, one or two sentences
+    datasets: tuple = ()  # datasets drawn, in panel order
+    seeds: tuple = ()  # seeds averaged (empty: the figure shows no seed statistics)
+    spread: str = ""  # "bands" or "error bars" when a ± std over more than one seed is drawn, else ""
 
-    train, collapsed, heldout: (features (n,2), y, a); mean_rule, svm_rule: (w, b)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.3), sharex=True, sharey=True)
-    titles = ["(a) training features", "(b) collapsed to class means", "(c) held-out features, max-margin"]
-    for ax, (features, y, a), title in zip(axes, (train, collapsed, heldout), titles):
-        _scatter_groups(ax, features, y, a, alpha=0.9 if features is collapsed[0] else 0.4)
-        ax.set_title(title)
-        ax.set_xlabel("core feature")
-        ax.set_xlim(-2.5, 2.5)
-        ax.set_ylim(-2.5, 2.5)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.axvline(0, color="grey", lw=0.5)
-    axes[0].set_ylabel("spurious feature")
-    _boundary(axes[1], *mean_rule, "class-mean classifier", "black")
-    _boundary(axes[2], *svm_rule, "SVM", "black")
-    for ax in axes:
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
+
+def new_figure(n_panels: int, ncols: int = 2, panel_height: float = 2.5, legend_rows: int = 0):
+    """A column-wide figure with n panels in rows of `ncols` (1 or 2); room at the top for a shared legend."""
+    nrows = int(np.ceil(n_panels / ncols))
+    fig = Figure(figsize=(COLUMN_INCHES, panel_height * nrows + 0.22 * legend_rows + 0.1), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).flat
+    axes = list(axes)
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    for ax in axes[:n_panels]:
+        ax.tick_params(labelsize=SMALL)
+    return fig, axes[:n_panels], axes[n_panels:]
+
+
+def shared_legend(fig: Figure, handles, labels=None, ncols: int = 3) -> None:
+    """One legend for the whole figure, above the panels (never on the data)."""
+    labels = labels if labels is not None else [h.get_label() for h in handles]
+    fig.legend(handles, labels, loc="outside upper center", ncols=min(ncols, len(handles)), fontsize=SMALL,
+               frameon=False)
+
+
+def _label(ax, title: str, xlabel: str | None, ylabel: str | None, ylim=None) -> None:
+    ax.set_title(title, fontsize=NORMAL)
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=NORMAL)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=NORMAL)
+    if ylim:
+        ax.set_ylim(*ylim)
+
+
+def ticks_at(ax, values, log: bool = False) -> None:
+    """x ticks exactly at the grid values drawn (a log axis would otherwise label 2x10^-1, 3x10^-1, ...)."""
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+    values = sorted(set(float(v) for v in values))
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+
+
+WGA_LIM = (-0.03, 1.03)
 
 
 def mean_std(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
@@ -57,151 +89,246 @@ def mean_std(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     return out.reset_index()
 
 
-def lines(ax, df: pd.DataFrame, x: str, value: str, hue: str | None = None, label_fmt: str = "{}",
-          marker="o", logx=False, **kw):
-    """Mean line with a ±std band over seeds, one line per `hue` value."""
-    groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=True))
-    for i, (key, part) in enumerate(groups):
-        stats = mean_std(part, [x], value).sort_values(x)
-        colour = kw.pop("color", None) or PALETTE(i)
-        ax.plot(stats[x], stats["mean"], marker=marker, color=colour, label=label_fmt.format(key), **kw)
-        ax.fill_between(stats[x], stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=colour, alpha=0.2)
-    if logx:
-        ax.set_xscale("log")
-    return ax
+def _seeds(*frames) -> tuple:
+    return tuple(sorted({int(s) for f in frames if "seed" in f for s in f["seed"].dropna()}))
 
 
-def grid(n: int, ncols: int = 2, size=(5.2, 3.6)):
-    """A figure with n panels in rows of `ncols`; unused panels are hidden."""
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat[:n])
+def _spread(kind: str, *frames) -> str:
+    return kind if len(_seeds(*frames)) > 1 else ""
 
 
-def _panels(df: pd.DataFrame, ncols: int = 2):
-    datasets = list(dict.fromkeys(df["dataset"]))
-    fig, axes = grid(len(datasets), ncols)
-    return fig, list(zip(datasets, axes))
+def line(ax, df: pd.DataFrame, x: str, value: str, colour, label: str, marker="o", **kw) -> Line2D:
+    """Seed-mean line of `value` over `x`, with a ± std band when there is more than one seed."""
+    stats = mean_std(df, [x], value).sort_values(x)
+    (handle,) = ax.plot(stats[x], stats["mean"], marker=marker, ms=4, color=colour, label=label, **kw)
+    if stats["n"].max() > 1:
+        ax.fill_between(stats[x], stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=colour, alpha=0.2,
+                        lw=0)
+    return handle
 
 
-def _label(ax, title: str, xlabel: str | None, ylabel: str, fontsize: int = 8, ylim=None) -> None:
-    ax.set_title(title)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if ylim:
-        ax.set_ylim(*ylim)
-    ax.legend(fontsize=fontsize)
+def bars(ax, df: pd.DataFrame, group: str, hue: str, order, hue_order, colours, value: str = "test_acc_wg"):
+    """Grouped bars of the seed mean, with ± std error bars when there is more than one seed.
 
-
-def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> plt.Figure:
-    """NC1 of training features over epochs (mean ± std over seeds), the standard number of epochs dashed,
-    and the mean held-out NC1 at the end of training as a star."""
-    fig, panels = _panels(curve)
-    for dataset, ax in panels:
-        lines(ax, curve[curve["dataset"] == dataset], "epoch", "nc1_train", label_fmt="train NC1", marker=".")
-        e = end[end["dataset"] == dataset]
-        ax.axvline(e["standard_epochs"].iloc[0], color="grey", ls="--", label="standard epochs")
-        ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=14, color="C3", label="held-out NC1 (end)")
-        ax.set_yscale("log")
-        _label(ax, dataset, "epoch", "NC1")
-    fig.tight_layout()
-    return fig
-
-
-def figure3(paths: pd.DataFrame) -> plt.Figure:
-    """Directional error between the LLR head and the SVM over SGD steps (log axis), mean ± std over seeds."""
-    fig, panels = _panels(paths, ncols=3)
-    for dataset, ax in panels:
-        part = paths[paths["dataset"] == dataset]
-        lines(ax, part, "step", "direction_error", label_fmt="LLR vs SVM", logx=True, marker=".")
-        ax.axvline(part["standard_steps"].iloc[0], color="grey", ls="--", label="standard steps")
-        _label(ax, dataset, "SGD steps", "directional error")
-    fig.tight_layout()
-    return fig
-
-
-def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) -> plt.Figure:
-    """Test WGA over held-out group ratio: one LLR line per ERM training ratio, ERM (100% data) as triangles."""
-    fig, panels = _panels(llr_rows)
-    r = corr.set_index("dataset")["pearson_r"]
-    for dataset, ax in panels:
-        lines(ax, llr_rows[llr_rows["dataset"] == dataset], "llr_ratio", "test_acc_wg", hue="erm_ratio",
-              label_fmt="LLR after ERM at ratio {}", logx=True)
-        stats = mean_std(erm_rows[erm_rows["dataset"] == dataset], ["ratio"], "test_acc_wg")
-        ax.errorbar(stats["ratio"], stats["mean"], stats["std"], fmt="^", color="grey", ms=8, label="ERM (100% data)")
-        _label(ax, f"{dataset} (Pearson r = {r.get(dataset, float('nan')):.3f})",
-               "group ratio (held-out set for LLR, training set for ERM)", "test WGA", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def bars(ax, df: pd.DataFrame, group: str, hue: str, value: str = "test_acc_wg", order=None, hue_order=None):
-    """Grouped bars of the seed mean with ± std error bars."""
+    colours: function (hue value, group value) -> colour."""
     stats = mean_std(df, [group, hue], value)
-    order = order or list(dict.fromkeys(stats[group]))
-    hue_order = hue_order or list(dict.fromkeys(stats[hue]))
     width = 0.8 / len(hue_order)
     for j, h in enumerate(hue_order):
         part = stats[stats[hue] == h].set_index(group).reindex(order)
         xs = np.arange(len(order)) + (j - (len(hue_order) - 1) / 2) * width
-        colour = "grey" if str(h).startswith("ERM") else PALETTE(j)
-        ax.bar(xs, part["mean"], width, yerr=part["std"], color=colour, label=str(h), capsize=2)
+        err = part["std"] if part["n"].max() > 1 else None
+        ax.bar(xs, part["mean"], width, yerr=err, color=[colours(h, g) for g in order], capsize=2)
     ax.set_xticks(np.arange(len(order)), order)
-    return ax
 
 
-def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> plt.Figure:
+def _datasets(df: pd.DataFrame) -> tuple:
+    return tuple(dict.fromkeys(df["dataset"]))
+
+
+# ------------------------------------------------------------------------------------------------ Figure 1
+
+def _boundary(ax, w, b, colour, lim=2.5) -> Line2D:
+    xs = np.linspace(-lim, lim, 50)
+    if abs(w[1]) > 1e-12:
+        return ax.plot(xs, -(w[0] * xs + b) / w[1], color=colour, lw=2)[0]
+    return ax.axvline(-b / w[0], color=colour, lw=2)
+
+
+def figure1(train, collapsed, heldout, mean_rule, svm_rule) -> Plot:
+    """Three panels: training features; collapsed features with the class-mean rule; held-out with the SVM.
+
+    train, collapsed, heldout: (features (n,2), y, a); mean_rule, svm_rule: (w, b)."""
+    fig, axes, spare = new_figure(3, panel_height=2.9)
+    titles = ["(a) training features", "(b) collapsed to class means", "(c) held-out features"]
+    colours = {0: "#1f77b4", 1: "#ff7f0e"}
+    for ax, (features, y, a), title in zip(axes, (train, collapsed, heldout), titles):
+        for k in (0, 1):
+            for s in (0, 1):
+                m = (y == k) & (a == s)
+                ax.scatter(features[m, 0], features[m, 1], s=10, alpha=0.9 if features is collapsed[0] else 0.4,
+                           color=colours[k], marker=GROUP_MARKERS[s])
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_xlim(-2.5, 2.5)
+        ax.set_ylim(-2.5, 2.5)
+        _label(ax, title, "core feature", "spurious feature")
+    mean_line = _boundary(axes[1], *mean_rule, "black")
+    svm_line = _boundary(axes[2], *svm_rule, "#d62728")
+    handles = [Line2D([], [], ls="", marker=GROUP_MARKERS[s], color=colours[k], label=f"class {k}, spurious {s}")
+               for k in (0, 1) for s in (0, 1)]
+    handles += [Line2D([], [], color=mean_line.get_color(), lw=2, label="class-mean classifier (b)"),
+                Line2D([], [], color=svm_line.get_color(), lw=2, label="max-margin (SVM) classifier (c)")]
+    spare[0].set_axis_off()
+    spare[0].set_visible(True)
+    spare[0].legend(handles=handles, loc="center", fontsize=SMALL, frameon=False)
+    counts = ", ".join(f"{name} {len(part[1])} points" for name, part in (("training", train), ("held-out", heldout)))
+    shows = ("Points of the two-feature toy problem, coloured by class and marked by the spurious attribute "
+             f"({counts}). Panel (b) moves every training point onto its class mean and draws the classifier "
+             "those means give (black); panel (c) draws the max-margin classifier of the uncollapsed held-out "
+             "points (red).")
+    return Plot(fig, shows)
+
+
+# ------------------------------------------------------------------------------------------------ Figure 2
+
+def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> Plot:
+    """NC1 of training features over epochs, the standard number of epochs dashed, and the mean held-out NC1
+    at the end of training as a star."""
+    datasets = _datasets(curve)
+    fig, axes, _ = new_figure(len(datasets), legend_rows=1)
+    for dataset, ax in zip(datasets, axes):
+        h_train = line(ax, curve[curve["dataset"] == dataset], "epoch", "nc1_train", "#1f77b4", "training NC1",
+                       marker=".")
+        e = end[end["dataset"] == dataset]
+        h_std = ax.axvline(e["standard_epochs"].iloc[0], color="grey", ls="--")
+        (h_held,) = ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=12, color="#d62728")
+        ax.set_yscale("log")
+        _label(ax, dataset, "epoch", "NC1")
+    shared_legend(fig, [h_train, h_std, h_held], ["training NC1", "standard number of epochs",
+                                                  "held-out NC1 at the end"])
+    return Plot(fig, "NC1 of the training features after every epoch of ERM (log scale); the dashed line marks "
+                "the standard number of epochs and the star the held-out NC1 at the end of training.",
+                datasets, _seeds(curve), _spread("bands", curve))
+
+
+# ------------------------------------------------------------------------------------------------ Figure 3
+
+def figure3(paths: pd.DataFrame) -> Plot:
+    """Directional error between the LLR head and the SVM over SGD steps (log axis)."""
+    datasets = _datasets(paths)
+    fig, axes, _ = new_figure(len(datasets), legend_rows=1)
+    for dataset, ax in zip(datasets, axes):
+        part = paths[paths["dataset"] == dataset]
+        h = line(ax, part, "step", "direction_error", "#1f77b4", "LLR vs SVM", marker=".")
+        ax.set_xscale("log")
+        h_std = ax.axvline(part["standard_steps"].iloc[0], color="grey", ls="--")
+        _label(ax, dataset, "SGD steps", "directional error")
+    shared_legend(fig, [h, h_std], ["distance of the LLR direction to the SVM direction",
+                                    "standard number of LLR steps"], ncols=2)
+    return Plot(fig, "Distance between the unit-norm direction of a logistic-loss LLR head and that of the SVM, "
+                "over SGD steps (log scale); the dashed line marks the standard number of LLR steps.",
+                datasets, _seeds(paths), _spread("bands", paths))
+
+
+# ------------------------------------------------------------------------------------------------ Figure 4
+
+def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) -> Plot:
+    """Test WGA over the group ratio: one LLR line per ERM training ratio, ERM (100% data) as grey triangles."""
+    import matplotlib
+
+    datasets = _datasets(llr_rows)
+    ratios = sorted(set(llr_rows["erm_ratio"]))
+    cmap = matplotlib.colormaps[RATIO_CMAP]
+    colours = {r: cmap(i / max(1, len(ratios) - 1) * 0.9) for i, r in enumerate(ratios)}
+    fig, axes, _ = new_figure(len(datasets), legend_rows=int(np.ceil((len(ratios) + 1) / 3)))
+    r = corr.set_index("dataset")["pearson_r"]
+    handles = {}
+    for dataset, ax in zip(datasets, axes):
+        part = llr_rows[llr_rows["dataset"] == dataset]
+        for ratio in ratios:
+            handles[ratio] = line(ax, part[part["erm_ratio"] == ratio], "llr_ratio", "test_acc_wg", colours[ratio],
+                                  f"LLR after ERM at ratio {ratio:g}")
+        stats = mean_std(erm_rows[erm_rows["dataset"] == dataset], ["ratio"], "test_acc_wg")
+        err = stats["std"] if stats["n"].max() > 1 else None
+        handles["erm"] = ax.errorbar(stats["ratio"], stats["mean"], err, fmt="^", color=ERM_COLOUR, ms=7,
+                                     label="ERM on 100% of the data")
+        ticks_at(ax, part["llr_ratio"], log=True)
+        rv = r.get(dataset, float("nan"))
+        _label(ax, f"{dataset} (r = {rv:.3f})" if np.isfinite(rv) else f"{dataset} (r = n/a)", "group ratio",
+               "test WGA", ylim=WGA_LIM)
+    shared_legend(fig, list(handles.values()), [h.get_label() for h in handles.values()])
+    return Plot(fig, "Test worst-group accuracy over the group ratio (log scale): each coloured line is LLR "
+                "retrained on the held-out set at the ratio on the x-axis after ERM trained on its split at one "
+                "ratio; grey triangles are ERM trained on all the data at that ratio. The panel title gives "
+                "Pearson r between the two (table below).",
+                datasets, _seeds(erm_rows, llr_rows), _spread("bands and error bars", erm_rows, llr_rows))
+
+
+# ------------------------------------------------------------------------------------------------ Figure 5
+
+BALANCES = ["none", "subsetting", "upsampling", "upweighting"]
+
+
+def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> Plot:
     """Per dataset and ERM class-balancing method: ERM on 100% (grey) and LLR under each balancing method."""
-    both = pd.concat([llr_rows.assign(kind="LLR: " + llr_rows["llr_balance"]),
-                      erm_rows.rename(columns={"balance": "erm_balance"}).assign(kind="ERM (100% data)")])
-    fig, panels = _panels(both)
-    kinds = ["ERM (100% data)"] + [f"LLR: {b}" for b in ("none", "subsetting", "upsampling", "upweighting")]
-    for dataset, ax in panels:
-        bars(ax, both[both["dataset"] == dataset], "erm_balance", "kind",
-             order=["none", "subsetting", "upsampling", "upweighting"], hue_order=kinds)
-        _label(ax, dataset, "class balancing of ERM", "test WGA", fontsize=7, ylim=(0, 1))
-    fig.tight_layout()
-    return fig
+    both = pd.concat([llr_rows.assign(kind=llr_rows["llr_balance"]),
+                      erm_rows.rename(columns={"balance": "erm_balance"}).assign(kind="ERM")])
+    datasets = _datasets(both)
+    fig, axes, _ = new_figure(len(datasets), legend_rows=2)
+    kinds = ["ERM", *BALANCES]
+    for dataset, ax in zip(datasets, axes):
+        bars(ax, both[both["dataset"] == dataset], "erm_balance", "kind", BALANCES, kinds,
+             lambda k, _: ERM_COLOUR if k == "ERM" else BALANCE_COLOURS[k])
+        ax.set_xticks(range(len(BALANCES)), ["none", "subset", "upsample", "upweight"])
+        _label(ax, dataset, "class balancing of ERM", "test WGA", ylim=(0, 1))
+    handles = [Patch(color=ERM_COLOUR, label="ERM on 100% of the data")]
+    handles += [Patch(color=BALANCE_COLOURS[b], label=f"LLR, {b}" if b != "none" else "LLR, no balancing")
+                for b in BALANCES]
+    shared_legend(fig, handles)
+    return Plot(fig, "Test worst-group accuracy for each class-balancing method of ERM (x-axis): grey bars are "
+                "ERM trained on all the data with that balancing; coloured bars are LLR retrained on the held-out "
+                "set, class-balanced by the method of its colour, after ERM trained on its split.",
+                datasets, _seeds(erm_rows, llr_rows), _spread("error bars", erm_rows, llr_rows))
 
 
-def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> plt.Figure:
+def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> Plot:
     """AFR: test WGA over gamma (left); minority groups' share of the held-out weight over gamma (right)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    lines(left, afr_rows, "gamma", "test_acc_wg", hue="dataset")
-    left.set_xlabel("AFR gamma")
-    left.set_ylabel("test WGA")
-    left.legend(fontsize=8)
+    datasets = _datasets(afr_rows)
+    fig, (left, right), _ = new_figure(2, panel_height=2.8, legend_rows=1)
     share = mass.assign(minority=[g in minority[d] for d, g in zip(mass["dataset"], mass["group"])])
     share = share[share["minority"]].groupby(["dataset", "seed", "gamma"], dropna=False)["weight_share"].sum().reset_index()
     base = share[share["gamma"].isna()].groupby("dataset")["weight_share"].mean()
-    lines(right, share.dropna(subset=["gamma"]), "gamma", "weight_share", hue="dataset")
-    for i, (dataset, value) in enumerate(base.items()):
-        right.axhline(value, color=PALETTE(i), ls=":", lw=1)
-    right.set_xlabel("AFR gamma (dotted: share of examples)")
-    right.set_ylabel("minority groups' weight share")
-    fig.tight_layout()
-    return fig
+    handles = []
+    for dataset in datasets:
+        c = DATASET_COLOURS.get(dataset, "black")
+        handles.append(line(left, afr_rows[afr_rows["dataset"] == dataset], "gamma", "test_acc_wg", c, dataset))
+        line(right, share[(share["dataset"] == dataset) & share["gamma"].notna()], "gamma", "weight_share", c, dataset)
+        right.axhline(base.get(dataset, np.nan), color=c, ls=":", lw=1)
+    for ax in (left, right):
+        ticks_at(ax, afr_rows["gamma"])
+    _label(left, "AFR: test WGA", "gamma", "test WGA", ylim=WGA_LIM)
+    _label(right, "minority groups' weight share", "gamma", "share of total weight", ylim=(0, 1))
+    shared_legend(fig, handles, ncols=4)
+    return Plot(fig, "AFR over its parameter gamma: test worst-group accuracy (left), and the share of the total "
+                "AFR weight that falls on the minority groups of the held-out set (right; dotted: their share of "
+                "the examples).", datasets, _seeds(afr_rows), _spread("bands", afr_rows))
 
 
-def figure6(curves: pd.DataFrame) -> plt.Figure:
+# ---------------------------------------------------------------------------------------------- Figures 6-7
+
+def figure6(curves: pd.DataFrame) -> Plot:
     """Test WGA over ERM epochs for group balancing by subsetting, upsampling and upweighting."""
-    fig, panels = _panels(curves)
-    for dataset, ax in panels:
-        lines(ax, curves[curves["dataset"] == dataset], "epoch", "test_acc_wg", hue="balance")
-        _label(ax, dataset, "epoch", "test WGA")
-    fig.tight_layout()
-    return fig
+    datasets = _datasets(curves)
+    fig, axes, _ = new_figure(len(datasets), legend_rows=1)
+    methods = [b for b in BALANCES if b in set(curves["balance"])]
+    handles = {}
+    for dataset, ax in zip(datasets, axes):
+        part = curves[curves["dataset"] == dataset]
+        for b in methods:
+            handles[b] = line(ax, part[part["balance"] == b], "epoch", "test_acc_wg", BALANCE_COLOURS[b],
+                              b, marker=".")
+        if part["epoch"].nunique() <= 12:
+            ticks_at(ax, part["epoch"])
+        _label(ax, dataset, "epoch", "test WGA", ylim=WGA_LIM)
+    shared_legend(fig, list(handles.values()))
+    return Plot(fig, "Test worst-group accuracy after every epoch of ERM trained on all the data, group-balanced "
+                "by the method of each colour.", datasets, _seeds(curves), _spread("bands", curves))
 
 
-def figure7(bars_df: pd.DataFrame) -> plt.Figure:
-    """Class-balanced ERM against group-balanced DFR, per balancing method."""
-    fig, panels = _panels(bars_df)
-    for dataset, ax in panels:
-        bars(ax, bars_df[bars_df["dataset"] == dataset], "balance", "method",
-             order=["subsetting", "upsampling", "upweighting"], hue_order=["class-balanced ERM", "group-balanced DFR"])
+def figure7(bars_df: pd.DataFrame) -> Plot:
+    """Class-balanced ERM (grey) against group-balanced DFR (coloured by balancing method)."""
+    datasets = _datasets(bars_df)
+    fig, axes, _ = new_figure(len(datasets), legend_rows=2)
+    order = ["subsetting", "upsampling", "upweighting"]
+    methods = ["class-balanced ERM", "group-balanced DFR"]
+    for dataset, ax in zip(datasets, axes):
+        bars(ax, bars_df[bars_df["dataset"] == dataset], "balance", "method", order, methods,
+             lambda m, b: ERM_COLOUR if m == methods[0] else BALANCE_COLOURS[b])
         _label(ax, dataset, None, "test WGA", ylim=(0, 1))
-    fig.tight_layout()
-    return fig
+    handles = [Patch(color=ERM_COLOUR, label="class-balanced ERM (left bar)")]
+    handles += [Patch(color=BALANCE_COLOURS[b], label=f"group-balanced DFR, {b}") for b in order]
+    shared_legend(fig, handles, ncols=2)
+    return Plot(fig, "Test worst-group accuracy per balancing method (x-axis): ERM trained on all the data, "
+                "class-balanced by the method (grey, left bar), against DFR, i.e. LLR on the held-out set "
+                "group-balanced by the method after ERM class-balanced by it on its split (coloured, right bar).",
+                datasets, _seeds(bars_df), _spread("error bars", bars_df))

@@ -1,6 +1,8 @@
-"""Book-side presentation: the paper's numbers next to this build's, with every difference flagged.
+"""Book-side presentation: tables sized for the text column, captions from what a figure draws, every
+undefined number explained where it appears, and the paper's numbers next to this build's with every
+difference flagged.
 
-Notebooks hold no functions, so tables that compare, flag or export live here.
+Notebooks hold no functions, so tables that compare, flag, explain or export live here.
 """
 from __future__ import annotations
 
@@ -70,9 +72,146 @@ def save_csv(table: pd.DataFrame, name: str, folder: str | Path = "_build/src/bo
     return path
 
 
-def caption(figure: str, profile: str, datasets, models, seeds, extra: str = "") -> str:
-    """The caption line every figure carries: profile, datasets, models and seeds (mean ± std over seeds)."""
-    as_text = lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
-    return (f"*{figure}* — profile `{profile}`; datasets: {as_text(datasets)}; models: {as_text(models)}; "
-            f"seeds: {as_text(seeds)}{'; ' + extra if extra else ''}. Lines and bars are means over seeds, "
-            f"bands and error bars ± one standard deviation.")
+def _listing(values) -> str:
+    return ", ".join(map(str, values))
+
+
+def caption(label: str, plot, profile: str, models: str = "") -> str:
+    """The caption of a `repro.plots.Plot`: what it draws, the datasets (and models) drawn, the seeds its
+    means are over and the spread drawn, if any, and the profile; nothing the figure does not show."""
+    parts = [f"**{label}.** {plot.shows}"]
+    if plot.datasets:
+        parts.append(f"Datasets and models: {models}." if models else f"Datasets: {_listing(plot.datasets)}.")
+    n = len(plot.seeds)
+    if n > 1:
+        spread = f"; {plot.spread} show ± one standard deviation (ddof 0)" if plot.spread else ""
+        parts.append(f"Means over {n} seeds ({_listing(plot.seeds)}){spread}.")
+    elif n == 1:
+        parts.append(f"One seed ({plot.seeds[0]}), so no spread over seeds is drawn.")
+    parts.append(f"Profile `{profile}`.")
+    return " ".join(parts)
+
+
+def why_undefined(x, y, x_name: str, y_name: str, unit: str = "point", x_missing: str = "",
+                  y_missing: str = "") -> str:
+    """Why Pearson r of x and y is undefined (the rules of repro.metrics.pearson), or "" when it is defined.
+
+    x_missing, y_missing: why a value can be missing, said when one is."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    if ok.sum() < 2:
+        parts = [f"{name} undefined for {int(np.isnan(v).sum())} of {len(v)} {unit}s" + (f" ({why})" if why else "")
+                 for name, v, why in ((x_name, x, x_missing), (y_name, y, y_missing)) if np.isnan(v).any()]
+        return "; ".join(parts) if parts else f"only {int(ok.sum())} {unit}"
+    if np.all(x[ok] == x[ok][0]):
+        return f"{x_name} is {x[ok][0]:.3g} for every {unit}"
+    if np.all(y[ok] == y[ok][0]):
+        return f"{y_name} is {y[ok][0]:.3g} for every {unit}"
+    return ""
+
+
+MISSING = {"margin_min": "no held-out point of the group is classified correctly",
+           "margin_avg": "the group has no held-out point", "test_acc": "the group has no test point"}
+
+
+def margin_table(corr: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 for the page: r per dataset and group, and "n/a" with the reason wherever r is undefined.
+
+    A group's minimum margin (over its correctly classified held-out points) is undefined for a head that
+    classifies none of them correctly; such heads drop out of the minimum-margin correlation."""
+    rows = []
+    for _, row in corr.iterrows():
+        part = points[(points["dataset"] == row["dataset"]) & (points["group"] == row["group"])]
+        out = {"dataset": row["dataset"], "group": part["group_name"].iloc[0] if len(part) else row["group"],
+               "heads": int(row["n_points"])}
+        notes = []
+        for col, margin, label in (("r_min_margin", "margin_min", "min margin"),
+                                   ("r_avg_margin", "margin_avg", "avg margin")):
+            r = row[col]
+            out[f"r ({label})"] = f"{r:.3f}" if np.isfinite(r) else "n/a"
+            if not np.isfinite(r):
+                notes.append(f"{label}: " + why_undefined(part[margin].astype(float), part["test_acc"].astype(float),
+                                                          label, "test accuracy", "head", MISSING[margin],
+                                                          MISSING["test_acc"]))
+        out["why n/a"] = "; ".join(notes)
+        rows.append(out)
+    table = pd.DataFrame(rows)
+    return table if table["why n/a"].any() else table.drop(columns=["why n/a"])
+
+
+def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.DataFrame:
+    """The Figure 4 correlations for the page, with the reason wherever r is undefined (pairs as in
+    repro.sections.ratio_correlations)."""
+    erm_mean = erm_rows.groupby(["dataset", "ratio"])["test_acc_wg"].mean()
+    llr_mean = llr_rows.groupby(["dataset", "erm_ratio", "llr_ratio"])["test_acc_wg"].mean().reset_index()
+    rows = []
+    for _, row in corr.iterrows():
+        r = row["pearson_r"]
+        out = {"dataset": row["dataset"], "points": int(row["n_points"]),
+               "Pearson r": f"{r:.3f}" if np.isfinite(r) else "n/a", "why n/a": ""}
+        if not np.isfinite(r):
+            part = llr_mean[llr_mean["dataset"] == row["dataset"]]
+            x = erm_mean.loc[row["dataset"]].loc[part["llr_ratio"]].to_numpy()
+            out["why n/a"] = why_undefined(x, part["test_acc_wg"], "ERM test WGA", "LLR test WGA")
+        rows.append(out)
+    table = pd.DataFrame(rows)
+    return table if table["why n/a"].any() else table.drop(columns=["why n/a"])
+
+
+def nc1_table(end: pd.DataFrame) -> pd.DataFrame:
+    """The Figure 2 summary: per dataset, seed means of NC1 at the first and last epoch and held-out / train."""
+    ratio = end["nc1_heldout_end"] / end["nc1_train_end"]
+    means = end.assign(ratio=ratio).groupby("dataset", sort=False).mean(numeric_only=True)
+    return pd.DataFrame({"dataset": means.index,
+                         "epochs (standard)": [f"{e:.0f} ({s:.0f})" for e, s in zip(means["epochs"], means["standard_epochs"])],
+                         "train NC1, epoch 1": means["nc1_train_first"].map("{:.3g}".format),
+                         "train NC1, end": means["nc1_train_end"].map("{:.3g}".format),
+                         "held-out NC1, end": means["nc1_heldout_end"].map("{:.3g}".format),
+                         "held-out / train": means["ratio"].map("{:.3g}".format)})
+
+
+def table2_markdown(table: pd.DataFrame) -> str:
+    """A `compare_table2` result as one narrow table per dataset; each flagged cell keeps its ⚠ and the value
+    it was compared with is listed under the table."""
+    out = []
+    for dataset, part in table.groupby("dataset", sort=False):
+        rows, notes = [], []
+        for _, r in part.iterrows():
+            row = {"group": f"{r['class y']} / {r['spurious s']}"}
+            for col in (*PROB_COLUMNS, *COUNT_COLUMNS):
+                cell = str(r[col])
+                if FLAG in cell:
+                    value, _, ref = cell.partition(f" {FLAG} ")
+                    notes.append(f"{row['group']}, {col}: {value}, {ref.strip('()')}")
+                    cell = f"{value} {FLAG}"
+                row[col] = cell
+            rows.append(row)
+        frame = pd.DataFrame(rows).rename(columns={"p_y": "p(y)", "p_g": "p(g)", "p_y_given_s": "p(y given s)"})
+        if (frame["train"] == "not available in this build").all():
+            out.append(f"**{dataset}**: not available in this build.")
+            continue
+        text = f"**{dataset}** (groups as class / spurious attribute)\n\n" + frame.to_markdown(index=False)
+        if notes:
+            text += f"\n\n{FLAG} " + "; ".join(notes) + "."
+        out.append(text)
+    return "\n\n".join(out)
+
+
+def data_root_note(data_root: str, scales: dict | None, seed: int) -> str:
+    """One line naming the data root and, for synthetic twins, each dataset's scale (train/val/test factors)."""
+    if not scales:
+        return f"Data root: `{data_root}`."
+
+    def fmt(v):
+        v = v if isinstance(v, (list, tuple)) else [v]
+        return "/".join(f"{x:g}" for x in v) if len(set(v)) > 1 else f"{v[0]:g}"
+
+    listed = "; ".join(f"{name} {fmt(v)}" for name, v in scales.items())
+    return f"Data root: `{data_root}`: synthetic twins (seed {seed}) at the paper's counts times {listed}."
+
+
+def hparams_markdown(rows: list[dict]) -> str:
+    """Table 3 transposed for the column: one row per hyperparameter, one column per dataset."""
+    frame = pd.DataFrame(rows).set_index("dataset").drop(columns=["llr"], errors="ignore")
+    frame = frame.map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
+    return frame.T.rename_axis("hyperparameter").reset_index().to_markdown(index=False)

@@ -6,6 +6,9 @@ the same run for Figure 3, Table 1, AFR and the no-balancing bars of Figure 5.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -258,9 +261,24 @@ def group_balance(datasets, seeds, profile, data_root, workers=1, executor="loca
     return curves, bars
 
 
-SECTIONS = {"neural_collapse": neural_collapse_configs, "margins": margins_configs,
-            "group_ratio": group_ratio_configs, "class_balance": class_balance_configs,
-            "appendix_a": group_balance_configs}
+@dataclass(frozen=True)
+class Section:
+    """A paper section: the notebook that shows it, the template parameters its plan is made of, the function
+    that lists its runs (called with `profile` and those parameters as keywords) and the one that computes them."""
+    notebook: str
+    params: tuple[str, ...]
+    configs: Callable[..., dict]
+    compute: Callable
+
+
+COMMON = ("datasets", "seeds", "data_root")
+SECTIONS = {s.notebook: s for s in [
+    Section("neural_collapse", COMMON + ("epoch_factor", "model_overrides"), neural_collapse_configs, neural_collapse),
+    Section("margins", COMMON + ("llr_seeds", "svm_factor", "svm_points", "model_overrides"), margins_configs, margins),
+    Section("group_ratio", COMMON + ("ratios", "match_steps"), group_ratio_configs, group_ratio),
+    Section("class_balance", COMMON + ("gammas",), class_balance_configs, class_balance),
+    Section("appendix_a", COMMON, group_balance_configs, group_balance),
+]}
 
 
 def minority(datasets) -> dict:
