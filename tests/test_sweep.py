@@ -215,3 +215,22 @@ def test_slurm_resources_reach_the_executor(tmp_path, monkeypatch):
         {"gpus_per_node": 1, "timeout_min": 720, "cpus_per_task": 6, "mem_gb": 40, "slurm_partition": "gpu",
          "slurm_array_parallelism": 8}
     assert runs.read_metrics("toy", runs.run_id("toy", {"x": 2}), tmp_path)["value"] == 4
+
+
+@pytest.mark.slow
+def test_serial_and_pool_runs_of_one_config_are_bitwise_equal(tmp_path, monkeypatch):
+    """A run computes with repro.device.run_threads_count() threads wherever it runs (here: serially in this
+    process, whose torch default may be more threads, and in a 2-worker pool)."""
+    import json
+
+    from repro import erm, synth
+
+    monkeypatch.setenv("REPRO_PROGRESS", "0")
+    root = tmp_path / "data"
+    synth.ensure(root, ["celeba"], scale="smoke")
+    configs = [erm.default_config("celeba", "smoke", data_root=str(root), seed=s, epochs=1) for s in (1, 2)]
+    serial = sweep.run("erm", configs, store=tmp_path / "serial")
+    pooled = sweep.run("erm", configs, workers=2, store=tmp_path / "pool")
+    for a, b in zip(serial, pooled):
+        assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
+        assert json.loads((b / "meta.json").read_text())["device"]["threads"] == 1
