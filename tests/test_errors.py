@@ -112,8 +112,11 @@ def store(kind: str):
             config = erm.default_config("waterbirds", "smoke", data_root=str(tmp / "none"))
             (runs_root / "erm").mkdir(parents=True)
             (runs_root / "erm" / runs.run_id("erm", config)).write_text("")
-        elif kind == "not writable":
+        elif kind == "cannot be created":
             runs_root = Path("/proc/repro-store")
+        elif kind == "not writable":  # simulated: the tests may run as root, for whom every folder is writable
+            runs_root.mkdir()
+            mp.setattr(runs.os, "access", lambda path, mode: False)
         mp.setenv("REPRO_RUNS", str(runs_root))
         return ["run", "erm", "--dataset", "waterbirds", "--profile", "smoke", "--set", f"data_root={tmp / 'none'}"]
     return build
@@ -215,7 +218,7 @@ CASES = {
                                       ["list_attr_celeba.txt.gz", "999"]),
     "data: CelebA partitions disagree": (data_file(lambda r: _gz_lines(r / CELEBA_PART, lambda ls: [ls[0].replace(b"000001", b"999999")] + ls[1:])),
                                          ["list_eval_partition.txt.gz", "different images"]),
-    "data: column missing": (data_file(_replace(WB_META, b",place,", b",plaice,")), ["metadata.csv", "'place'"]),
+    "data: column missing": (data_file(_replace(WB_META, b",place,", b",plaice,")), ["metadata.csv", "'place'", "replace"]),
     "data: label out of range": (data_file(_replace(WB_META, b".jpg,1,2,1,", b".jpg,7,2,1,")),
                                  ["metadata.csv", "'y'", "7"]),
     "data: extra CSV field": (data_file(lambda r: (r / MNLI).write_bytes((r / MNLI).read_bytes() + b"9,1,0,0,5,6\n")),
@@ -225,7 +228,7 @@ CASES = {
     "data: truncated MultiNLI features": (data_file(lambda r: _truncate(r / "multinli/cached_train_bert-base-uncased_128_mnli"),
                                                     ("run", "multinli")),
                                           ["cached_train_bert-base-uncased_128_mnli", "truncated"]),
-    "data: a file as data root": (a_file("data", "table", "--root", "{file}"), ["no dataset metadata", "afile"]),
+    "data: a file as data root": (a_file("data", "table", "--root", "{file}"), ["afile", "is a file, not a folder"]),
     # images (checked when the dataset is loaded, before training)
     "image: text as JPEG": (data_file(lambda r: (r / JPEG).write_text("not an image"), ("run", "waterbirds")),
                             ["Black_Footed_Albatross_0009_34.jpg", "not a JPEG"]),
@@ -239,7 +242,8 @@ CASES = {
     "store: root is a file": (store("root is a file"), ["runs", "is a file where a folder should be"]),
     "store: kind folder is a file": (store("kind dir is a file"), ["erm", "is a file where a folder should be"]),
     "store: run folder is a file": (store("run dir is a file"), ["is a file where the folder of run erm/", "--fix"]),
-    "store: not writable": (store("not writable"), ["/proc/repro-store"]),
+    "store: cannot be created": (store("cannot be created"), ["/proc/repro-store", "cannot be created"]),
+    "store: not writable": (store("not writable"), ["runs/erm", "is not writable"]),
     "verify: store is a file": (a_file("runs", "verify", "--store", "{file}"), ["no run store", "afile", "is a file"]),
     "verify: no store": (argv("runs", "verify", "--store", "{tmp}/nothing"), ["no run store", "nothing"]),
     # synth and download

@@ -134,6 +134,10 @@ def composition(root) -> "pandas.DataFrame":
 
     from repro import metadata
 
+    from pathlib import Path
+
+    if Path(root).exists() and not Path(root).is_dir():
+        raise ValueError(f"data root {root} is a file, not a folder; pass the folder that holds waterbirds/, celeba/, ...")
     frames = []
     for name in metadata.available(root):
         df = metadata.read(name, root)

@@ -117,17 +117,21 @@ def _reading(path, name: str, skip: int = 0, fields: int | None = None):
         raise ValueError(f"{path}: cannot parse{_first_bad_line(path, skip, fields)} ({detail}); {fix}") from None
 
 
+_REPLACE = "replace the file (`repro data download NAME --root DIR`, or `repro data synth NAME --root DIR` for a twin)"
+
+
 def _columns(df: pd.DataFrame, columns, path) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; found {list(df.columns)[:12]}")
+        raise ValueError(f"{path}: missing column(s) {missing}; found {list(df.columns)[:12]}; {_REPLACE}")
 
 
 def _values(values: np.ndarray, allowed, column: str, path) -> np.ndarray:
     values = np.asarray(values)
     bad = np.setdiff1d(np.unique(values), np.asarray(list(allowed)))
     if bad.size:
-        raise ValueError(f"{path}: column {column!r} has values {bad[:10].tolist()} outside {sorted(allowed)}")
+        raise ValueError(f"{path}: column {column!r} has values {bad[:10].tolist()} outside {sorted(allowed)}; "
+                         f"{_REPLACE}")
     return values.astype(np.int64)
 
 
@@ -170,7 +174,7 @@ def read_celeba(folder) -> pd.DataFrame:
     if len(part) != len(attrs) or not np.array_equal(part["file"].to_numpy(), files):
         if set(part["file"]) != set(files):
             extra = sorted(set(part["file"]) ^ set(files))[:5]
-            raise ValueError(f"{attr_path} and {part_path} list different images, e.g. {extra}")
+            raise ValueError(f"{attr_path} and {part_path} list different images, e.g. {extra}; {_REPLACE}")
         part = part.set_index("file").loc[files].reset_index()
     y = _values(attrs["Blond_Hair"], (-1, 1), "Blond_Hair", attr_path)
     a = _values(attrs["Male"], (-1, 1), "Male", attr_path)
@@ -187,7 +191,7 @@ def read_civilcomments(folder) -> pd.DataFrame:
     split_names = df["split"].astype(str).to_numpy()
     bad = sorted(set(np.unique(split_names)) - set(CIVIL_SPLITS))
     if bad:
-        raise ValueError(f"{path}: column 'split' has values {bad[:10]} outside {list(CIVIL_SPLITS)}")
+        raise ValueError(f"{path}: column 'split' has values {bad[:10]} outside {list(CIVIL_SPLITS)}; {_REPLACE}")
     split = np.select([split_names == s for s in CIVIL_SPLITS], list(CIVIL_SPLITS.values()))
     with _reading(path, "civilcomments"):
         toxicity = df["toxicity"].to_numpy(dtype=float)
