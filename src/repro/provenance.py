@@ -88,6 +88,35 @@ def lock_mismatches(pins: dict[str, str], have: dict[str, str]) -> list[tuple[st
             if name not in have or not _same_version(have[name], version)]
 
 
+def lock_problems(pyproject: Path = ROOT / "pyproject.toml", lock: Path = LOCK) -> list[str]:
+    """Each requirement of pyproject.toml (dependencies and every extra) that the lock misses or pins outside
+    its range; empty when the lock satisfies pyproject.toml."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads(Path(pyproject).read_text())["project"]
+    extras = [r for group in project.get("optional-dependencies", {}).values() for r in group]
+    pins, problems = read_lock(lock), []
+    for req in map(Requirement, project.get("dependencies", []) + extras):
+        pinned = pins.get(canonical_name(req.name))
+        if pinned is None:
+            problems.append(f"{req} (missing)")
+        elif not req.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{req} (lock {pinned})")
+    return problems
+
+
+def check_lock(pyproject: Path = ROOT / "pyproject.toml", lock: Path = LOCK) -> int:
+    """`make` calls this after installing: one stderr line and exit code 2 when the lock is older than
+    pyproject.toml's requirements, else 0."""
+    problems = lock_problems(pyproject, lock)
+    if problems:
+        print(f"error: {lock.name} does not satisfy pyproject.toml: {', '.join(problems)}; run `make lock` and "
+              f"commit {lock.name}", file=sys.stderr)
+    return 2 if problems else 0
+
+
 def environment(lock: Path = LOCK) -> str:
     """One provenance cell: does the installed environment match the lock file?"""
     if not lock.is_file():
