@@ -59,3 +59,38 @@ def test_every_claim_section_is_a_notebook():
 
     assert {c.section for c in claims.CLAIMS} <= set(book.notebooks(REPO))
     assert len(claims.CLAIMS) >= 10
+
+
+def _glued(name: str, text: str) -> dict:
+    """A display_data output as myst-nb's glue(display=False) writes it into an executed notebook."""
+    return {"output_type": "display_data", "data": {"application/papermill.record/text/plain": text,
+                                                    "application/papermill.record/text/html": claims.badge_html(text)},
+            "metadata": {"scrapbook": {"mime_prefix": "application/papermill.record/", "name": name}}}
+
+
+def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
+    import json
+
+    import yaml
+
+    assert claims.badge(claims.SUPPORTED) == "{bdg-success}`supported`"
+    assert 'sd-bg-danger' in claims.badge_html(claims.NOT_SUPPORTED) and claims.BADGES["inconclusive"] == "warning"
+    (tmp_path / "book").mkdir()
+    outputs = [_glued("nc_flat_verdict", claims.SUPPORTED), _glued("nc_heldout_multinli_verdict", claims.NOT_SUPPORTED),
+               _glued("nc_none_celeba_verdict", claims.SUPPORTED), _glued("nc_flat_value", "not a verdict")]
+    nb = {"cells": [{"cell_type": "code", "outputs": outputs, "source": ""}]}
+    (tmp_path / "book" / "neural_collapse.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "_config.yml").write_text("parse:\n  myst_substitutions:\n    profile: smoke\n")
+    assert claims.glued_verdicts(tmp_path / "book") == {"nc_flat": "supported", "nc_heldout_multinli": "not supported",
+                                                         "nc_none_celeba": "supported"}
+    line = claims.stage_counts(tmp_path)
+    n = len(claims.CLAIMS)
+    assert line == (f"{n} claims: {{bdg-success}}`2 supported` {{bdg-danger}}`1 not supported` "
+                    f"{{bdg-light}}`{n - 3} not evaluated in this build`")
+    config = yaml.safe_load((tmp_path / "_config.yml").read_text())
+    assert config["parse"]["myst_substitutions"] == {"profile": "smoke", "verdict_counts": line}
+
+
+def test_claims_table_shows_badges():
+    table = claims.table({"svm_slow": ("min 0.5", claims.SUPPORTED), "margin_avg_vs_min": ("n/a", claims.NOT_MEASURABLE)})
+    assert list(table["verdict"]) == ["{bdg-success}`supported`", "{bdg-muted}`not measurable in this profile`"]

@@ -181,8 +181,12 @@ def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> Plot:
                        marker=".")
         e = end[end["dataset"] == dataset]
         h_std = ax.axvline(e["standard_epochs"].iloc[0], color="grey", ls="--")
-        (h_held,) = ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=12, color="#d62728")
+        (h_held,) = ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=12, color="#d62728",
+                            clip_on=False)
         ax.set_yscale("log")
+        ax.margins(x=0.06, y=0.12)
+        if curve["epoch"].nunique() <= 12:
+            ticks_at(ax, curve["epoch"])
         _label(ax, dataset, "epoch", "NC1")
     shared_legend(fig, [h_train, h_std, h_held], ["training NC1", "standard number of epochs",
                                                   "held-out NC1 at the end"])
