@@ -33,6 +33,7 @@ th, td { padding: 2px 4px !important; overflow-wrap: break-word !important; }
 * { box-sizing: border-box; }
 .bd-article-container, .bd-article, .bd-main, .bd-content, .bd-page-width { max-width: 100% !important; }
 .mjx-chtml, mjx-container { page-break-inside: avoid; }
+details.hide { display: none !important; }  /* folded code cells stay folded: no "Show code cell source" bars */
 """
 
 
