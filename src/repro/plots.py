@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 COLUMN_PX = 772  # width of the book's text column (sphinx-book-theme) in CSS pixels
 DPI = 100
@@ -78,6 +78,14 @@ def ticks_at(ax, values, log: bool = False) -> None:
         ax.xaxis.set_minor_locator(NullLocator())
     values = sorted(set(float(v) for v in values))
     ax.set_xticks(values, [f"{v:g}" for v in values])
+
+
+def log_y(ax) -> None:
+    """A log y-axis labelled 0.05, 0.1, 0.2, 0.5, 1, 2, ... (plain numbers, no minor labels)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 WGA_LIM = (-0.03, 1.03)
@@ -183,7 +191,7 @@ def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> Plot:
         h_std = ax.axvline(e["standard_epochs"].iloc[0], color="grey", ls="--")
         (h_held,) = ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=12, color="#d62728",
                             clip_on=False)
-        ax.set_yscale("log")
+        log_y(ax)
         ax.margins(x=0.06, y=0.12)
         if curve["epoch"].nunique() <= 12:
             ticks_at(ax, curve["epoch"])
