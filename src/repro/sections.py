@@ -287,5 +287,5 @@ def minority(datasets) -> dict:
 
 
 def model_names(datasets, profile, model_overrides=None) -> str:
-    """'dataset: model' for the caption of a figure."""
-    return ", ".join(f"{d}: {(model_overrides or {}).get(d, hparams.erm(d, profile)['model'])}" for d in datasets)
+    """'dataset (model), ...' for the caption of a figure."""
+    return ", ".join(f"{d} ({(model_overrides or {}).get(d, hparams.erm(d, profile)['model'])})" for d in datasets)
