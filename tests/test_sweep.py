@@ -117,7 +117,6 @@ def test_process_pool_with_one_torch_thread_per_worker(tmp_path):
 
 
 def test_submitit_local_executor(tmp_path, monkeypatch):
-    pytest.importorskip("submitit")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     configs = [{"x": 3}, {"x": 4}]
     paths = sweep.run("toy", configs, executor="slurm", store=tmp_path, compute=toy,
@@ -186,7 +185,7 @@ def test_pool_pins_one_mocked_gpu_per_worker(tmp_path, monkeypatch):
 
 
 def test_slurm_resources_reach_the_executor(tmp_path, monkeypatch):
-    submitit = pytest.importorskip("submitit")
+    import submitit
     seen = {}
 
     class FakeJob:
