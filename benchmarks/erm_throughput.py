@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from repro import device as devices
-from repro import erm, inputs, models, synth
+from repro import erm, inputs, models, pictures
+from repro.datasets import civilcomments
 from repro.data import GroupData
 
 
@@ -37,14 +38,14 @@ def _images(folder: Path, n: int) -> GroupData:
     rng = np.random.default_rng(0)
     y, a = rng.integers(0, 2, n), rng.integers(0, 2, n)
     paths = [folder / f"{i}.jpg" for i in range(n)]
-    synth._save_jpegs(synth.images("waterbirds", y, a, rng, 256), paths)
+    pictures.save_jpegs(pictures.images("waterbirds", y, a, rng, 256), paths)
     return GroupData("waterbirds", "image", np.array([str(p) for p in paths], dtype=object), y, a, np.zeros(n, int),
                      root=str(folder))
 
 
 def _texts(n: int, length: int) -> GroupData:
     rng = np.random.default_rng(0)
-    words = np.array((synth.NEUTRAL + synth.HOSTILE) * 2)
+    words = np.array((civilcomments.NEUTRAL + civilcomments.HOSTILE) * 2)
     texts = np.array([" ".join(rng.choice(words, length)) for _ in range(n)], dtype=object)
     return GroupData("civilcomments", "text", texts, rng.integers(0, 2, n), rng.integers(0, 2, n), np.zeros(n, int),
                      root="memory")

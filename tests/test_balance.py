@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from repro import balance
+from repro import balance, datasets
 
 from tests.conftest import REAL_METADATA as ROOT
 
@@ -70,7 +70,7 @@ def _real(name):
     return df.y.to_numpy(), (df.y * n_attrs + df.a).to_numpy()
 
 
-@pytest.mark.parametrize("name,minority", [("waterbirds", None), ("celeba", balance.PAPER_MINORITY["celeba"]),
+@pytest.mark.parametrize("name,minority", [("waterbirds", None), ("celeba", datasets.get("celeba").paper_minority),
                                            ("multinli", None)])
 def test_group_ratio_subset_on_real_training_splits(name, minority):
     y, g = _real(name)

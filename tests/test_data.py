@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from repro import data, inputs
+from repro import data, datasets, inputs
+from repro.datasets import multinli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "root"
 from tests.conftest import REAL_METADATA as REAL
@@ -45,7 +46,7 @@ def test_composition_of_an_empty_root_says_how_to_get_data(tmp_path):
         data.composition(tmp_path)
 
 
-@pytest.mark.parametrize("name", list(data.REGISTRY))
+@pytest.mark.parametrize("name", list(datasets.names()))
 def test_every_registered_dataset_loads_from_fixtures(name):
     d = data.load(name, FIXTURES)
     assert d.name == name and len(d.inputs) == len(d.y) == len(d.a) == len(d.split)
@@ -78,7 +79,7 @@ def test_missing_images_are_all_counted(tmp_path):
 
 def _save(objs, path, legacy=True):
     module = types.ModuleType("utils_glue")
-    module.InputFeatures = data.InputFeatures
+    module.InputFeatures = multinli.InputFeatures
     sys.modules["utils_glue"] = module
     try:
         torch.save(objs, path, _use_new_zipfile_serialization=not legacy)
@@ -88,8 +89,8 @@ def _save(objs, path, legacy=True):
 
 @pytest.mark.parametrize("legacy", [True, False])
 def test_restricted_unpickler_reads_both_torch_formats(tmp_path, legacy):
-    _save([data.InputFeatures([101, 7, 102], [1, 1, 1], [0, 0, 0], 2)], tmp_path / "f", legacy)
-    (f,) = data.read_features(tmp_path / "f")
+    _save([multinli.InputFeatures([101, 7, 102], [1, 1, 1], [0, 0, 0], 2)], tmp_path / "f", legacy)
+    (f,) = multinli.read_features(tmp_path / "f")
     assert (f.input_ids, f.input_mask, f.segment_ids, f.label_id) == ([101, 7, 102], [1, 1, 1], [0, 0, 0], 2)
 
 
@@ -102,7 +103,7 @@ class _Evil:
 def test_restricted_unpickler_refuses_other_globals(tmp_path, legacy):
     torch.save([_Evil()], tmp_path / "evil", _use_new_zipfile_serialization=not legacy)
     with pytest.raises(ValueError, match=r"refusing to load .*evil.*system"):
-        data.read_features(tmp_path / "evil")
+        multinli.read_features(tmp_path / "evil")
 
 
 def test_multinli_labels_and_counts_are_checked(tmp_path):
@@ -114,7 +115,7 @@ def test_multinli_labels_and_counts_are_checked(tmp_path):
     meta.write_text(meta.read_text() + "5,1,0,0\n")
     with pytest.raises(ValueError, match="5 cached features but 6 metadata rows"):
         data.load("multinli", tmp_path)
-    os.remove(tmp_path / "multinli" / data.MNLI_FEATURE_FILES[2])
+    os.remove(tmp_path / "multinli" / multinli.FEATURE_FILES[2])
     with pytest.raises(FileNotFoundError, match="mnli-mm"):
         data.load("multinli", tmp_path)
 

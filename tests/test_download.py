@@ -1,4 +1,5 @@
 """Downloads, offline: verify(), the .part/rename path, unpacking, MANIFEST.json, and every failure path."""
+import dataclasses
 import hashlib
 import io
 import json
@@ -8,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from repro import download, metadata
+from repro import datasets, download, metadata
 
 FIXTURES = Path(__file__).parent / "fixtures" / "root"
+
+
+def _set_sources(monkeypatch, name: str, sources: list) -> None:
+    """Replace a dataset record's download sources for one test."""
+    monkeypatch.setitem(datasets.REGISTRY, name, dataclasses.replace(datasets.get(name), sources=tuple(sources)))
 
 
 def _targz(files: dict, folder: str = "") -> bytes:
@@ -42,7 +48,7 @@ def fake_multinli(monkeypatch):
     tarball = _targz(feats, folder="multinli_features/")
     sources = [dict(name="metadata_random.csv", url="http://x/meta", sha256=hashlib.sha256(meta).hexdigest()),
                dict(name="multinli_bert_features.tar.gz", url="http://x/feat", unpack=True, flatten=True)]
-    monkeypatch.setitem(download.SOURCES, "multinli", sources)
+    _set_sources(monkeypatch, "multinli", sources)
     return {"http://x/meta": meta, "http://x/feat": tarball}
 
 
@@ -95,7 +101,7 @@ def test_network_failure_prints_the_manual_step(tmp_path):
 
 def test_a_file_put_in_place_by_hand_is_verified_and_used(tmp_path, monkeypatch):
     content = b"000001.jpg 0\r\n"
-    monkeypatch.setitem(download.SOURCES, "celeba", [
+    _set_sources(monkeypatch, "celeba", [
         dict(name="list_eval_partition.txt", gdrive="id", md5=hashlib.md5(content).hexdigest())])
     (tmp_path / "celeba").mkdir()
     (tmp_path / "celeba" / "list_eval_partition.txt").write_bytes(content)

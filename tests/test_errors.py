@@ -1,6 +1,7 @@
 """The catalogue of bad inputs: every one stops the CLI with exit code 2 and one line on stderr that names the
 culprit (file, key or value), never a traceback. Each case builds its bad input in a temporary folder, then runs
 `repro ...` in-process; none of them trains or downloads anything."""
+import dataclasses
 import gzip
 import io
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import book, cli, download, erm, runs
+from repro import book, cli, datasets, erm, runs
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "root"
@@ -145,7 +146,7 @@ def fetching(name: str, served: dict | None, sources: list | None = None):
             return io.BytesIO(served[url])
         mp.setattr(urllib.request, "urlopen", urlopen)
         if sources is not None:
-            mp.setitem(download.SOURCES, name, sources)
+            mp.setitem(datasets.REGISTRY, name, dataclasses.replace(datasets.get(name), sources=tuple(sources)))
         return ["data", "download", name, "--root", str(tmp / "real")]
     return build
 
@@ -300,4 +301,4 @@ def test_dry_run_on_a_fresh_clone_lists_missing_twins_and_estimates_from_twin_si
     assert "the waterbirds twin is not yet under data/synth/smoke" in missing and "repro data synth" in missing
     hours = float(out.split("estimated compute for the missing runs: ")[1].split()[0])
     assert hours <= 0.2  # the smoke book trains in about a minute; real dataset sizes gave hours
-    assert plan.train_size("waterbirds", "smoke") < plan.TRAIN_SIZES["waterbirds"] / 10
+    assert plan.train_size("waterbirds", "smoke") < datasets.get("waterbirds").n_train / 10

@@ -4,14 +4,14 @@ tokens, with last-layer heads and the SVM path (Figure 3 / Table 1's section). T
 `make rehearse` (README)."""
 import pytest
 
-from repro import erm, hparams, rehearse, runs, sections, synth
+from repro import datasets, erm, hparams, rehearse, runs, sections, synth
 
 
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory):
     root = tmp_path_factory.mktemp("rehearsal") / "data"
-    for name, scale in rehearse.SCALES.items():
-        synth.ensure(root, [name], scale=scale, image_size=rehearse.IMAGE_SIZE)
+    for name in datasets.names():
+        synth.ensure(root, [name], scale=rehearse.SCALE, image_size=rehearse.IMAGE_SIZE)
     return str(root)
 
 

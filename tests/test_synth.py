@@ -1,4 +1,5 @@
 """Synthetic twins: official formats read by the real loaders, Table 2 proportions, determinism, atomic writes."""
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -6,13 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repro import data, metadata, split, synth
+from repro import data, datasets, metadata, split, synth
+from repro.datasets import civilcomments
 
 
 @pytest.fixture(scope="module")
 def cpu_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("twins")
-    assert synth.ensure(root, scale="cpu", seed=0) == list(synth.NAMES)
+    assert synth.ensure(root, scale="cpu", seed=0) == list(datasets.names())
     return root
 
 
@@ -27,7 +29,7 @@ def test_cpu_twins_reproduce_table2_proportions(cpu_root):
     assert (ours[["train", "val", "test"]] >= 4).all().all()
 
 
-@pytest.mark.parametrize("name", list(data.REGISTRY))
+@pytest.mark.parametrize("name", list(datasets.names()))
 def test_twins_load_through_the_real_loaders(cpu_root, name):
     d = data.load(name, cpu_root)
     assert set(np.unique(d.g)) == set(range(d.n_groups))
@@ -54,7 +56,7 @@ def test_files_keep_the_official_layout(cpu_root):
 
 def test_text_twin_carries_the_dense_weak_toxicity_signal(cpu_root):
     d = data.load("civilcomments", cpu_root)
-    rate = np.array([sum(w.strip(".,;!") in synth.HOSTILE for w in t.split()) for t in d.inputs])
+    rate = np.array([sum(w.strip(".,;!") in civilcomments.HOSTILE for w in t.split()) for t in d.inputs])
     assert rate[d.y == 1].mean() > 2 * rate[d.y == 0].mean()
     assert 0 < (rate[d.y == 0] >= 2).mean() < 0.3  # weak: some neutral comments look hostile
 
@@ -70,7 +72,7 @@ def _tree_hash(folder: Path) -> str:
 def test_same_seed_gives_byte_identical_twins(tmp_path):
     hashes = []
     for run in ("a", "b"):
-        for name in synth.NAMES:
+        for name in datasets.names():
             synth.write(name, tmp_path / run, "smoke", seed=7)
         hashes.append(_tree_hash(tmp_path / run))
     assert hashes[0] == hashes[1]
@@ -83,7 +85,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
         (folder / "metadata.csv").write_text("img_id\n")
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(synth.WRITERS, "waterbirds", broken)
+    monkeypatch.setitem(datasets.REGISTRY, "waterbirds", dataclasses.replace(datasets.get("waterbirds"), write_twin=broken))
     with pytest.raises(KeyboardInterrupt):
         synth.write("waterbirds", tmp_path, "smoke", 0)
     assert list(tmp_path.iterdir()) == [] and metadata.available(tmp_path) == []

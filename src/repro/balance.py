@@ -17,7 +17,7 @@ Group ratio (paper Sec. 3.1, Fig. 4): within a class, r = (#minority) / (#majori
 m = r / (1 + r), every class gets the same budget 2 * (smallest group count), a share 1 - m from its
 majority group and m from its minority group(s) (split evenly over several), so the total size does not
 depend on r. Which groups are minority: by default every group but the largest of its class; pass
-`minority` to choose, e.g. PAPER_MINORITY["celeba"] = (3,), which mirrors the paper's code: non-blond
+`minority` to choose, e.g. (3,) for CelebA (its record's `paper_minority`), which mirrors the paper's code: non-blond
 female and non-blond male are split 50/50 and only blond male is a minority group. A class without any
 minority group is split evenly over its groups.
 """
@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Minority groups of the paper's group-ratio code (g = y * n_attrs + a), for fidelity to Fig. 4.
-PAPER_MINORITY = {
-    "waterbirds": (1, 2),
-    "celeba": (3,),
-    "civilcomments": (1, 2),
-    "multinli": (1, 3, 5),
-}
+# Balancing names, as configs and specs spell them: "none", then the three techniques of this module.
+BALANCES = ("none", "subsetting", "upsampling", "upweighting")
+METHODS = BALANCES[1:]
 
 
 def _keys(keys) -> np.ndarray:

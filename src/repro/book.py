@@ -17,10 +17,11 @@ from pathlib import Path
 import yaml
 
 from . import provenance
+from .datasets import REGISTRY as _DATASETS
+from .hparams import PROFILES
 
 # Parameters every template defines and the runner sets itself (a params file may not set them).
 RUNNER_KEYS = ("profile", "params_yaml")
-PROFILES = ("smoke", "cpu", "paper")
 
 
 class BookError(RuntimeError):
@@ -81,7 +82,6 @@ def _type_ok(default, value) -> bool:
 
 
 # Allowed values of the section parameters (each element, for a list): key -> (test, words for the error).
-_DATASETS = ("waterbirds", "celeba", "civilcomments", "multinli")
 PARAM_RULES = {
     "datasets": (lambda v: v in _DATASETS, f"dataset names ({', '.join(_DATASETS)})"),
     "seeds": (lambda v: v >= 0, "integers >= 0"), "llr_seeds": (lambda v: v >= 0, "integers >= 0"),

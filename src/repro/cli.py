@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, datasets
+from .hparams import PROFILES
 
-DATASETS = ("waterbirds", "celeba", "civilcomments", "multinli")
 _DEVICE_HELP = ("auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N or mps; sets REPRO_DEVICE. "
                 "Not part of a run's identity")
 
@@ -56,7 +56,7 @@ def _data_table(args) -> int:
     table = data.composition(root)
     if table.empty:
         raise SystemExit(f"error: no dataset found under {root}; expected folders named "
-                         f"{', '.join(DATASETS)} (see `repro data synth --help`)")
+                         f"{', '.join(datasets.names())} (see `repro data synth --help`)")
     if args.format == "csv":
         sys.stdout.write(table.to_csv(index=False, float_format="%.3f"))
     else:
@@ -70,7 +70,7 @@ def _data_synth(args) -> int:
     try:
         scale = float(args.scale)
     except ValueError:
-        scale = args.scale  # a profile name: its per-dataset scales (synth.SCALES)
+        scale = args.scale  # a profile name: the dataset record's twin_scales
     for name in args.names:
         path = synth.write(name, args.root, scale=scale, seed=args.seed)
         print(f"{name}: {path}")
@@ -152,6 +152,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
+    names = datasets.names()
     p = _Parser(prog="repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -159,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("book", help="execute the notebooks and build the HTML book",
                        description="Validate params/<profile>/*.yml, execute book/*.ipynb with papermill into "
                                    "_build/src, then run jupyter-book (warnings are errors).")
-    b.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="parameter profile (default cpu)")
+    b.add_argument("--profile", default="cpu", choices=PROFILES, help="parameter profile (default cpu)")
     b.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (others reuse their last run)")
     b.add_argument("--dry-run", action="store_true", help="print the runs the profile needs and exit")
     b.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
@@ -184,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_data_table)
     s = dsub.add_parser("synth", help="write synthetic twins in the real on-disk formats",
                         description="Write a synthetic twin of each named dataset under ROOT/<name>/.")
-    s.add_argument("names", nargs="+", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
+    s.add_argument("names", nargs="+", choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
     s.add_argument("--root", required=True, type=Path)
     s.add_argument("--scale", default="cpu", help="fraction of the real split sizes, or a profile name whose "
                                                    "per-dataset scales to use: cpu (default) or smoke")
@@ -192,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_data_synth)
     dl = dsub.add_parser("download", help="download a real dataset and verify its checksums",
                          description="Fetch, verify and unpack a dataset from its public URLs into ROOT/<name>/.")
-    dl.add_argument("name", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
+    dl.add_argument("name", choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
     dl.add_argument("--root", required=True, type=Path)
     dl.set_defaults(func=_data_download)
 
@@ -202,8 +203,8 @@ def parser() -> argparse.ArgumentParser:
     e = rsub.add_parser("erm", help="ERM finetuning + feature cache",
                         description="Train ERM and cache its features. Data: data/synth/<profile> (twins written "
                                     "on first use) for smoke/cpu, data/real for paper, unless --set data_root=DIR.")
-    e.add_argument("--dataset", required=True, choices=DATASETS)
-    e.add_argument("--profile", default="smoke", choices=("smoke", "cpu", "paper"))
+    e.add_argument("--dataset", required=True, choices=names)
+    e.add_argument("--profile", default="smoke", choices=PROFILES)
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")
     e.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
     e.set_defaults(func=_run_erm)

@@ -1,6 +1,7 @@
 """Download the real datasets into a data root, verified, unpacked atomically, with a MANIFEST.json of sha256s.
 
-Sources are the ones the paper's code and its ancestors use (see data/metadata/SOURCES.md in the repository).
+Sources (each dataset record's `sources`, repro.datasets) are the ones the paper's code and its ancestors use
+(see data/metadata/SOURCES.md in the repository).
 Each file streams to <file>.part, is checked against its known size / md5 / sha256, then renamed; archives
 unpack into a temporary folder that is renamed into place. A corrupt or truncated file is deleted, never used.
 A file already in place (for example put there by hand after a Google Drive quota error) is verified and reused.
@@ -18,31 +19,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from repro import datasets
+
 GDRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
-SOURCES = {
-    "waterbirds": [
-        dict(name="waterbird_complete95_forest2water2.tar.gz", unpack=True,
-             url="https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz"),  # no published checksum
-    ],
-    "celeba": [  # Google Drive ids and md5s of torchvision.datasets.CelebA
-        dict(name="list_attr_celeba.txt", gdrive="0B7EVK8r0v71pblRyaVFSWGxPY0U", md5="75e246fa4810816ffd6ee81facbd244c"),
-        dict(name="list_eval_partition.txt", gdrive="0B7EVK8r0v71pY0NSMzRuSXJEVkk",
-             md5="d32c9cbf5e040fd4025c592c306e6668"),
-        dict(name="img_align_celeba.zip", gdrive="0B7EVK8r0v71pZjFTYXZWM3FlRnM", md5="00d2c5bc6d35e252742224ab0c1e8fcb",
-             unpack=True),
-    ],
-    "civilcomments": [  # WILDS v1.0 codalab bundle (a tar.gz); WILDS pins only its size
-        dict(name="civilcomments_v1.0.tar.gz", size=90_644_480, unpack=True,
-             url="https://worksheets.codalab.org/rest/bundles/0x8cd3de0634154aeaad2ee6eb96723c6e/contents/blob/"),
-    ],
-    "multinli": [
-        dict(name="metadata_random.csv", sha256="e519154025f3550ad35093e1d3459d945d99c57cb0610c945e1bf0b6b7ea093a",
-             url="https://raw.githubusercontent.com/kohpangwei/group_DRO/master/dataset_metadata/multinli/"
-                 "metadata_random.csv"),
-        dict(name="multinli_bert_features.tar.gz", unpack=True, flatten=True,
-             url="https://nlp.stanford.edu/data/dro/multinli_bert_features.tar.gz"),
-    ],
-}
 
 
 class ChecksumError(ValueError):
@@ -149,8 +128,7 @@ def _manual_step(name: str, item: dict, dest: Path, root) -> str:
 
 def download(name: str, root, opener=None) -> Path:
     """Fetch, verify and unpack dataset `name` into root/<name>/; record every file's sha256 in MANIFEST.json."""
-    if name not in SOURCES:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")
+    sources = datasets.get(name).sources
     root = Path(root)
     for path in (root, root / name):
         if path.exists() and not path.is_dir():
@@ -162,7 +140,7 @@ def download(name: str, root, opener=None) -> Path:
         raise ValueError(f"data root {root} cannot be created ({err.strerror}); pass a writable folder") from None
     manifest_path = folder / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    for item in SOURCES[name]:
+    for item in sources:
         dest = folder / item["name"]
         checks = dict(md5=item.get("md5"), sha256=item.get("sha256"), size=item.get("size"))
         if manifest.get(item["name"], {}).get("unpacked"):

@@ -25,22 +25,22 @@ import torch
 import torch.nn.functional as F
 
 from repro import device as devices
-from repro import features, hparams, models, rehearse, runs
+from repro import balance, datasets, features, hparams, models, rehearse, runs
 from repro.inputs import Inputs, load_data
 
 CHOICES = {
-    "profile": ("smoke", "cpu", "paper"),
+    "profile": hparams.PROFILES,
     "optimizer": ("adamw", "sgd"),
     "schedule": ("cosine", "linear", "constant"),
-    "balance": ("none", "subsetting", "upsampling", "upweighting"),
+    "balance": balance.BALANCES,
     "balance_by": ("class", "group"),
-    "group_ratio_method": ("subsetting", "upsampling"),
+    "group_ratio_method": balance.METHODS[:2],  # subsetting, upsampling
     "train_set": ("train", "train+heldout"),
     "heldout_source": ("val", "train"),
     "precision": ("fp32", "bf16", "fp16"),
 }
 
-# Keys beyond hparams.erm: per-profile defaults (the cpu/smoke profiles run 32x32 twins and short texts).
+# Keys beyond hparams.erm: per-profile defaults (and per dataset, its record's paper_erm) (the cpu/smoke profiles run 32x32 twins and short texts).
 # eval_every=0 evaluates only after the last epoch (an evaluation pass costs about one training epoch on the
 # twins); runs that need curves (Fig. 6) set eval_every=1.
 _EXTRA = {
@@ -48,7 +48,6 @@ _EXTRA = {
     "cpu": dict(image_size=32, max_length=64, augment=True, eval_every=0, model_kw={}),
     "smoke": dict(image_size=32, max_length=64, augment=True, eval_every=0, model_kw={}),
 }
-_PAPER_DATASET = {"waterbirds": dict(eval_every=10), "civilcomments": dict(max_length=220)}
 
 # Keys added after the first runs were stored. A config holds them only when they differ from these defaults,
 # so every run id computed before they existed stays valid (they change results, so they are hashed then).
@@ -74,13 +73,13 @@ def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
     config = dict(dataset=dataset, data_root=_data_root(), profile=profile, model=None, pretrained=None, seed=1,
                   epochs=None, lr=None, weight_decay=None, batch_size=None, optimizer="adamw", schedule="cosine",
                   balance="none", balance_by="class", group_ratio=None,
-                  group_ratio_method="upsampling" if dataset == "waterbirds" else "subsetting",
+                  group_ratio_method=datasets.get(dataset).group_ratio_method,
                   train_set="train", heldout_source="val", eval_every=1, save_epochs=None, nc1_every=0,
                   image_size=224, max_length=128, augment=True, model_kw={}, data_fingerprint=None, min_steps=0,
                   **LATE_DEFAULTS)
     config.update(_EXTRA[profile])
     if profile == "paper":
-        config.update(_PAPER_DATASET.get(dataset, {}))
+        config.update(datasets.get(dataset).paper_erm)
     shrunk = dict(pretrained=False, max_steps=rehearse.MAX_STEPS) if rehearse.active() else {}
     for source, values in (("repro.hparams.erm", hp), ("repro.rehearse", shrunk), ("overrides", overrides)):
         unknown = sorted(set(values) - set(config))
@@ -114,8 +113,6 @@ def _fingerprint(dataset: str, root: str) -> str | None:
 
 def check(config: dict) -> dict:
     """Validate every key's type, choice and range up front (before any data is read); returns the config unchanged."""
-    from repro.data import CLASS_NAMES
-
     def fail(key, want):
         raise ValueError(f"ERM config key {key!r} must be {want}, got {config[key]!r}; "
                          f"fix it in the params file or with --set {key}=VALUE")
@@ -135,8 +132,8 @@ def check(config: dict) -> dict:
     for key, valid in CHOICES.items():
         if key in config and (not isinstance(config[key], str) or config[key] not in valid):
             raise ValueError(f"ERM config key {key!r}: unknown value {config[key]!r}; choose one of {', '.join(valid)}")
-    if config["dataset"] not in CLASS_NAMES:
-        fail("dataset", f"one of {', '.join(CLASS_NAMES)}")
+    if config["dataset"] not in datasets.REGISTRY:
+        fail("dataset", f"one of {', '.join(datasets.REGISTRY)}")
     if config["model"] not in models.REGISTRY:
         fail("model", f"one of {', '.join(models.REGISTRY)}")
     for key, kinds, want in (("augment", (bool,), "true or false"), ("pretrained", (bool, type(None)), "true or false"),
@@ -172,12 +169,11 @@ def _sampler(data, train_idx: np.ndarray, config: dict):
     Upsampling (by balance or group ratio) redraws m = len(train) examples with replacement every epoch
     (WeightedRandomSampler in the paper's code); subsetting fixes one seeded subset.
     """
-    from repro import balance
     seed, y, g = config["seed"], data.y[train_idx], data.g[train_idx]
     keys = y if config["balance_by"] == "class" else g
     weights = None
     if config["group_ratio"] is not None:
-        minority = balance.PAPER_MINORITY.get(data.name)
+        minority = datasets.get(data.name).paper_minority or None
         if config["group_ratio_method"] == "subsetting":
             train_idx = train_idx[balance.group_ratio_subset(y, g, config["group_ratio"], seed, minority)]
         else:
@@ -307,7 +303,7 @@ def _train(config: dict, workdir: Path, device) -> dict:
     if last < epochs:  # stopped early by max_steps: the last epoch run is evaluated and saved
         save = {e for e in save if e < last} | {last}
     props = np.bincount(data.g[idx["train"]], minlength=data.n_groups) / len(idx["train"])
-    props = props if data.name == "waterbirds" else None  # Waterbirds' average accuracy is train-weighted
+    props = props if datasets.get(data.name).train_weighted_average else None  # (Waterbirds)
     y = torch.tensor(data.y, dtype=torch.long, device=device)
     w = torch.from_numpy(weights).to(device) if weights is not None else None
     history, step, nc1_heldout = [], 0, None
@@ -349,10 +345,9 @@ def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
     from safetensors import safe_open
     from safetensors.torch import load_model
 
-    from repro.data import CLASS_NAMES
     with safe_open(str(path), "pt") as f:
         config = json.loads(f.metadata()["config"])
-    model = models.build(config["model"], len(CLASS_NAMES[config["dataset"]]), False, **config["model_kw"])
+    model = models.build(config["model"], datasets.get(config["dataset"]).n_classes, False, **config["model_kw"])
     load_model(model, str(path))
     return model.to(device or "cpu"), config
 

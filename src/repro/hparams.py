@@ -1,12 +1,16 @@
-"""Hyperparameter registry: the values the training code reads (paper Table 3 for the `paper` profile).
+"""Hyperparameters per profile and dataset: the values the training code reads (paper Table 3 for `paper`).
 
 `erm(dataset, profile)` and `llr(dataset, profile)` return plain dicts; the Appendix B notebook renders
-exactly these dicts, so the table in the book cannot drift from what the code runs.
+exactly these dicts, so the table in the book cannot drift from what the code runs. PROFILES is the one list
+of parameter profiles; a dataset's ERM hyperparameters are one entry of ERM[profile].
 """
 from __future__ import annotations
 
-DATASETS = ("waterbirds", "celeba", "civilcomments", "multinli")
+from repro import datasets
+
 PROFILES = ("smoke", "cpu", "paper")
+TWIN_PROFILES = ("smoke", "cpu")  # profiles that run on synthetic twins (repro.synth), sized per dataset record
+DATASETS = datasets.names()  # the registry's datasets (read by the Appendix B notebook)
 
 # Paper, Appendix B.2, Table 3 (ERM finetuning from pretrained weights).
 _PAPER_ERM = {
@@ -38,7 +42,7 @@ _CPU_ERM = {
 _SMOKE_ERM = {name: {**hp, "epochs": 2} for name, hp in _CPU_ERM.items()}
 
 
-_ERM = {"paper": _PAPER_ERM, "cpu": _CPU_ERM, "smoke": _SMOKE_ERM}
+ERM = {"paper": _PAPER_ERM, "cpu": _CPU_ERM, "smoke": _SMOKE_ERM}
 
 # Appendix B.2: LLR is SGD, lr 1e-2, no weight decay, no schedule, batch 32, as many epochs as ERM.
 # On the twins ERM runs 3-5 epochs, after which a re-initialized head has taken too few SGD steps (DFR by
@@ -49,16 +53,17 @@ _LLR_EPOCHS = {"cpu": 100, "smoke": 20}
 
 
 def _check(dataset: str, profile: str) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    datasets.get(dataset)  # a registered dataset
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if dataset not in ERM[profile]:
+        raise ValueError(f"no {profile} hyperparameters for dataset {dataset!r}; add them to repro.hparams.ERM")
 
 
 def erm(dataset: str, profile: str = "paper") -> dict:
     """ERM finetuning hyperparameters of `dataset` under `profile` (a fresh dict)."""
     _check(dataset, profile)
-    return dict(_ERM[profile][dataset])
+    return dict(ERM[profile][dataset])
 
 
 def llr(dataset: str, profile: str = "paper") -> dict:
@@ -67,10 +72,11 @@ def llr(dataset: str, profile: str = "paper") -> dict:
     from repro import rehearse
 
     _check(dataset, profile)
-    epochs = _LLR_EPOCHS.get(profile, _ERM[profile][dataset]["epochs"])
+    epochs = _LLR_EPOCHS.get(profile, ERM[profile][dataset]["epochs"])
     return {**_LLR, "epochs": min(epochs, rehearse.HEAD_EPOCHS) if rehearse.active() else epochs}
 
 
 def table(profile: str = "paper") -> list[dict]:
     """One row per dataset of ERM and LLR settings, as rendered in the book's Table 3."""
-    return [{"dataset": name, **erm(name, profile), "llr": llr(name, profile)} for name in DATASETS]
+    return [{"dataset": name, **erm(name, profile), "llr": llr(name, profile)} for name in datasets.names()
+            if name in ERM[profile]]

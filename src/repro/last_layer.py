@@ -29,7 +29,6 @@ import torch.nn.functional as F
 
 from repro import balance as balancing
 
-BALANCES = ("subsetting", "upsampling", "upweighting")
 
 
 def _tensor(x, dtype) -> torch.Tensor:
@@ -238,8 +237,8 @@ class Plan:
 
 
 def _balanced(keys, balance: str, seed: int) -> Plan:
-    if balance not in BALANCES:
-        raise ValueError(f"unknown balance {balance!r}; choose one of {', '.join(BALANCES)}")
+    if balance not in balancing.METHODS:
+        raise ValueError(f"unknown balance {balance!r}; choose one of {', '.join(balancing.METHODS)}")
     everyone = np.arange(len(keys))
     if balance == "subsetting":
         return Plan(balancing.subsample(keys, seed), seed)

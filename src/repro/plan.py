@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from repro import book, hparams, runs, sections
+from repro import book, datasets, hparams, runs, sections
 
 # Rough seconds per training example and epoch (forward + backward + evaluation) on one 24 GB GPU of the
 # paper's kind (RTX A5000); CPU models on one core. An order-of-magnitude guide, not a measurement.
 SECONDS_PER_EXAMPLE = {"resnet50": 6e-3, "resnet18": 2.5e-3, "bert-base": 9e-3, "bert-tiny": 5e-4,
                        "minilm": 2e-3, "cnn-small": 6e-4, "bert-micro": 8e-4}
 HEAD_SECONDS = 2.0  # one last-layer head on cached features
-TRAIN_SIZES = {"waterbirds": 4795, "celeba": 162770, "civilcomments": 269038, "multinli": 206175}
 
 WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, how to get it)
     "resnet50": ("resnet50-0676ba61.pth",
@@ -37,12 +36,12 @@ def section_configs(name: str, profile: str, root: Path) -> dict:
 
 def train_size(dataset: str, profile: str) -> int:
     """Training examples of `dataset` under `profile`: the synthetic twin's for smoke/cpu (from its scale,
-    nothing is written), the real dataset's (Table 2) for paper."""
+    nothing is written), the real dataset's (Table 2, from its record) for paper."""
     from repro import synth
 
-    if profile in synth.SCALES:
+    if profile in hparams.TWIN_PROFILES:
         return int(synth.counts(dataset, profile)[0].sum())
-    return TRAIN_SIZES[dataset]
+    return datasets.get(dataset).n_train
 
 
 def _erm_seconds(config: dict) -> float:
@@ -111,9 +110,7 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
         try:
             metadata.find_root(dataset, data_root)
         except FileNotFoundError:
-            from repro import synth
-
-            if profile in synth.SCALES:
+            if profile in hparams.TWIN_PROFILES:
                 problems.append(f"  data: the {dataset} twin is not yet under {data_root}; the notebooks write it on "
                                 f"first use, or: repro data synth {dataset} --root {data_root} --scale {profile}")
             else:

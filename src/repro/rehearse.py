@@ -14,10 +14,9 @@ from pathlib import Path
 ENV = "REPRO_REHEARSE"
 DIR = "_build/rehearse"  # under the repository root: data/ (twins) and runs/ (the run store)
 
-# Twins with a few dozen examples per split ([train, val, test] fractions of the real sizes; every group keeps
-# at least 4 examples per split), images at the paper's 224 px.
-SCALES = {"waterbirds": [0.01, 0.01, 0.005], "celeba": [0.0003, 0.001, 0.001],
-          "civilcomments": [0.0002, 0.0005, 0.0002], "multinli": [0.00025, 0.0004, 0.0002]}
+# Twins with a few dozen examples per split (each dataset record's twin_scales["rehearse"]: [train, val, test]
+# fractions of the real sizes; every group keeps at least 4 examples per split), images at the paper's 224 px.
+SCALE = "rehearse"
 IMAGE_SIZE = 224
 MAX_STEPS = 2  # ERM steps per run (repro.erm applies it)
 HEAD_EPOCHS = 2  # last-layer epochs per head (repro.hparams applies it)
@@ -56,13 +55,13 @@ def start(root: Path, params: dict, defaults: dict, log=print) -> dict:
     the twins, and return the notebooks' params with the rehearsal's replacements.
 
     params / defaults: {notebook: {name: value}} from the params files / the templates' parameters cells."""
-    from repro import synth
+    from repro import datasets, synth
 
     os.environ[ENV] = "1"
     os.environ.setdefault("REPRO_RUNS", str(Path(root) / DIR / "runs"))
     data_root = f"{DIR}/data"
-    for name, scale in SCALES.items():
-        synth.ensure(Path(root) / data_root, [name], scale=scale, image_size=IMAGE_SIZE)
+    for name in datasets.names():
+        synth.ensure(Path(root) / data_root, [name], scale=SCALE, image_size=IMAGE_SIZE)
     log("rehearsal of the paper profile; shrunk:")
     for key, value in SHRINKS.items():
         log(f"  {key}: {value}")

@@ -13,12 +13,10 @@ import numpy as np
 import pandas as pd
 
 from repro import data, hparams, metrics, runs
-from repro.balance import PAPER_MINORITY
-from repro.experiments import (BALANCES, erm_config, erm_table, head_config, heads_table, run_erm, run_heads,
+from repro.balance import BALANCES
+from repro.datasets import get as record  # (`datasets` is the sections' parameter: a list of names)
+from repro.experiments import (erm_config, erm_table, head_config, heads_table, run_erm, run_heads,
                                run_svm, sgd_steps, svm_config, svm_table)
-
-BINARY = ("waterbirds", "celeba", "civilcomments")
-
 
 def _grid(datasets, seeds):
     return [(d, s) for d in datasets for s in seeds]
@@ -86,7 +84,7 @@ def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), sv
     heads = [head_config(i, {"method": "llr", "seed": k}, c["dataset"], profile) for i, c in zip(ids, base)
              for k in llr_seeds]
     svm = [svm_config(i, c["dataset"], profile, svm_factor, svm_points, c["seed"]) for i, c in zip(ids, base)
-           if c["dataset"] in BINARY]
+           if record(c["dataset"]).n_classes == 2]  # the SVM direction of a binary head
     return {"erm": base, "heads": heads, "svm": svm}
 
 
@@ -132,9 +130,10 @@ def standard_steps(dataset, profile, data_root, train_set="train") -> int:
 
     split = metadata.read(dataset, data_root)["split"].to_numpy()
     n_train, n_val = int((split == data.TRAIN).sum()), int((split == data.VAL).sum())
-    n = int(0.8 * n_train) if dataset == "waterbirds" else n_train  # Waterbirds holds out 20% of train
+    pct = record(dataset).erm_train_pct  # held out of train (Waterbirds: 20%), else half of val
+    n = int(pct / 100 * n_train) if pct is not None else n_train
     if train_set == "train+heldout":
-        n = n_train if dataset == "waterbirds" else n_train + n_val // 2
+        n = n_train if pct is not None else n_train + n_val // 2
     hp = hparams.erm(dataset, profile)
     return sgd_steps(n, hp["epochs"], hp["batch_size"])
 
@@ -148,7 +147,7 @@ def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 
     full = [erm_config(d, profile, data_root, s, group_ratio=r, train_set="train+heldout", **steps(d, "train+heldout"))
             for d, s in _grid(datasets, seeds) for r in ratios]
     heads = [head_config(runs.run_id("erm", c), {"method": "ratio", "seed": c["seed"], "r": r, "balance": "upsampling",
-                                                 "minority": list(PAPER_MINORITY[c["dataset"]])},
+                                                 "minority": list(record(c["dataset"]).paper_minority)},
                          c["dataset"], profile) for c in split for r in ratios]
     return {"erm": split + full, "heads": heads}
 
@@ -283,7 +282,7 @@ SECTIONS = {s.notebook: s for s in [
 
 def minority(datasets) -> dict:
     """Minority groups of each dataset as the paper's group-ratio code names them (for CelebA: blond/male)."""
-    return {d: list(PAPER_MINORITY[d]) for d in datasets}
+    return {d: list(record(d).paper_minority) for d in datasets}
 
 
 def model_names(datasets, profile, model_overrides=None) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from repro import datasets
+
 TRAIN, VAL, TEST = 0, 1, 2
-# Datasets whose held-out set is carved out of the training split: percent of train kept for ERM (train_pct).
-ERM_PCT = {"waterbirds": 80}
 SOURCES = ("val", "train")
 
 
@@ -32,9 +32,10 @@ def heldout(data, seed: int, source: str = "val") -> tuple[np.ndarray, np.ndarra
     split = np.asarray(data.split)
     rng = np.random.default_rng(seed)
     test_idx = np.flatnonzero(split == TEST)
-    if data.name in ERM_PCT:
+    pct = datasets.get(data.name).erm_train_pct  # held out of train (Waterbirds), else half of val
+    if pct is not None:
         perm = rng.permutation(np.flatnonzero(split == TRAIN))
-        n_erm = len(perm) * ERM_PCT[data.name] // 100
+        n_erm = len(perm) * pct // 100
         train_idx, held = perm[:n_erm], perm[n_erm:]
     else:
         val = np.flatnonzero(split == VAL)
