@@ -125,7 +125,8 @@ def bars(ax, df: pd.DataFrame, group: str, hue: str, order, hue_order, colours, 
         part = stats[stats[hue] == h].set_index(group).reindex(order)
         xs = np.arange(len(order)) + (j - (len(hue_order) - 1) / 2) * width
         err = part["std"] if part["n"].max() > 1 else None
-        ax.bar(xs, part["mean"], width, yerr=err, color=[colours(h, g) for g in order], capsize=2)
+        fill = [colours(h, g) for g in order]  # edges in the fill colour: a bar at 0 still shows as a line
+        ax.bar(xs, part["mean"], width, yerr=err, color=fill, edgecolor=fill, linewidth=1.5, capsize=2)
     ax.set_xticks(np.arange(len(order)), order)
 
 
