@@ -10,7 +10,7 @@ from repro import runs
 
 @pytest.fixture(autouse=True)
 def toy_kind(monkeypatch):
-    monkeypatch.setitem(runs.CODE_VERSIONS, "toy", 1)
+    monkeypatch.setitem(runs.KINDS, "toy", runs.Kind(square, 1))
 
 
 def square(config, workdir):
@@ -23,7 +23,7 @@ def test_run_id_is_canonical_and_versioned(monkeypatch):
     assert a == runs.run_id("toy", {"opt": {"b": 2, "lr": 0.1}, "x": 1})  # key order does not matter
     assert len(a) == 16 and int(a, 16) >= 0
     assert a != runs.run_id("toy", {"x": 2, "opt": {"lr": 0.1, "b": 2}})
-    monkeypatch.setitem(runs.CODE_VERSIONS, "toy", 2)
+    monkeypatch.setitem(runs.KINDS, "toy", runs.Kind(square, 2))
     assert a != runs.run_id("toy", {"x": 1, "opt": {"lr": 0.1, "b": 2}})  # bumping the code version
 
 
@@ -163,7 +163,7 @@ def test_a_hand_edited_config_is_refused_by_load_and_redone_by_get(tmp_path, cap
 
 def test_a_run_of_an_older_code_version_still_checks_out(tmp_path, monkeypatch):
     path = runs.get("toy", {"x": 1}, square, tmp_path)
-    monkeypatch.setitem(runs.CODE_VERSIONS, "toy", 2)  # its id hashes with the version in its meta.json
+    monkeypatch.setitem(runs.KINDS, "toy", runs.Kind(square, 2))  # its id hashes with the version in its meta.json
     assert runs.check_run(path) is None and len(runs.load("toy", tmp_path)) == 1
 
 
@@ -234,7 +234,7 @@ def test_an_unwritable_store_fails_before_computing(tmp_path):
 WORKER = """
 import json, os, sys, time
 from repro import runs
-runs.CODE_VERSIONS["toy"] = 1
+runs.KINDS["toy"] = runs.Kind(print, 1)
 store, x, sleep, log = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 def compute(config, workdir):
     with open(log, "a") as f:
@@ -339,3 +339,32 @@ def test_a_store_without_file_locks_still_computes_with_a_warning(tmp_path, monk
     monkeypatch.setattr(fcntl, "flock", no_locks)
     path = runs.get("toy", {"x": 3}, square, tmp_path)
     assert runs.is_done(path) and "does not support file locks" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- the registry of run kinds
+
+def test_a_kind_registers_its_artifacts_and_a_run_without_them_fails_its_check(tmp_path, monkeypatch):
+    monkeypatch.setitem(runs.KINDS, "toy", runs.Kind(square, 1, lambda metrics: ["artifact.txt"]))
+    path = runs.get("toy", {"x": 2}, store=tmp_path)  # the registered compute
+    assert runs.check_run(path) is None and (path / "artifact.txt").read_text() == "2"
+    (path / "artifact.txt").unlink()
+    assert "artifact artifact.txt is missing" in runs.check_run(path)
+    with pytest.raises(ValueError, match="did not write the artifact"):
+        runs.get("toy", {"x": 3}, lambda config, workdir: {"value": 1}, tmp_path)
+    assert not (tmp_path / "toy" / runs.run_id("toy", {"x": 3})).exists()
+
+
+def test_every_registered_kind_names_an_importable_compute_and_a_version():
+    for name, kind in runs.KINDS.items():
+        if name == "toy":
+            continue
+        assert callable(runs.compute_function(name)) and kind.version >= 1
+        assert kind.batch is None or callable(runs.resolve(kind.batch))
+
+
+def test_load_of_any_kind_works_in_a_fresh_interpreter_without_importing_its_code(tmp_path):
+    script = ("import sys; from repro import runs; print(len(runs.load('heads', sys.argv[1])), "
+              "len(runs.load('svm', sys.argv[1])), sorted(m for m in ('repro.heads', 'repro.erm', 'torch') "
+              "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "0", "[]"]

@@ -11,7 +11,8 @@ import pytest
 
 from repro import runs, sweep
 
-runs.CODE_VERSIONS.setdefault("toy", 1)  # at import: spawned workers import this module to unpickle `toy`
+# at import: spawned workers import this module to unpickle `toy`
+runs.KINDS.setdefault("toy", runs.Kind("tests.test_sweep:toy", 1))
 HERE = Path(__file__).resolve().parent
 
 
@@ -92,7 +93,7 @@ def test_plan_and_dry_run(tmp_path, capsys):
     assert len(runs.load("toy", tmp_path)) == 1  # dry run computed nothing
     sweep.run("toy", [{"x": 1}, {"x": 5}], store=tmp_path, compute=toy, dry_run=True)
     assert "2 runs, 1 cached, 1 missing" in capsys.readouterr().out
-    assert sweep.plan("erm", [{"x": 1}], store=tmp_path)["est_seconds"].iloc[0] == sweep.ROUGH_SECONDS["erm"]
+    assert sweep.plan("erm", [{"x": 1}], store=tmp_path)["est_seconds"].iloc[0] == runs.KINDS["erm"].rough_seconds
 
 
 def test_errors(tmp_path):

@@ -1,4 +1,5 @@
-"""Content-addressed run store: a run is a directory named by the hash of its kind, config and code version.
+"""The run store and the one registry of run kinds: a run is a directory named by the hash of its kind, config
+and code version.
 
 Layout (DomainBed-like): ROOT/<kind>/<run_id>/ holds config.json, metrics.json, meta.json (wall time, host,
 device), the run's artifacts, manifest.json (every file's size and sha256) and a `done` marker written last.
@@ -14,9 +15,10 @@ Guarantees (README, "Failure modes"):
   asking for the same run waits, then reads the first one's result; nothing is computed twice.
 - Strict JSON: NaN and infinities are written as null and read back as NaN.
 
-CODE_VERSIONS holds one integer per kind. Bump it by hand when a change to the code that computes that
-kind changes its results (e.g. a fix in erm.train): every run id of that kind changes, so old results are
-no longer found and are recomputed; the old directories stay on disk until deleted.
+KINDS registers every run kind once: its compute function, its code version and the artifacts a finished run
+must hold (sweeps, `get` and `repro runs verify` all read it). Bump a kind's version by hand when a change to
+the code that computes it changes its results (e.g. a fix in erm.train): every run id of that kind changes, so
+old results are no longer found and are recomputed; the old directories stay on disk until deleted.
 Notebooks read results only through `load(kind, **filters)`.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -39,8 +42,35 @@ from typing import Callable
 
 import pandas as pd
 
-# Bump by hand when the code that computes a kind changes its results (see module docstring).
-CODE_VERSIONS: dict[str, int] = {"erm": 1, "heads": 1, "svm": 1}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A run kind. compute(config, workdir) -> metrics writes the run's artifacts into workdir; given as a
+    function or a "module:function" string (imported on first use, so that reading the store imports no
+    training code). version: bump by hand when results change. artifacts(metrics) -> file names a finished run
+    must hold besides config.json and metrics.json. batch (optional, "module:function"): batch(configs, store) ->
+    one compute per config, for configs that share the values of `group_by` and are cheaper computed together.
+    rough_seconds: the estimate of one run when the store has none of its kind yet."""
+    compute: Callable | str
+    version: int
+    artifacts: Callable[[dict], list[str]] = lambda metrics: []
+    batch: str | None = None
+    group_by: tuple[str, ...] = ()
+    rough_seconds: float = 10.0
+
+
+def _erm_artifacts(metrics: dict) -> list[str]:
+    """A checkpoint and a feature cache per saved epoch (repro.erm, repro.features)."""
+    return [f"{what}_epoch{e}.safetensors" for e in metrics.get("saved_epochs", []) for what in ("checkpoint", "features")]
+
+
+KINDS: dict[str, Kind] = {
+    "erm": Kind("repro.erm:train", 1, _erm_artifacts, rough_seconds=8.0),
+    "heads": Kind("repro.heads:compute_head", 1, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",
+                  group_by=("erm", "epochs", "lr", "batch_size"), rough_seconds=2.0),
+    "svm": Kind("repro.heads:svm_path", 1, rough_seconds=5.0),
+}
 
 MANIFEST = "manifest.json"
 UNLISTED = ("done", MANIFEST, ".owner")  # files of a run directory that the manifest does not list
@@ -75,10 +105,25 @@ def _store(store: Store | str | os.PathLike | None) -> Store:
     return store if isinstance(store, Store) else Store(store)
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in CODE_VERSIONS:
-        raise ValueError(f"unknown run kind {kind!r}; registered kinds: {', '.join(sorted(CODE_VERSIONS))} "
-                         "(add it to repro.runs.CODE_VERSIONS with version 1)")
+def registered(kind: str) -> Kind:
+    """The Kind registered as `kind`; ValueError naming the registered kinds otherwise."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown run kind {kind!r}; registered kinds: {', '.join(sorted(KINDS))} "
+                         "(add a Kind to repro.runs.KINDS with version 1)")
+    return KINDS[kind]
+
+
+def resolve(function: Callable | str) -> Callable:
+    """A function, or the function a "module:function" string names (imported now)."""
+    if callable(function):
+        return function
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def compute_function(kind: str) -> Callable:
+    """The registered compute(config, workdir) -> metrics of `kind`."""
+    return resolve(registered(kind).compute)
 
 
 def canonical_json(obj) -> str:
@@ -92,10 +137,10 @@ def _digest(kind: str, config: dict, code) -> str:
 
 
 def run_id(kind: str, config: dict) -> str:
-    """16 hex digits of sha256 over {"kind", "config", "code": CODE_VERSIONS[kind]}."""
-    _check_kind(kind)
+    """16 hex digits of sha256 over {"kind", "config", "code": KINDS[kind].version}."""
+    version = registered(kind).version
     try:
-        return _digest(kind, config, CODE_VERSIONS[kind])
+        return _digest(kind, config, version)
     except (TypeError, ValueError) as err:
         raise ValueError(f"config of kind {kind!r} is not JSON-able ({err}); use plain numbers, strings, "
                          "lists and dicts") from None
@@ -182,16 +227,20 @@ def check_run(path, kind: str | None = None, deep: bool = False) -> str | None:
     except (OSError, ValueError) as err:
         return f"config.json or meta.json unreadable ({type(err).__name__})"
     try:
-        digest = _digest(kind, config, meta.get("code", CODE_VERSIONS.get(kind)))
+        digest = _digest(kind, config, meta.get("code", KINDS[kind].version if kind in KINDS else None))
     except (TypeError, ValueError):
         digest = None
     if digest != path.name:
         return f"config.json hashes to {digest}, not to its run id (edited by hand?)"
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"metrics.json unreadable ({type(err).__name__})"
+    if kind in KINDS:
+        missing = [name for name in KINDS[kind].artifacts(metrics) if not (path / name).is_file()]
+        if missing:
+            return f"artifact {missing[0]} is missing (a {kind} run must hold {', '.join(KINDS[kind].artifacts(metrics))})"
     if not (path / MANIFEST).exists():
-        try:
-            json.loads((path / "metrics.json").read_text())
-        except (OSError, ValueError) as err:
-            return f"metrics.json unreadable ({type(err).__name__})"
         return None
     try:
         files = json.loads((path / MANIFEST).read_text())["files"]
@@ -312,13 +361,15 @@ def _prepare(kind_dir: Path, final: Path) -> None:
                          f"remove it (`repro runs verify --fix` does)")
 
 
-def get(kind: str, config: dict, compute: Callable[[dict, Path], dict], store=None) -> Path:
+def get(kind: str, config: dict, compute: Callable[[dict, Path], dict] | None = None, store=None) -> Path:
     """Directory of the finished run of (kind, config); computes it first if it is missing or fails its check.
 
-    compute(config, workdir) -> metrics dict (JSON-able) writes its artifacts into workdir. The run is claimed
-    while it is computed: another process asking for it waits and then reads it.
+    compute(config, workdir) -> metrics dict (JSON-able) writes its artifacts into workdir (default: the kind's
+    registered compute). The run is claimed while it is computed: another process asking for it waits and then
+    reads it.
     """
     rid = run_id(kind, config)
+    compute = compute or compute_function(kind)
     kind_dir = _store(store).root / kind
     final = kind_dir / rid
     if is_done(final):
@@ -348,7 +399,10 @@ def _compute(kind: str, rid: str, config: dict, compute: Callable, kind_dir: Pat
         if not isinstance(metrics, dict):
             raise ValueError(f"compute for kind {kind!r} returned {type(metrics).__name__}; it must return a dict")
         write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "meta.json", {"kind": kind, "run_id": rid, "code": CODE_VERSIONS[kind],
+        missing = [name for name in KINDS[kind].artifacts(metrics) if not (tmp / name).is_file()]
+        if missing:
+            raise ValueError(f"compute for kind {kind!r} did not write the artifact(s) {missing} a {kind} run must hold")
+        write_json(tmp / "meta.json", {"kind": kind, "run_id": rid, "code": KINDS[kind].version,
                                        "wall_s": time.time() - start, "finished": time.time(),
                                        "host": socket.gethostname(), "pid": os.getpid(), "device": _device()})
         (tmp / ".owner").unlink()
@@ -419,7 +473,7 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
     value; a tuple/set value means "one of", a callable value is a predicate. A run that fails check_run
     (e.g. a config.json edited by hand, a truncated file) is left out, with a line on stderr.
     """
-    _check_kind(kind)
+    registered(kind)
     rows = []
     for path in sorted((_store(store).root / kind).glob("*/done")):
         path = path.parent
@@ -446,6 +500,12 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def table(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
+    """load() rows of the given finished runs of `kind`, one row per config, in order (duplicates repeated)."""
+    ids = [run_id(kind, c) for c in configs]
+    return load(kind, store, run_id=tuple(ids)).set_index("run_id").loc[ids].reset_index()
+
+
 # ------------------------------------------------------------------------------------------ checking a store
 
 def verify_store(store=None, fix: bool = False) -> tuple[int, list[str]]:
@@ -456,7 +516,7 @@ def verify_store(store=None, fix: bool = False) -> tuple[int, list[str]]:
         raise StoreError(f"no run store at {root}" + (" (it is a file)" if root.exists() else "") +
                          "; pass --store DIR or set REPRO_RUNS")
     kinds = sorted({p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} |
-                   {k for k in CODE_VERSIONS if (root / k).is_dir()})
+                   {k for k in KINDS if (root / k).is_dir()})
     checked, lines = 0, []
     for kind in kinds:
         for entry in sorted((root / kind).iterdir()):

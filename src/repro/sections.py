@@ -12,26 +12,33 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from repro import data, hparams, metrics, runs
+from repro import data, erm, hparams, metrics, runs, sweep
 from repro.balance import BALANCES
 from repro.datasets import get as record  # (`datasets` is the sections' parameter: a list of names)
-from repro.experiments import (erm_config, erm_table, head_config, heads_table, run_erm, run_heads,
-                               run_svm, sgd_steps, svm_config, svm_table)
+from repro.heads import head_config, sgd_steps, svm_config
 
 def _grid(datasets, seeds):
     return [(d, s) for d in datasets for s in seeds]
 
 
+def erm_config(dataset: str, profile: str, data_root: str, seed: int, **overrides) -> dict:
+    return erm.default_config(dataset, profile, data_root=data_root, seed=seed, **overrides)
+
+
+def _run(kind: str, configs: list[dict], workers: int = 1, executor: str = "local", slurm: dict | None = None):
+    """Compute the missing runs of `configs` through repro.sweep (resumable, claimed, local or SLURM); return
+    their load() rows, one per config."""
+    sweep.run(kind, configs, executor=executor, workers=workers, slurm=slurm)
+    return runs.table(kind, configs)
+
+
 def _execute(plan: dict, workers: int, executor: str = "local", slurm: dict | None = None):
-    """Compute the plan's missing ERM runs (locally, or on SLURM through submitit) and heads (locally, on
-    the cached features); return the ERM table and the heads table, each head annotated with its ERM run's
-    dataset, seed, balancing and group ratio."""
-    run_erm(plan["erm"], workers, executor, slurm)
-    ermt = erm_table(plan["erm"])
+    """Compute the plan's missing ERM runs, then its heads; return the ERM table and the heads table, each
+    head annotated with its ERM run's dataset, seed, balancing and group ratio."""
+    ermt = _run("erm", plan["erm"], workers, executor, slurm)
     if not plan.get("heads"):
         return ermt, pd.DataFrame()
-    run_heads(plan["heads"])
-    heads = heads_table(plan["heads"])
+    heads = _run("heads", plan["heads"], workers, executor, slurm)
     source = ermt.drop_duplicates("run_id").set_index("run_id").loc[heads["erm"]]
     for col in ("dataset", "seed", "balance", "group_ratio"):
         heads[f"erm_{col}"] = source[col].to_numpy()
@@ -93,10 +100,9 @@ def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor
     """Figure 3 (direction error to the SVM over steps) and Table 1 (margins vs group test accuracy)."""
     plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, model_overrides)
     ermt, heads = _execute(plan, workers, executor, slurm)
-    run_svm(plan["svm"])
     base = ermt.drop_duplicates("run_id").set_index("run_id")
     paths = []
-    for _, row in svm_table(plan["svm"]).iterrows():
+    for _, row in _run("svm", plan["svm"], workers, executor, slurm).iterrows():
         dataset = base.loc[row["erm"], "dataset"]
         paths += [{"dataset": dataset, "seed": row["seed"], "step": s, "direction_error": e,
                    "standard_steps": row["standard_steps"]} for s, e in zip(row["steps"], row["direction_error"])]

@@ -1,8 +1,10 @@
-"""Sweeps: compute the missing runs of a list of configs, locally or on Slurm, resuming after a crash.
+"""Sweeps: compute the missing runs of any registered kind (repro.runs.KINDS), locally or on Slurm, resuming.
 
 Runs are deduplicated by run id and looked up in the run store first, so re-running a sweep only computes
-what is missing (a killed sweep resumes where it stopped; a half-written run is redone). Kinds map to
-their compute function in KINDS; add a kind with one line (and a version in repro.runs.CODE_VERSIONS).
+what is missing (a killed sweep resumes where it stopped; a half-written run is redone). The unit of work is
+one run, or for a kind with a `batch` function the missing runs that share its `group_by` values (e.g. the
+heads read from one ERM run's features, trained in one vectorized call); every run is still claimed and
+written on its own through runs.get.
 """
 from __future__ import annotations
 
@@ -15,28 +17,9 @@ import pandas as pd
 
 from repro import runs
 
-# kind -> compute(config, workdir) -> metrics, as a function or a "module:function" string (imported on use,
-# so that a sweep process imports torch only when a kind needs it).
-KINDS: dict[str, Callable[[dict, Path], dict] | str] = {"erm": "repro.erm:train"}
-
-# Rough seconds per run when no finished run of the kind is in the store (cpu profile, one thread).
-ROUGH_SECONDS = {"erm": 8.0}
 EXECUTORS = ("local", "slurm")
 SLURM_KEYS = ("partition", "gpus_per_node", "timeout_min", "array_parallelism", "folder", "cluster",
               "cpus_per_task", "mem_gb")
-
-
-def _compute(kind: str, compute: Callable | None) -> Callable:
-    if compute is not None:
-        return compute
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; registered kinds: {', '.join(KINDS)} (add one to repro.sweep.KINDS)")
-    fn = KINDS[kind]
-    if isinstance(fn, str):
-        import importlib
-        module, _, name = fn.partition(":")
-        fn = getattr(importlib.import_module(module), name)
-    return fn
 
 
 def unique(kind: str, configs: list[dict]) -> dict[str, dict]:
@@ -51,7 +34,7 @@ def plan(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
     """One row per distinct run: run_id, cached (bool), est_seconds (0 if cached).
 
     The estimate is the median wall time of finished runs of the same kind (and dataset, if any), else
-    ROUGH_SECONDS[kind].
+    the kind's rough_seconds (repro.runs.KINDS).
     """
     done = runs.load(kind, store)
     rows = []
@@ -61,7 +44,7 @@ def plan(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
         if "dataset" in config and "dataset" in done.columns:
             past = done[done["dataset"] == config["dataset"]]
         est = float(past["wall_s"].median()) if len(past) and past["wall_s"].notna().any() else \
-            ROUGH_SECONDS.get(kind, 10.0)
+            runs.KINDS[kind].rough_seconds
         rows.append({"run_id": rid, "cached": cached, "est_seconds": 0.0 if cached else est})
     return pd.DataFrame(rows, columns=["run_id", "cached", "est_seconds"])
 
@@ -81,8 +64,26 @@ def _init_worker(gpus=None) -> None:
         sys.modules["torch"].set_num_threads(int(threads))
 
 
-def _one(kind: str, config: dict, compute: Callable, root: str) -> str:
-    return str(runs.get(kind, config, compute, runs.Store(root)))
+def _units(kind: str, configs: list[dict], compute: Callable | None) -> list[list[dict]]:
+    """The missing configs in units of work: one config each, or for a kind with a batch function (and no
+    compute override) the configs that share its group_by values."""
+    entry = runs.KINDS[kind]
+    if compute is not None or entry.batch is None:
+        return [[c] for c in configs]
+    groups: dict[str, list[dict]] = {}
+    for c in configs:
+        groups.setdefault(runs.canonical_json([c.get(k) for k in entry.group_by]), []).append(c)
+    return list(groups.values())
+
+
+def _unit(kind: str, configs: list[dict], compute: Callable | None, root: str) -> list[str]:
+    """Compute one unit of work; each run is claimed and written on its own by runs.get."""
+    store, entry = runs.Store(root), runs.KINDS[kind]
+    if compute is None and entry.batch is not None:
+        computes = runs.resolve(entry.batch)(configs, store)
+    else:
+        computes = [compute or runs.resolve(entry.compute)] * len(configs)
+    return [str(runs.get(kind, c, fn, store)) for c, fn in zip(configs, computes)]
 
 
 def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 1, dry_run: bool = False,
@@ -93,33 +94,35 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
     GPUs: at most G, each pinned to one GPU), each run with repro.device.run_threads_count() threads.
     executor="slurm": submitit job array; slurm = dict of partition, gpus_per_node,
     timeout_min, array_parallelism, folder (and cluster="local" to test without Slurm).
-    dry_run prints the plan and returns [] without computing. compute overrides KINDS[kind].
+    dry_run prints the plan and returns [] without computing. compute overrides the kind's registered compute
+    (and its batching).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    fn = _compute(kind, compute)
+    runs.registered(kind)  # an unknown kind fails here, naming the registered ones
     store = runs.Store(store) if not isinstance(store, runs.Store) else store
     table = plan(kind, configs, store)
+    missing = table[~table["cached"]]
     if dry_run:
-        missing = table[~table["cached"]]
         print(f"{kind}: {len(table)} runs, {int(table['cached'].sum())} cached, {len(missing)} missing, "
               f"estimated {missing['est_seconds'].sum() / 60:.1f} min of compute (one worker)")
         return []
+    print(f"{kind}: {len(table)} runs, {int(table['cached'].sum())} cached, {len(missing)} to compute", flush=True)
     todo = {rid: c for rid, c in unique(kind, configs).items() if not table.set_index("run_id").at[rid, "cached"]}
-    root = str(store.root)
-    if todo and executor == "slurm":
-        _slurm(kind, list(todo.values()), fn, root, slurm or {})
-    elif todo and workers > 1:
-        _pool(kind, list(todo.values()), fn, root, workers)
+    units, root = _units(kind, list(todo.values()), compute), str(store.root)
+    if units and executor == "slurm":
+        _slurm(kind, units, compute, root, slurm or {})
+    elif len(units) > 1 and workers > 1:
+        _pool(kind, units, compute, root, workers)
     else:
-        for config in todo.values():
-            runs.get(kind, config, fn, store)
+        for unit in units:
+            _unit(kind, unit, compute, root)
     return [runs.run_dir(kind, c, store) for c in configs]
 
 
-def _pool(kind: str, configs: list[dict], fn: Callable, root: str, workers: int) -> None:
-    """Compute configs in a spawn process pool of `workers` processes; on a machine with G CUDA GPUs, at most G
-    workers, each pinned to its own GPU (one run per GPU at a time)."""
+def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: str, workers: int) -> None:
+    """Compute units in a spawn process pool of `workers` processes; on a machine with G CUDA GPUs, at most G
+    workers, each pinned to its own GPU (one unit per GPU at a time)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -133,12 +136,12 @@ def _pool(kind: str, configs: list[dict], fn: Callable, root: str, workers: int)
         for gpu in gpus[:workers]:
             queue.put(gpu)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
-        for f in [pool.submit(_one, kind, c, fn, root) for c in configs]:
+        for f in [pool.submit(_unit, kind, unit, compute, root) for unit in units]:
             f.result()
 
 
-def _slurm(kind: str, configs: list[dict], fn: Callable, root: str, options: dict) -> None:
-    """Submit one submitit job per config as a job array and wait for all of them."""
+def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: str, options: dict) -> None:
+    """Submit one submitit job per unit of work as a job array and wait for all of them."""
     import submitit
     unknown = sorted(set(options) - set(SLURM_KEYS))
     if unknown:
@@ -157,7 +160,7 @@ def _slurm(kind: str, configs: list[dict], fn: Callable, root: str, options: dic
     if "array_parallelism" in options:
         params["slurm_array_parallelism"] = options["array_parallelism"]
     ex.update_parameters(**params)
-    n = len(configs)
-    jobs = ex.map_array(_one, [kind] * n, configs, [fn] * n, [root] * n)
+    n = len(units)
+    jobs = ex.map_array(_unit, [kind] * n, units, [compute] * n, [root] * n)
     for job in jobs:
         job.result()

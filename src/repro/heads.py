@@ -1,0 +1,116 @@
+"""Last-layer runs on cached ERM features: the "heads" kind (one retrained head) and the "svm" kind (Figure 3's
+path of an unregularized LLR head towards the SVM direction), their configs and their compute functions.
+
+Both kinds are registered in repro.runs.KINDS and computed by repro.sweep like ERM runs. Heads that read the
+same ERM features with the same training settings are one unit of work: `fit_batch` trains them in one
+vectorized call (repro.last_layer.fit) and hands back one compute per head.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from repro import hparams, runs
+
+
+def sgd_steps(n: int, epochs: int, batch_size: int) -> int:
+    """SGD steps of `epochs` passes over n examples in batches of batch_size (the last batch may be short)."""
+    return epochs * math.ceil(n / batch_size)
+
+
+# ------------------------------------------------------------------------------------- last-layer heads
+
+def head_config(erm_id: str, spec: dict, dataset: str, profile: str, **hp) -> dict:
+    """Config of one last-layer head: the ERM run it reads, the method spec (repro.last_layer.REGISTRY) and the
+    last-layer training hyperparameters (repro.hparams.llr)."""
+    llr = {**hparams.llr(dataset, profile), **hp}
+    return {"erm": erm_id, "spec": dict(spec), "epochs": llr["epochs"], "lr": llr["lr"],
+            "batch_size": llr["batch_size"]}
+
+
+def _evaluate_heads(f: dict, W, b, n_groups: int) -> list[dict]:
+    """Per head: test and held-out summaries, and per-group min/avg margins on the held-out set (its training set)."""
+    from repro import metrics
+
+    out = []
+    for h in range(W.shape[0]):
+        row = {}
+        for split in ("heldout", "test"):
+            x, y, g = f[f"features_{split}"], f[f"y_{split}"], f[f"g_{split}"]
+            logits = x.double() @ W[h].double().T + b[h].double()
+            row.update({f"{split}_{k}": v for k, v in metrics.summarize(logits.argmax(1), y, g, n_groups).items()})
+        m = metrics.margins(f["features_heldout"], f["y_heldout"], W[h], b[h])
+        gm = metrics.group_margins(m, f["g_heldout"].cpu().numpy(), n_groups)
+        row["margin_min"] = [None if np.isnan(v) else float(v) for v in gm["min"]]
+        row["margin_avg"] = [None if np.isnan(v) else float(v) for v in gm["avg"]]
+        out.append(row)
+    return out
+
+
+def _store_of(workdir) -> runs.Store:
+    """The store a run is being computed in (its work folder is <store>/<kind>/.tmp-...): it reads its ERM run there."""
+    return runs.Store(Path(workdir).parent.parent)
+
+
+def fit_batch(configs: list[dict], store=None) -> list:
+    """Train the heads of `configs` (all reading one ERM run of `store` with the same epochs, lr and batch size)
+    in one batched call on the process's device (repro.device) with the run thread count; return one
+    compute(config, workdir) per config that writes its head.safetensors and returns its metrics."""
+    from repro import data, features, last_layer
+    from repro import device as devices
+
+    first = configs[0]
+    with devices.run_threads():
+        device = devices.resolve()
+        erm_dir = runs.run_dir("erm", first["erm"], store)
+        f = features.load(erm_dir)
+        n_groups = len(data.group_names(features.metadata(erm_dir)["config"]["dataset"]))
+        x, y, g = f["features_heldout"], f["y_heldout"], f["g_heldout"]
+        head = (f["head_weight"], f["head_bias"])
+        specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})} for c in configs]
+        W, b = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=int(head[0].shape[0]), epochs=first["epochs"],
+                              lr=first["lr"], batch_size=first["batch_size"], device=device)
+        evaluated = _evaluate_heads({k: v.to(device) for k, v in f.items()}, W.to(device), b.to(device), n_groups)
+
+    def writer(h: int, result: dict):
+        def compute(_config, workdir):
+            runs.save_safetensors(Path(workdir) / "head.safetensors", {"weight": W[h].contiguous(),
+                                                                       "bias": b[h].contiguous()})
+            return result
+        return compute
+
+    return [writer(h, result) for h, result in enumerate(evaluated)]
+
+
+def compute_head(config: dict, workdir) -> dict:
+    """The "heads" kind's compute for one head alone (a batch of one)."""
+    return fit_batch([config], _store_of(workdir))[0](config, workdir)
+
+
+# ------------------------------------------------------------------------------------------ SVM paths
+
+def svm_config(erm_id: str, dataset: str, profile: str, factor: float, n_points: int, seed: int) -> dict:
+    llr = hparams.llr(dataset, profile)
+    return {"erm": erm_id, "lr": 1e-3, "batch_size": llr["batch_size"], "llr_epochs": llr["epochs"],
+            "factor": factor, "n_points": n_points, "seed": seed}
+
+
+def svm_path(config: dict, workdir) -> dict:
+    """The "svm" kind (Figure 3): direction error between an unregularized logistic-loss LLR head and the SVM,
+    over SGD steps."""
+    from repro import device as devices
+    from repro import features, last_layer, metrics
+
+    with devices.run_threads():
+        f = features.load(runs.run_dir("erm", config["erm"], _store_of(workdir)))
+        x, y = f["features_heldout"], f["y_heldout"].numpy()
+        standard = sgd_steps(len(y), config["llr_epochs"], config["batch_size"])
+        last = int(config["factor"] * standard)
+        steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
+        W, _ = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
+                                   batch_size=config["batch_size"], n_classes=1)
+        theta_svm = metrics.svm_direction(x.numpy(), y, seed=config["seed"])
+        errors = [metrics.direction_error(W[i, 0, 0].numpy(), theta_svm) for i in range(len(steps))]
+    return {"steps": steps, "direction_error": errors, "standard_steps": standard}
