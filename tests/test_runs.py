@@ -359,7 +359,7 @@ def test_every_registered_kind_names_an_importable_compute_and_a_version():
         if name == "toy":
             continue
         assert callable(runs.compute_function(name)) and kind.version >= 1
-        assert kind.batch is None or callable(runs.resolve(kind.batch))
+        assert kind.batch is None or callable(runs.import_function(kind.batch))
 
 
 def test_load_of_any_kind_works_in_a_fresh_interpreter_without_importing_its_code(tmp_path):

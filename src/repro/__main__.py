@@ -1,3 +1,4 @@
+"""`python -m repro`: the command line of repro.cli."""
 import sys
 
 from .cli import main

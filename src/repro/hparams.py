@@ -9,7 +9,7 @@ from __future__ import annotations
 from repro import datasets
 
 PROFILES = ("smoke", "cpu", "paper")
-TWIN_PROFILES = ("smoke", "cpu")  # profiles that run on synthetic twins (repro.synth), sized per dataset record
+TWIN_PROFILES = tuple(p for p in PROFILES if p != "paper")  # run on synthetic twins (repro.synth), sized per record
 DATASETS = datasets.names()  # the registry's datasets (read by the Appendix B notebook)
 
 # Paper, Appendix B.2, Table 3 (ERM finetuning from pretrained weights).

@@ -14,7 +14,6 @@ from repro import book, datasets, hparams, runs, sections
 # paper's kind (RTX A5000); CPU models on one core. An order-of-magnitude guide, not a measurement.
 SECONDS_PER_EXAMPLE = {"resnet50": 6e-3, "resnet18": 2.5e-3, "bert-base": 9e-3, "bert-tiny": 5e-4,
                        "minilm": 2e-3, "cnn-small": 6e-4, "bert-micro": 8e-4}
-HEAD_SECONDS = 2.0  # one last-layer head on cached features
 
 WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, how to get it)
     "resnet50": ("resnet50-0676ba61.pth",
@@ -83,7 +82,7 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
         for kind, configs in planned.items():
             for c in configs:
                 rid = runs.run_id(kind, c)
-                cost = _erm_seconds(c) if kind == "erm" else HEAD_SECONDS
+                cost = _erm_seconds(c) if kind == "erm" else runs.KINDS[kind].rough_seconds
                 rows.append({"section": name, "kind": kind, "run_id": rid, "cost": cost,
                              "cached": runs.is_done(runs.run_dir(kind, rid, store)),
                              "dataset": c.get("dataset"), "model": c.get("model"),

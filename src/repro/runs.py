@@ -68,8 +68,8 @@ def _erm_artifacts(metrics: dict) -> list[str]:
 KINDS: dict[str, Kind] = {
     "erm": Kind("repro.erm:train", 1, _erm_artifacts, rough_seconds=8.0),
     "heads": Kind("repro.heads:compute_head", 1, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",
-                  group_by=("erm", "epochs", "lr", "batch_size"), rough_seconds=2.0),
-    "svm": Kind("repro.heads:svm_path", 1, rough_seconds=5.0),
+                  group_by=("erm", "epochs", "lr", "batch_size"), rough_seconds=2.0),  # one head on cached features
+    "svm": Kind("repro.heads:svm_path", 1, rough_seconds=2.0),
 }
 
 MANIFEST = "manifest.json"
@@ -113,7 +113,7 @@ def registered(kind: str) -> Kind:
     return KINDS[kind]
 
 
-def resolve(function: Callable | str) -> Callable:
+def import_function(function: Callable | str) -> Callable:
     """A function, or the function a "module:function" string names (imported now)."""
     if callable(function):
         return function
@@ -123,7 +123,7 @@ def resolve(function: Callable | str) -> Callable:
 
 def compute_function(kind: str) -> Callable:
     """The registered compute(config, workdir) -> metrics of `kind`."""
-    return resolve(registered(kind).compute)
+    return import_function(registered(kind).compute)
 
 
 def canonical_json(obj) -> str:
@@ -500,7 +500,7 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def table(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
+def results(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
     """load() rows of the given finished runs of `kind`, one row per config, in order (duplicates repeated)."""
     ids = [run_id(kind, c) for c in configs]
     return load(kind, store, run_id=tuple(ids)).set_index("run_id").loc[ids].reset_index()

@@ -1,5 +1,9 @@
-"""One function pair per paper section: `<section>_configs(...)` lists every run the section needs (so a
-dry run can plan it), `<section>(...)` computes the missing ones and returns tidy tables for the figures.
+"""The paper's sections with runs, one SECTIONS entry each: the function that lists the section's runs and the
+one that computes them into tidy tables for its figures.
+
+`<section>_configs(...)` lists every run the section needs (so a dry run can plan it), `<section>(...)`
+computes the missing ones through repro.sweep and returns tidy tables for the figures. A SECTIONS key is the
+section's notebook name and params file name.
 
 Runs are shared through the run store: the "base" ERM of a dataset and seed (ERM split, no balancing) is
 the same run for Figure 3, Table 1, AFR and the no-balancing bars of Figure 5.
@@ -17,6 +21,7 @@ from repro.balance import BALANCES
 from repro.datasets import get as record  # (`datasets` is the sections' parameter: a list of names)
 from repro.heads import head_config, sgd_steps, svm_config
 
+
 def _grid(datasets, seeds):
     return [(d, s) for d in datasets for s in seeds]
 
@@ -29,7 +34,7 @@ def _run(kind: str, configs: list[dict], workers: int = 1, executor: str = "loca
     """Compute the missing runs of `configs` through repro.sweep (resumable, claimed, local or SLURM); return
     their load() rows, one per config."""
     sweep.run(kind, configs, executor=executor, workers=workers, slurm=slurm)
-    return runs.table(kind, configs)
+    return runs.results(kind, configs)
 
 
 def _execute(plan: dict, workers: int, executor: str = "local", slurm: dict | None = None):

@@ -80,9 +80,9 @@ def _unit(kind: str, configs: list[dict], compute: Callable | None, root: str) -
     """Compute one unit of work; each run is claimed and written on its own by runs.get."""
     store, entry = runs.Store(root), runs.KINDS[kind]
     if compute is None and entry.batch is not None:
-        computes = runs.resolve(entry.batch)(configs, store)
+        computes = runs.import_function(entry.batch)(configs, store)
     else:
-        computes = [compute or runs.resolve(entry.compute)] * len(configs)
+        computes = [compute or runs.import_function(entry.compute)] * len(configs)
     return [str(runs.get(kind, c, fn, store)) for c, fn in zip(configs, computes)]
 
 
