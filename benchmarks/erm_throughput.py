@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from repro import device as devices
 from repro import erm, inputs, models, pictures
-from repro.datasets import civilcomments
+from repro.datasets import civilcomments, waterbirds
 from repro.data import GroupData
 
 
@@ -38,7 +38,7 @@ def _images(folder: Path, n: int) -> GroupData:
     rng = np.random.default_rng(0)
     y, a = rng.integers(0, 2, n), rng.integers(0, 2, n)
     paths = [folder / f"{i}.jpg" for i in range(n)]
-    pictures.save_jpegs(pictures.images("waterbirds", y, a, rng, 256), paths)
+    pictures.save_jpegs(pictures.images(waterbirds.backgrounds, waterbirds.shapes, y, a, rng, 256), paths)
     return GroupData("waterbirds", "image", np.array([str(p) for p in paths], dtype=object), y, a, np.zeros(n, int),
                      root=str(folder))
 

@@ -38,6 +38,7 @@ TOY = '''
     import pandas as pd
 
     from repro import files, pictures
+    from repro.datasets import waterbirds
     from repro.datasets.base import Dataset
 
 
@@ -57,7 +58,8 @@ TOY = '''
     def write_twin(folder, y, a, split, rng, image_size):
         names = [f"img/{i}.jpg" for i in range(len(y))]
         pd.DataFrame({"file": names, "y": y, "a": a, "split": split}).to_csv(folder / "toy.csv", index=False)
-        pictures.save_jpegs(pictures.images("waterbirds", y, a, rng, image_size), [folder / f for f in names])
+        pictures.save_jpegs(pictures.images(waterbirds.backgrounds, waterbirds.shapes, y, a, rng, image_size),
+                            [folder / f for f in names])
 
 
     DATASET = Dataset(

@@ -51,6 +51,24 @@ ATTRS = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs
          "Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young").split()
 
 
+def backgrounds(a: np.ndarray, rng, size: int) -> np.ndarray:
+    """(n, size, size, 3): female (a = 0) warm blotches, male (a = 1) a grey checker of random period."""
+    yy, xx, blotch, _ = pictures.textures(rng, len(a), size)
+    female = blotch * np.array([0.9, 0.6, 0.55]) + (1 - blotch) * np.array([0.75, 0.45, 0.3])
+    period = rng.integers(3, 7, (len(a), 1, 1))
+    checker = ((np.floor(yy * size / period) + np.floor(xx * size / period)) % 2)[..., None]
+    male = 0.35 + 0.25 * checker * np.ones(3)
+    return np.where(a[:, None, None, None] == 1, male, female)
+
+
+def shapes(y: np.ndarray, rng, size: int) -> np.ndarray:
+    """(n, size, size) masks: non-blond (y = 0) a square, blond (y = 1) a cross."""
+    u, v, r, _ = pictures.frames(rng, len(y), size)
+    square = np.maximum(abs(u), abs(v)) <= 0.7 * r
+    cross = ((abs(u) <= 0.3 * r) & (abs(v) <= r)) | ((abs(v) <= 0.3 * r) & (abs(u) <= r))
+    return np.where(y[:, None, None] == 1, cross, square)
+
+
 def write_twin(folder: Path, y, a, split, rng, image_size: int) -> None:
     """list_attr_celeba.txt and list_eval_partition.txt in the official layout, and one JPEG per face: non-blond
     square / blond cross on warm blotches (female) / a grey checker (male)."""
@@ -65,7 +83,7 @@ def write_twin(folder: Path, y, a, split, rng, image_size: int) -> None:
     (folder / "list_attr_celeba.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode())
     part = "".join(f"{f} {s}\r\n" for f, s in zip(names, split.tolist()))
     (folder / "list_eval_partition.txt").write_bytes(part.encode())
-    pictures.save_jpegs(pictures.images("celeba", y, a, rng, image_size),
+    pictures.save_jpegs(pictures.images(backgrounds, shapes, y, a, rng, image_size),
                         [folder / "img_align_celeba" / f for f in names])
 
 

@@ -40,6 +40,22 @@ LAND_SPECIES = ("026.Bronzed_Cowbird", "029.American_Crow", "094.White_breasted_
 PLACES = (("/b/bamboo_forest/", "/f/forest/broadleaf/"), ("/o/ocean/", "/l/lake/natural/"))
 
 
+def backgrounds(a: np.ndarray, rng, size: int) -> np.ndarray:
+    """(n, size, size, 3): land (a = 0) green/brown blotches, water (a = 1) blue waves."""
+    _, _, blotch, wave = pictures.textures(rng, len(a), size)
+    land = blotch * np.array([0.25, 0.5, 0.15]) + (1 - blotch) * np.array([0.45, 0.3, 0.12])
+    water = np.array([0.1, 0.3, 0.65]) + wave[..., None] * np.array([0.1, 0.15, 0.25])
+    return np.where(a[:, None, None, None] == 1, water, land)
+
+
+def shapes(y: np.ndarray, rng, size: int) -> np.ndarray:
+    """(n, size, size) masks: landbird (y = 0) an ellipse, waterbird (y = 1) a star."""
+    u, v, r, points = pictures.frames(rng, len(y), size)
+    ellipse = (u / r) ** 2 + (v / (0.6 * r)) ** 2 <= 1
+    star = np.hypot(u, v) <= r * (0.55 + 0.45 * np.cos(points * np.arctan2(v, u)))
+    return np.where(y[:, None, None] == 1, star, ellipse)
+
+
 def write_twin(folder: Path, y, a, split, rng, image_size: int) -> None:
     """metadata.csv ordered by species folder, and one JPEG per bird: landbird ellipse / waterbird star on
     land blotches / water waves."""
@@ -53,7 +69,7 @@ def write_twin(folder: Path, y, a, split, rng, image_size: int) -> None:
     places = [f"{PLACES[p][i % 2]}{i:08d}.jpg" for p, i in zip(a, ids)]
     pd.DataFrame({"img_id": ids, "img_filename": names, "y": y, "split": split, "place": a,
                   "place_filename": places}).to_csv(folder / "metadata.csv", index=False)
-    pictures.save_jpegs(pictures.images("waterbirds", y, a, rng, image_size), [folder / f for f in names])
+    pictures.save_jpegs(pictures.images(backgrounds, shapes, y, a, rng, image_size), [folder / f for f in names])
 
 
 DATASET = Dataset(
