@@ -74,8 +74,9 @@ def contents(root: Path, profile: str, store_root: Path, with_artifacts: bool = 
                                       **_tree(root / "params" / profile, f"params/{profile}")}
     if (build / "src" / "book" / "data").is_dir():
         files.update(_tree(build / "src" / "book" / "data", "data"))
-    if (build / "book.pdf").is_file():
-        files["book.pdf"] = build / "book.pdf"
+    pdf = build / "book.pdf"
+    if pdf.is_file() and pdf.stat().st_mtime >= (build / "html" / "index.html").stat().st_mtime:
+        files["book.pdf"] = pdf  # printed from this build of the HTML, not left over from an earlier one
     entries = manifest(store_root, profile)
     files["runs/manifest.json"] = (json.dumps(entries, indent=1, sort_keys=True, allow_nan=True) + "\n").encode()
     if with_artifacts:

@@ -183,8 +183,28 @@ def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=pr
     from repro import page  # (lazy: page imports the training code)
 
     page.remove_injected(tmp)  # papermill's parameters cell: its values are in the provenance table
+    _relative_paths(tmp, root)
     tmp.replace(out)
     return time.time() - start
+
+
+def _relative_paths(path: Path, root: Path) -> None:
+    """Papermill records the notebook's input and output paths; keep them relative to the repository, so that no
+    path of the building machine reaches the HTML sources or an archive."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            target = Path(meta[key])
+            if key == "output_path":
+                target = target.with_name(target.name.replace(".partial.ipynb", ".ipynb"))
+            try:
+                meta[key] = target.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                meta[key] = target.name
+    nbformat.write(nb, str(path))
 
 
 def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None = None, log=print,
