@@ -234,3 +234,12 @@ def test_serial_and_pool_runs_of_one_config_are_bitwise_equal(tmp_path, monkeypa
     for a, b in zip(serial, pooled):
         assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
         assert json.loads((b / "meta.json").read_text())["device"]["threads"] == 1
+
+
+def test_heads_sharing_erm_features_are_one_unit_of_work():
+    head = {"erm": "a", "spec": {"method": "llr", "seed": 1}, "epochs": 20, "lr": 1e-2, "batch_size": 32}
+    configs = [head, {**head, "spec": {"method": "llr", "seed": 2}}, {**head, "erm": "b"}, {**head, "lr": 0.1}]
+    units = sweep._units("heads", configs, compute=None)
+    assert units == [configs[:2], [configs[2]], [configs[3]]]
+    assert sweep._units("heads", configs, compute=toy) == [[c] for c in configs]  # an override computes one by one
+    assert sweep._units("erm", configs[:2], compute=None) == [[c] for c in configs[:2]]
