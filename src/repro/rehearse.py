@@ -15,8 +15,13 @@ ENV = "REPRO_REHEARSE"
 DIR = "_build/rehearse"  # under the repository root: data/ (twins) and runs/ (the run store)
 
 # Twins with a few dozen examples per split (each dataset record's twin_scales["rehearse"]: [train, val, test]
-# fractions of the real sizes; every group keeps at least 4 examples per split), images at the paper's 224 px.
+# fractions of the real sizes), images at the paper's 224 px.
 SCALE = "rehearse"
+# At least this many examples per group and split ([train, val, test]), so that every held-out set holds every
+# group (the group-ratio and balancing methods need each class's groups): Waterbirds holds out 20% of train, the
+# others half of val. tests/test_rehearse.py checks the held-out sets of seed 1.
+MIN_COUNTS = {"waterbirds": [20, 4, 4]}
+DEFAULT_MIN_COUNT = [4, 10, 4]
 IMAGE_SIZE = 224
 MAX_STEPS = 2  # ERM steps per run (repro.erm applies it)
 HEAD_EPOCHS = 2  # last-layer epochs per head (repro.hparams applies it)
@@ -50,18 +55,24 @@ def banner() -> str:
             f"about the paper.\n\n{items}\n```\n")
 
 
+def write_twins(root) -> None:
+    """The rehearsal's twins of every registered dataset under `root` (written once; see SCALE, MIN_COUNTS)."""
+    from repro import datasets, synth
+
+    for name in datasets.names():
+        synth.ensure(root, [name], scale=SCALE, image_size=IMAGE_SIZE,
+                     min_count=MIN_COUNTS.get(name, DEFAULT_MIN_COUNT))
+
+
 def start(root: Path, params: dict, defaults: dict, log=print) -> dict:
     """Enter a rehearsal in this process (and the notebooks and workers it starts): set the environment, write
     the twins, and return the notebooks' params with the rehearsal's replacements.
 
     params / defaults: {notebook: {name: value}} from the params files / the templates' parameters cells."""
-    from repro import datasets, synth
-
     os.environ[ENV] = "1"
     os.environ.setdefault("REPRO_RUNS", str(Path(root) / DIR / "runs"))
     data_root = f"{DIR}/data"
-    for name in datasets.names():
-        synth.ensure(Path(root) / data_root, [name], scale=SCALE, image_size=IMAGE_SIZE)
+    write_twins(Path(root) / data_root)
     log("rehearsal of the paper profile; shrunk:")
     for key, value in SHRINKS.items():
         log(f"  {key}: {value}")

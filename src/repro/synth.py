@@ -23,10 +23,14 @@ def table_counts(name: str) -> np.ndarray:
     return datasets.get(name).paper_counts()
 
 
-def counts(name: str, scale, min_count: int = 4) -> np.ndarray:
-    """(3, n_classes, n_attrs) example counts of the twin per split, class and attribute: Table 2 x scale."""
+def counts(name: str, scale, min_count: int | list = 4) -> np.ndarray:
+    """(3, n_classes, n_attrs) example counts of the twin per split, class and attribute: Table 2 x scale, and at
+    least min_count per group (one number, or [train, val, test])."""
     factors = np.asarray(resolve_scale(name, scale), dtype=float).reshape(3, 1, 1)
-    return np.maximum(np.floor(table_counts(name) * factors + 0.5).astype(np.int64), min_count)
+    floor = np.asarray(min_count, dtype=np.int64).reshape(-1, 1, 1)
+    if floor.shape[0] not in (1, 3) or (floor < 1).any():
+        raise ValueError(f"min_count must be a positive number or three [train, val, test] numbers, got {min_count}")
+    return np.maximum(np.floor(table_counts(name) * factors + 0.5).astype(np.int64), floor)
 
 
 def _rows(name: str, scale, rng, min_count: int):
