@@ -369,7 +369,6 @@ def get(kind: str, config: dict, compute: Callable[[dict, Path], dict] | None = 
     reads it.
     """
     rid = run_id(kind, config)
-    compute = compute or compute_function(kind)
     kind_dir = _store(store).root / kind
     final = kind_dir / rid
     if is_done(final):
@@ -384,7 +383,7 @@ def get(kind: str, config: dict, compute: Callable[[dict, Path], dict] | None = 
             shutil.rmtree(final)
         for stale in kind_dir.glob(f".tmp-{rid}-*") if claimed else []:  # only a claim holder writes these
             shutil.rmtree(stale, ignore_errors=True)
-        _compute(kind, rid, config, compute, kind_dir, final)
+        _compute(kind, rid, config, compute or compute_function(kind), kind_dir, final)
     return final
 
 
