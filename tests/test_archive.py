@@ -43,6 +43,8 @@ def _fake_build(root: Path, profile: str = "smoke") -> tuple[Path, dict]:
         (run / "metrics.json").write_text('{"acc_wg": 0.5}')
         (run / "meta.json").write_text('{"wall_s": 1.5, "host": "vm", "pid": 7, "finished": 1795979862.4}')
         (run / "model.pt").write_bytes(b"weights")
+        if kind == "heads":
+            (run / "head.safetensors").write_bytes(b"head")  # the artifact a heads run must hold (runs.KINDS)
         (run / "done").write_text("")
     damaged = store / "erm" / "0123456789abcdef"  # config does not hash to the id
     shutil.copytree(store / "erm" / ids["erm"], damaged)
