@@ -35,7 +35,7 @@ if section == "margins":
 elif section == "class_balance":
     sections.class_balance(gammas=(0.0,), **common)
 else:
-    sections.group_balance(**common)
+    sections.appendix_a(**common)
 """
 
 
@@ -64,7 +64,7 @@ def _files(store: Path) -> dict:
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("concurrent")
     store, log = tmp / "runs", tmp / "computed.log"
-    _finish([_start(s, tmp / "data", store, log) for s in ("margins", "class_balance", "group_balance")])
+    _finish([_start(s, tmp / "data", store, log) for s in ("margins", "class_balance", "appendix_a")])
     return tmp, store, log
 
 

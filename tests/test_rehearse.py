@@ -29,7 +29,7 @@ def test_rehearsal_shrinks_only_sizes(rehearsal):
     assert (cfg["model"], cfg["lr"], cfg["epochs"], cfg["batch_size"], cfg["image_size"]) == \
         (paper["model"], paper["lr"], paper["epochs"], paper["batch_size"], 224)
     assert cfg["pretrained"] is False and cfg["max_steps"] == rehearse.MAX_STEPS
-    assert hparams.llr("celeba", "paper")["epochs"] == rehearse.HEAD_EPOCHS
+    assert hparams.head("celeba", "paper")["epochs"] == rehearse.HEAD_EPOCHS
     assert "Rehearsal" in rehearse.banner() and all(k in rehearse.banner() for k in rehearse.SHRINKS)
 
 

@@ -24,8 +24,8 @@ def sgd_steps(n: int, epochs: int, batch_size: int) -> int:
 
 def head_config(erm_id: str, spec: dict, dataset: str, profile: str, **hp) -> dict:
     """Config of one last-layer head: the ERM run it reads, the method spec (repro.last_layer.REGISTRY) and the
-    last-layer training hyperparameters (repro.hparams.llr)."""
-    llr = {**hparams.llr(dataset, profile), **hp}
+    last-layer training hyperparameters (repro.hparams.head)."""
+    llr = {**hparams.head(dataset, profile), **hp}
     return {"erm": erm_id, "spec": dict(spec), "epochs": llr["epochs"], "lr": llr["lr"],
             "batch_size": llr["batch_size"]}
 
@@ -92,7 +92,7 @@ def compute_head(config: dict, workdir) -> dict:
 # ------------------------------------------------------------------------------------------ SVM paths
 
 def svm_config(erm_id: str, dataset: str, profile: str, factor: float, n_points: int, seed: int) -> dict:
-    llr = hparams.llr(dataset, profile)
+    llr = hparams.head(dataset, profile)
     return {"erm": erm_id, "lr": 1e-3, "batch_size": llr["batch_size"], "llr_epochs": llr["epochs"],
             "factor": factor, "n_points": n_points, "seed": seed}
 

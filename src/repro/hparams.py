@@ -1,6 +1,6 @@
 """Hyperparameters per profile and dataset: the values the training code reads (paper Table 3 for `paper`).
 
-`erm(dataset, profile)` and `llr(dataset, profile)` return plain dicts; the Appendix B notebook renders
+`erm(dataset, profile)` and `head(dataset, profile)` return plain dicts; the Appendix B notebook renders
 exactly these dicts, so the table in the book cannot drift from what the code runs. PROFILES is the one list
 of parameter profiles; a dataset's ERM hyperparameters are one entry of ERM[profile].
 """
@@ -10,7 +10,6 @@ from repro import datasets
 
 PROFILES = ("smoke", "cpu", "paper")
 TWIN_PROFILES = tuple(p for p in PROFILES if p != "paper")  # run on synthetic twins (repro.synth), sized per record
-DATASETS = datasets.names()  # the registry's datasets (read by the Appendix B notebook)
 
 # Paper, Appendix B.2, Table 3 (ERM finetuning from pretrained weights).
 _PAPER_ERM = {
@@ -66,8 +65,8 @@ def erm(dataset: str, profile: str = "paper") -> dict:
     return dict(ERM[profile][dataset])
 
 
-def llr(dataset: str, profile: str = "paper") -> dict:
-    """Last-layer retraining hyperparameters: SGD at lr 1e-2, as many epochs as ERM (paper profile); in a
+def head(dataset: str, profile: str = "paper") -> dict:
+    """Hyperparameters of a last-layer head (LLR and every method of repro.last_layer): SGD at lr 1e-2, as many epochs as ERM (paper profile); in a
     rehearsal (repro.rehearse) at most rehearse.HEAD_EPOCHS epochs."""
     from repro import rehearse
 
@@ -78,5 +77,5 @@ def llr(dataset: str, profile: str = "paper") -> dict:
 
 def table(profile: str = "paper") -> list[dict]:
     """One row per dataset of ERM and LLR settings, as rendered in the book's Table 3."""
-    return [{"dataset": name, **erm(name, profile), "llr": llr(name, profile)} for name in datasets.names()
+    return [{"dataset": name, **erm(name, profile), "llr": head(name, profile)} for name in datasets.names()
             if name in ERM[profile]]

@@ -16,6 +16,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from repro.balance import BALANCES, METHODS
+
 COLUMN_PX = 772  # width of the book's text column (sphinx-book-theme) in CSS pixels
 DPI = 100
 COLUMN_INCHES = COLUMN_PX / DPI
@@ -259,9 +261,6 @@ def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) 
 
 # ------------------------------------------------------------------------------------------------ Figure 5
 
-BALANCES = ["none", "subsetting", "upsampling", "upweighting"]
-
-
 def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> Plot:
     """Per dataset and ERM class-balancing method: ERM on 100% (grey) and LLR under each balancing method."""
     both = pd.concat([llr_rows.assign(kind=llr_rows["llr_balance"]),
@@ -332,7 +331,7 @@ def figure7(bars_df: pd.DataFrame) -> Plot:
     """Class-balanced ERM (grey) against group-balanced DFR (coloured by balancing method)."""
     datasets = _datasets(bars_df)
     fig, axes, _ = new_figure(len(datasets), legend_rows=2)
-    order = ["subsetting", "upsampling", "upweighting"]
+    order = list(METHODS)
     methods = ["class-balanced ERM", "group-balanced DFR"]
     for dataset, ax in zip(datasets, axes):
         bars(ax, bars_df[bars_df["dataset"] == dataset], "balance", "method", order, methods,

@@ -244,7 +244,7 @@ def afr_group_mass(datasets, seeds, profile, data_root, gammas) -> pd.DataFrame:
 
 # ---------------------------------------------------- Appendix A (Figures 6 and 7): explicit group balancing
 
-def group_balance_configs(datasets, seeds, profile, data_root):
+def appendix_a_configs(datasets, seeds, profile, data_root):
     dynamics = [erm_config(d, profile, data_root, s, balance=b, balance_by="group", train_set="train+heldout",
                            eval_every=1) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     class_full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")
@@ -255,9 +255,9 @@ def group_balance_configs(datasets, seeds, profile, data_root):
     return {"erm": dynamics + class_full + class_split, "heads": heads}
 
 
-def group_balance(datasets, seeds, profile, data_root, workers=1, executor="local", slurm=None):
+def appendix_a(datasets, seeds, profile, data_root, workers=1, executor="local", slurm=None):
     """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR)."""
-    ermt, dfr = _execute(group_balance_configs(datasets, seeds, profile, data_root), workers, executor, slurm)
+    ermt, dfr = _execute(appendix_a_configs(datasets, seeds, profile, data_root), workers, executor, slurm)
     dyn = ermt[ermt["balance_by"] == "group"]
     curves = pd.DataFrame([{"dataset": r["dataset"], "seed": r["seed"], "balance": r["balance"], "epoch": h["epoch"],
                             "test_acc_wg": h["test_acc_wg"]} for _, r in dyn.iterrows() for h in r["history"]
@@ -287,7 +287,7 @@ SECTIONS = {s.notebook: s for s in [
     Section("margins", COMMON + ("llr_seeds", "svm_factor", "svm_points", "model_overrides"), margins_configs, margins),
     Section("group_ratio", COMMON + ("ratios", "match_steps"), group_ratio_configs, group_ratio),
     Section("class_balance", COMMON + ("gammas",), class_balance_configs, class_balance),
-    Section("appendix_a", COMMON, group_balance_configs, group_balance),
+    Section("appendix_a", COMMON, appendix_a_configs, appendix_a),
 ]}
 
 
