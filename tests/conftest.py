@@ -54,3 +54,26 @@ def smoke_book(tmp_path_factory, _temporary_stores) -> Path:
     index = book.build("smoke", root=root)
     assert index == root / "_build" / "html" / "index.html" and index.is_file()
     return index.parent
+
+
+def image_data(root: Path, splits, size: int = 32, seed: int = 0, suffix: str = ".png"):
+    """A Waterbirds-named GroupData of random images written under `root`: the red channel carries y, the blue
+    one a (= y for 75% of the images); splits = (n_train, n_val, n_test)."""
+    import numpy as np
+    from PIL import Image
+
+    from repro.data import GroupData
+
+    rng = np.random.default_rng(seed)
+    n = sum(splits)
+    y = rng.integers(0, 2, n)
+    a = np.where(rng.random(n) < 0.75, y, 1 - y)
+    paths = []
+    for i in range(n):
+        im = (rng.random((size, size, 3)) * 80).astype(np.uint8)
+        im[..., 0] += np.uint8(150 * y[i])
+        im[..., 2] += np.uint8(100 * a[i])
+        Image.fromarray(im).save(root / f"{i}{suffix}")
+        paths.append(str(root / f"{i}{suffix}"))
+    return GroupData("waterbirds", "image", np.array(paths, dtype=object), y, a, np.repeat([0, 1, 2], splits),
+                     root=str(root))

@@ -56,7 +56,7 @@ def _files(store: Path) -> dict:
     out = {}
     for path in store.glob("*/*/*"):
         if path.is_file() and path.name not in ("meta.json", "manifest.json", "done"):
-            out[str(path.relative_to(store))] = runs._sha256(path)
+            out[str(path.relative_to(store))] = runs.sha256(path)
     return out
 
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from tests.conftest import image_data
 from repro import erm, features, inputs, runs
 from repro.data import GroupData
 
@@ -12,20 +12,7 @@ from repro.data import GroupData
 @pytest.fixture(scope="module")
 def tiny_images(tmp_path_factory):
     """96 random 32x32 PNGs named like Waterbirds: the red channel gives y, the blue one a (= y 75%)."""
-    root = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    n = 96
-    y = rng.integers(0, 2, n)
-    a = np.where(rng.random(n) < 0.75, y, 1 - y)
-    split = np.repeat([0, 1, 2], [48, 16, 32])
-    paths = []
-    for i in range(n):
-        im = (rng.random((32, 32, 3)) * 80).astype(np.uint8)
-        im[..., 0] += np.uint8(150 * y[i])
-        im[..., 2] += np.uint8(100 * a[i])
-        Image.fromarray(im).save(root / f"{i}.png")
-        paths.append(str(root / f"{i}.png"))
-    return GroupData("waterbirds", "image", np.array(paths, dtype=object), y, a, split, root=str(root))
+    return image_data(tmp_path_factory.mktemp("imgs"), (48, 16, 32))
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from tests.conftest import image_data
 from repro import erm, inputs
 from repro.data import GroupData
 
@@ -12,19 +12,7 @@ from repro.data import GroupData
 @pytest.fixture(scope="module")
 def jpegs(tmp_path_factory):
     """40 random 80x80 JPEGs: larger than inputs.IN_MEMORY_MAX_SIZE, so they go through the DataLoader."""
-    root = tmp_path_factory.mktemp("jpegs")
-    rng = np.random.default_rng(0)
-    n = 40
-    y = rng.integers(0, 2, n)
-    a = np.where(rng.random(n) < 0.75, y, 1 - y)
-    paths = []
-    for i in range(n):
-        im = (rng.random((80, 80, 3)) * 100).astype(np.uint8)
-        im[..., 0] += np.uint8(120 * y[i])
-        Image.fromarray(im).save(root / f"{i}.jpg", quality=90)
-        paths.append(str(root / f"{i}.jpg"))
-    return GroupData("waterbirds", "image", np.array(paths, dtype=object), y, a, np.repeat([0, 1, 2], [24, 6, 10]),
-                     root=str(root))
+    return image_data(tmp_path_factory.mktemp("jpegs"), (24, 6, 10), size=80, suffix=".jpg")
 
 
 def _cfg(**kw):

@@ -295,7 +295,7 @@ def test_safetensors_files_are_byte_identical_whatever_the_metadata_order(tmp_pa
     digests = set()
     for i, meta in enumerate(orders * 3):
         runs.save_safetensors(tmp_path / f"{i}.safetensors", tensors, metadata=meta)
-        digests.add(runs._sha256(tmp_path / f"{i}.safetensors"))
+        digests.add(runs.sha256(tmp_path / f"{i}.safetensors"))
     assert len(digests) == 1
     back = load_file(tmp_path / "0.safetensors")
     assert torch.equal(back["w"], tensors["w"]) and torch.equal(back["b"], tensors["b"])

@@ -134,14 +134,6 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write(profile: str, root: Path | None = None, store=None, with_artifacts: bool = False) -> Path:
     """Pack the built book of `profile` into root/_build/repro-book-<profile>.tar.gz; return its path."""
     from .book import repo_root
@@ -149,7 +141,7 @@ def write(profile: str, root: Path | None = None, store=None, with_artifacts: bo
     root = root or repo_root()
     store_root = store.root if isinstance(store, runs.Store) else runs.Store(store).root
     files = contents(root, profile, store_root, with_artifacts)
-    sums = {name: hashlib.sha256(src).hexdigest() if isinstance(src, bytes) else sha256(src)
+    sums = {name: hashlib.sha256(src).hexdigest() if isinstance(src, bytes) else runs.sha256(src)
             for name, src in files.items()}
     files["SHA256SUMS"] = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)).encode()
     top = f"repro-book-{profile}"

@@ -192,7 +192,8 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -203,7 +204,7 @@ def _sha256(path: Path) -> str:
 def write_manifest(folder: Path) -> dict:
     """Record every file of a run directory (but `done`, the manifest, `.owner`) with its size and sha256."""
     folder = Path(folder)
-    files = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    files = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": sha256(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in UNLISTED}
     write_json(folder / MANIFEST, {"files": files})
     return files
@@ -255,7 +256,7 @@ def check_run(path, kind: str | None = None, deep: bool = False) -> str | None:
             return f"{name} is missing"
         if file.stat().st_size != info["bytes"]:
             return f"{name} has {file.stat().st_size} bytes, the manifest says {info['bytes']} (truncated?)"
-        if deep and _sha256(file) != info["sha256"]:
+        if deep and sha256(file) != info["sha256"]:
             return f"{name} does not match its sha256 in the manifest (corrupt)"
     return None
 
