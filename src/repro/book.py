@@ -221,7 +221,10 @@ def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None
             return _build(profile, only, root, log, rehearse)
         finally:  # leave the environment of the calling process as it was
             for key, value in saved.items():
-                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     return _build(profile, only, root, log, rehearse)
 
 

@@ -42,15 +42,13 @@ def resolve(name: str | None = None):
     import torch
 
     name = _check(name) if name else requested()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was requested but torch sees no CUDA GPU "
                          f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not mps:
         raise ValueError("device 'mps' was requested but MPS is not available here; use --device cpu or auto")
     return torch.device(name)
 

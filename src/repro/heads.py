@@ -72,7 +72,8 @@ def fit_batch(configs: list[dict], store=None) -> list:
         specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})} for c in configs]
         W, b = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=int(head[0].shape[0]), epochs=first["epochs"],
                               lr=first["lr"], batch_size=first["batch_size"], device=device)
-        evaluated = _evaluate_heads({k: v.to(device) for k, v in f.items()}, W.to(device), b.to(device), n_groups)
+        on_device = {k: v.to(device) for k, v in f.items() if k.endswith(("_heldout", "_test"))}  # what is evaluated
+        evaluated = _evaluate_heads(on_device, W.to(device), b.to(device), n_groups)
 
     def writer(h: int, result: dict):
         def compute(_config, workdir):

@@ -243,14 +243,15 @@ class Inputs:
                 epoch: int = 0):
         """Yield (rows (b,), batch) over idx in order, in batches of batch_size (the last may be short)."""
         idx = np.asarray(idx, dtype=np.int64)
-        chunks = [idx[start:start + batch_size] for start in range(0, len(idx), batch_size)]
+        starts = range(0, len(idx), batch_size)
+        chunks = [idx[start:start + batch_size] for start in starts]
         if not self.files:
             for rows in chunks:
                 yield rows, self.batch(rows, train, generator)
             return
         augmenting = train and self.augment
         self._order.batches = [[(int(i), sample_seed(self.seed, epoch, start + k) if augmenting else -1)
-                                for k, i in enumerate(rows)] for start, rows in zip(range(0, len(idx), batch_size), chunks)]
+                                for k, i in enumerate(rows)] for start, rows in zip(starts, chunks)]
         try:
             for rows, x in zip(chunks, self._loader):
                 yield rows, self._to(x)
