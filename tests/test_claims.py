@@ -307,6 +307,7 @@ def test_dfr_beats_cb_erm():
     assert claims.appendix_a(curves, _bars([0.65, 0.72, 0.8]))["dfr_beats_cb_erm"][1] == I  # [-0.027, 0.073]
     bars = _bars([0.9] * 3)
     assert claims.appendix_a(curves, bars[bars["method"] != "group-balanced DFR"])["dfr_beats_cb_erm"] == ("n/a", NA)
+    assert claims.appendix_a(curves, pd.DataFrame())["dfr_beats_cb_erm"] == ("n/a", NA)
 
 
 def test_every_criterion_is_tested_here():
@@ -371,3 +372,8 @@ def test_claims_table_shows_badges():
 
 def test_claim_texts_fit_a_table_row():
     assert not any("|" in c.statement or "|" in c.test for c in claims.CLAIMS), "a '|' would split a scorecard row"
+
+
+def test_counts_include_inconclusive():
+    line = claims.counts_markdown({"nc_flat": I, "svm_slow": S, "gb_collapse": I})
+    assert "{bdg-warning}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
