@@ -377,3 +377,9 @@ def test_claim_texts_fit_a_table_row():
 def test_counts_include_inconclusive():
     line = claims.counts_markdown({"nc_flat": I, "svm_slow": S, "gb_collapse": I})
     assert "{bdg-warning}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
+
+
+def test_undefined_resamples_are_left_out():
+    units = np.array([[0.0, 0.0], [1.0, 1.0]])  # 2 heads: r = 1; resamples repeating one head are constant
+    est = claims.estimate(units, lambda s: claims._pearson(s[..., 0], s[..., 1]))
+    assert (est.point, est.lo, est.hi) == pytest.approx((1.0, 1.0, 1.0))

@@ -134,7 +134,8 @@ def resamples(n: int) -> np.ndarray:
 def estimate(units, stat) -> Estimate:
     """units: (n, ...) one row per independent unit; stat maps a stack (k, n, ...) of resampled units to (k,)
     values. The interval is the 5%-95% quantile range of stat over resamples (inverted CDF), widened to hold the
-    point estimate if it does not (a percentile interval of a non-linear statistic can miss it)."""
+    point estimate if it does not (a percentile interval of a non-linear statistic can miss it). Resamples on
+    which stat is undefined (a constant resample of a correlation) are left out."""
     units = np.asarray(units, dtype=float)
     if len(units) == 0:
         return Estimate(np.nan, np.nan, np.nan, 0)
@@ -145,6 +146,8 @@ def estimate(units, stat) -> Estimate:
             return Estimate(point, np.nan, np.nan, len(units))
         values = np.asarray(stat(units[resamples(len(units))]), dtype=float)
     values = values[np.isfinite(values)]
+    if not len(values):
+        return Estimate(point, np.nan, np.nan, len(units))
     lo, hi = np.quantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], method="inverted_cdf")
     return Estimate(point, min(float(lo), point), max(float(hi), point), len(units))
 
