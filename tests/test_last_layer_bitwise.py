@@ -181,7 +181,7 @@ def test_fit_heads_is_bitwise_the_reference(n, d, n_classes, seed, batch_size):
     assert (want[0] - torch.stack([last_layer.init_head(d, n_classes, 0)[0]])).abs().max() > 1e-3  # it trained
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 64])
+@pytest.mark.parametrize("chunk", [1, 3, 8, 16, 64])
 def test_fit_heads_bits_do_not_depend_on_the_chunk(chunk):
     x, y, grid = _grid(200, 33, 2, 7)
     opts = dict(n_classes=2, epochs=2, lr=0.05, batch_size=16)
@@ -212,3 +212,13 @@ def test_recorded_steps_are_bitwise_the_reference():
     opts = dict(n_classes=1, epochs=3, seeds=[0, 1, 1], lr=1e-2, record_steps=[0, 1, 4, 7])
     subsets = [np.arange(96)] * 3
     assert _same(last_layer.fit_heads(x, y, subsets, **opts, device="cpu"), reference_fit_heads(x, y, subsets, **opts))
+
+
+@pytest.mark.parametrize("d,chunk", [(64, None), (1280, None), (1280, 4), (384, 5)])
+def test_many_heads_in_several_chunks_and_spans_are_bitwise_the_reference(d, chunk):
+    x, y, grid = _grid(90, d, 2, 10)
+    many = {k: v * 4 + v[:1] for k, v in grid.items()}  # 45 heads: several chunks, and spans of several chunks
+    many["seeds"] = list(range(45))
+    opts = dict(n_classes=2, epochs=2, lr=0.05)
+    got = last_layer.fit_heads(x, y, **many, **opts, device="cpu", **({} if chunk is None else {"chunk": chunk}))
+    assert _same(got, reference_fit_heads(x, y, **many, **opts))

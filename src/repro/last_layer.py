@@ -126,7 +126,7 @@ def _schedule(orders, subsets, weights, y, B: int, labels_dtype):
     return rows, labels, coef
 
 
-def _spans(active: list[int], chunk: int, B: int, d: int, budget: int = 8 << 20) -> list[list[tuple[int, int]]]:
+def _spans(active: list[int], chunk: int, B: int, d: int, budget: int = 2 << 20) -> list[list[tuple[int, int]]]:
     """Per step, the active heads [:active[s]] cut into spans (a, z) of whole chunks: a span's gathered rows
     (at most `budget` bytes, one chunk at least) stay in cache between its two products."""
     per_span = chunk * max(1, budget // (chunk * B * d * 4))
@@ -134,8 +134,8 @@ def _spans(active: list[int], chunk: int, B: int, d: int, budget: int = 8 << 20)
 
 
 def _sgd_step(x, W, b, a: int, z: int, chunk: int, bufs, work, lr: float, pull=None):
-    """One in-place SGD step of the heads W[a:z] (h, C, d), b[a:z] (h, C), as a function of their batches
-    rows (H * B,) flat, labels (H, 1, B) (float, class ids for C > 2), coef (H, 1, B) of one step.
+    """step(rows, labels, coef): one in-place SGD step of the heads W[a:z] (h, C, d), b[a:z] (h, C) on one step's
+    batches of all H heads: rows (H * B,) into x, labels (H, 1, B) (float; class ids if C > 2), coef (H, 1, B).
 
     Manual gradient of sum_i coef_i loss_i: d/d logits = (softmax - onehot) * coef (sigmoid - y for C == 1).
     For C == 2 the two rows of that gradient are opposite (softmax(z)_1 = sigmoid(z_1 - z_0)), so one
@@ -148,7 +148,7 @@ def _sgd_step(x, W, b, a: int, z: int, chunk: int, bufs, work, lr: float, pull=N
     C, B = W.shape[1], bufs[0].shape[0] // chunk
     Wa, ba = W[a:z], b[a:z]
     act, g, gb, grad_W, grad_b, minus_one, tmp_W, tmp_b = (t[a:z] for t in work)
-    chunks = []  # (heads lo:hi relative to a, gather buffer, its (h, B, d) view)
+    chunks = []  # per chunk of heads lo:hi: its rows' span in `rows`, its gather buffer, that as (h, B, d), lo-a:hi-a
     for (lo, hi), buf in zip([(lo, min(lo + chunk, z)) for lo in range(a, z, chunk)], bufs):
         out = buf[: (hi - lo) * B]
         chunks.append((lo * B, hi * B, out, out.view(hi - lo, B, -1), slice(lo - a, hi - a)))
@@ -159,9 +159,9 @@ def _sgd_step(x, W, b, a: int, z: int, chunk: int, bufs, work, lr: float, pull=N
     else:
         W_k = [(Wa[k], xb.transpose(1, 2), act[k]) for *_, xb, k in chunks]
         b3 = ba[:, :, None]
-    g_k = [(k, xb, g[k]) for *_, xb, k in chunks]
+    g_k = [(k, act[k], xb, g[k]) for *_, xb, k in chunks]
     neg = (-g, -gb)  # buffers for the negated gradient (C == 2)
-    whole = a == 0  # a span from head 0 takes the step's labels and coef as they are (no slicing)
+    whole = a == 0 and z == W.shape[0]  # a span of all heads takes the step's labels and coef as they are
     if pull is not None:
         W0, b0, lam2 = (t[a:z] for t in pull)
         lam2_W, lam2_b = lam2[:, None, None], lam2[:, None]
@@ -169,7 +169,7 @@ def _sgd_step(x, W, b, a: int, z: int, chunk: int, bufs, work, lr: float, pull=N
     def step(rows, labels, coef):
         for r0, r1, out, _, _ in chunks:
             torch.index_select(x, 0, rows[r0:r1], out=out)
-        labels, coef = (labels, coef) if whole and len(labels) == z else (labels[a:z], coef[a:z])
+        labels, coef = (labels, coef) if whole else (labels[a:z], coef[a:z])
         if C == 2:  # logit difference z (h, 1, B) and residual sigmoid(z) - y
             torch.sub(W1, W0_, out=Wd)
             for w_k, xbT, act_k in Wd_k:
@@ -183,8 +183,8 @@ def _sgd_step(x, W, b, a: int, z: int, chunk: int, bufs, work, lr: float, pull=N
             act.add_(b3)
             r = act.sigmoid_().sub_(labels) if C == 1 else torch.softmax(act, dim=1).scatter_add_(1, labels, minus_one)
         r.mul_(coef)
-        for k, xb, g_out in g_k:
-            torch.bmm(r[k], xb, out=g_out)                                                      # (h, 1 or C, d)
+        for k, r_k, xb, g_out in g_k:
+            torch.bmm(r_k if C <= 2 else r[k], xb, out=g_out)                                   # (h, 1 or C, d)
         torch.sum(r, 2, out=gb)
         if C == 2:
             dW = torch.cat([torch.neg(g, out=neg[0]), g], 1, out=grad_W)
@@ -201,7 +201,7 @@ def _sgd_step(x, W, b, a: int, z: int, chunk: int, bufs, work, lr: float, pull=N
 
 
 def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int, seeds, lr: float = 1e-2,
-              batch_size: int = 32, probs=None, init=None, l2_to_init=0.0, record_steps=None, chunk: int = 8,
+              batch_size: int = 32, probs=None, init=None, l2_to_init=0.0, record_steps=None, chunk: int = 32,
               device=None):
     """Train H heads at once by SGD on softmax cross-entropy (logistic loss if n_classes == 1).
 
