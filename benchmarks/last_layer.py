@@ -17,6 +17,10 @@ one process run measures
 
 With --baseline-heads K > 0 it also times the per-head PyTorch loop (repro.last_layer.fit_head: nn.Linear +
 torch.optim.SGD, same batch order) on K heads for --baseline-epochs epochs.
+
+Times are the process's CPU time (time.process_time; one torch thread), so that other processes on a busy
+machine do not count; on an idle machine they equal wall time. They still share caches and memory bandwidth
+with whatever else runs: compare numbers from one run, and quote its load average.
 """
 from __future__ import annotations
 
@@ -125,6 +129,7 @@ def main(argv=None) -> list[dict]:
             print(f"{n:>6} {d:>5} {fl * 1e6:>9.2f} {flc * 1e6:>15.2f} {bt * 1e6:>13.2f} {bt / fl:>6.2f}", flush=True)
             if args.baseline_heads > 0:
                 k, e = min(args.baseline_heads, args.heads), min(args.baseline_epochs, args.epochs)
+                last_layer.fit_head(features, y, plans[0].subset[:B], n_classes=2, epochs=1, seed=0)  # warm-up
                 t = time.process_time()
                 for pl in plans[:k]:
                     last_layer.fit_head(features, y, pl.subset, pl.weights, n_classes=2, epochs=e, seed=pl.seed,
