@@ -112,9 +112,7 @@ def _schedule(orders, subsets, weights, y, B: int, labels_dtype):
         by_size.setdefault(len(pos), []).append(h)
     for k, heads in by_size.items():
         nb, m = math.ceil(k / B), len(heads)
-        lengths = torch.tensor([len(subsets[h]) for h in heads])
-        starts = torch.cumsum(lengths, 0) - lengths                                   # each head's offset below
-        at = (torch.stack([orders[h] for h in heads]) + starts[:, None]).view(-1)     # (m * k,) into the cat
+        at = (torch.stack([orders[h] for h in heads]) + k * torch.arange(m)[:, None]).view(-1)  # into the cats
         r = F.pad(torch.cat([subsets[h] for h in heads])[at].view(m, k), (0, nb * B - k)).view(m, nb, B)
         w = F.pad(torch.cat([weights[h] for h in heads])[at].view(m, k), (0, nb * B - k)).view(m, nb, B)
         count = torch.full((nb, 1), float(B))
