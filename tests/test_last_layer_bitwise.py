@@ -1,7 +1,8 @@
 """fit_heads gives the same bits as the trainer it replaced (a frozen copy below, as of issue 12's speed work).
 
-The batched trainer was rewritten for speed (shared gathers, whole-step chunks, fewer temporaries); only
-execution changed, so the heads kind keeps its version in runs.KINDS. These tests pin that: any change that
+The batched trainer was rewritten for speed (schedules cut for many heads at once, chunks of 32 heads whose
+elementwise work runs once per span, views and outputs made once); only execution changed, so the heads kind
+keeps its version in runs.KINDS. These tests pin that: any change that
 alters one bit of a head must bump the kind's version instead of passing here.
 """
 from __future__ import annotations

@@ -245,7 +245,8 @@ def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int
     # Buffers and the step of each span of heads, made once (see _spans, _sgd_step).
     chunk = min(chunk, H)
     spans = _spans([sum(n_batches[h] > s for h in rank) for s in range(S)], chunk, B, d)
-    bufs = [torch.empty(chunk * B, d, device=dev) for _ in range(-(-max(z - a for sp in spans for a, z in sp) // chunk))]
+    longest = max(z - a for step_spans in spans for a, z in step_spans)
+    bufs = [torch.empty(chunk * B, d, device=dev) for _ in range(math.ceil(longest / chunk))]  # one per chunk of a span
     Cg = 1 if C == 2 else C  # rows of the gradient that is computed (C == 2: one, see _sgd_step)
     work = [torch.empty(H, Cg, B, device=dev), torch.empty(H, Cg, d, device=dev), torch.empty(H, Cg, device=dev),
             torch.empty(H, C, d, device=dev), torch.empty(H, C, device=dev), torch.full((H, 1, B), -1.0, device=dev),
