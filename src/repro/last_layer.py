@@ -100,55 +100,106 @@ def _per_head(value, H: int, name: str) -> list:
 
 def _schedule(orders, subsets, weights, y, B: int, labels_dtype):
     """One epoch's batches of H heads: rows (S, H, B) into features, labels (S, H, B), coef = w / count
-    (S, H, B) with 0 on padding; S = the most batches of any head, shorter heads padded at the end."""
+    (S, H, B) with 0 on padding; S = the most batches of any head, shorter heads padded at the end (rows 0,
+    labels y[0] inside a head's last batch and 0 after it). Heads with equally many examples are cut into
+    batches together (one gather for all of them)."""
     S, H = max(math.ceil(len(o) / B) for o in orders), len(orders)
     rows = torch.zeros(S, H, B, dtype=torch.int64)
     labels = torch.zeros(S, H, B, dtype=labels_dtype)
     coef = torch.zeros(S, H, B)
-    for h, (pos, subset, w) in enumerate(zip(orders, subsets, weights)):
-        k, nb = len(pos), math.ceil(len(pos) / B)
-        r = F.pad(subset[pos], (0, nb * B - k)).view(nb, B)
+    by_size = {}
+    for h, pos in enumerate(orders):
+        by_size.setdefault(len(pos), []).append(h)
+    for k, heads in by_size.items():
+        nb, m = math.ceil(k / B), len(heads)
+        at = (torch.stack([orders[h] for h in heads]) + k * torch.arange(m)[:, None]).view(-1)  # into the cats
+        r = F.pad(torch.cat([subsets[h] for h in heads])[at].view(m, k), (0, nb * B - k)).view(m, nb, B)
+        w = F.pad(torch.cat([weights[h] for h in heads])[at].view(m, k), (0, nb * B - k)).view(m, nb, B)
         count = torch.full((nb, 1), float(B))
         count[-1] = k - (nb - 1) * B
-        rows[:nb, h], labels[:nb, h] = r, y[r]
-        coef[:nb, h] = F.pad(w[pos], (0, nb * B - k)).view(nb, B) / count
+        index = torch.tensor(heads)
+        rows[:nb, index] = r.transpose(0, 1)
+        labels[:nb, index] = y[r].transpose(0, 1).to(labels_dtype)
+        coef[:nb, index] = (w / count).transpose(0, 1)
     return rows, labels, coef
 
 
-def _sgd_step(x, W, b, rows, labels, coef, lr: float, buf, pull=None) -> None:
-    """One in-place SGD step of h heads W (h, C, d), b (h, C) on their batches rows/labels/coef (h, B).
+def _spans(active: list[int], chunk: int, B: int, d: int, budget: int = 2 << 20) -> list[list[tuple[int, int]]]:
+    """Per step, the active heads [:active[s]] cut into spans (a, z) of whole chunks: a span's gathered rows
+    (at most `budget` bytes, one chunk at least) stay in cache between its two products."""
+    per_span = chunk * max(1, budget // (chunk * B * d * 4))
+    return [[(a, min(a + per_span, k)) for a in range(0, k, per_span)] for k in active]
+
+
+def _sgd_step(x, W, b, a: int, z: int, chunk: int, bufs, work, lr: float, pull=None):
+    """step(rows, labels, coef): one in-place SGD step of the heads W[a:z] (h, C, d), b[a:z] (h, C) on one step's
+    batches of all H heads: rows (H * B,) into x, labels (H, 1, B) (float; class ids if C > 2), coef (H, 1, B).
 
     Manual gradient of sum_i coef_i loss_i: d/d logits = (softmax - onehot) * coef (sigmoid - y for C == 1).
     For C == 2 the two rows of that gradient are opposite (softmax(z)_1 = sigmoid(z_1 - z_0)), so one
     product with the weight difference and one with the residual replace two (the matmuls dominate the step).
-    pull = (W0, b0, lam (h,)) adds the gradient of lam (||W - W0||^2 + ||b - b0||^2).
+    pull = (W0, b0, lam2) adds the gradient of lam (||W - W0||^2 + ||b - b0||^2), lam2 = 2 lam (H,).
+    The rows of each `chunk` heads are gathered once into its own buffer (bufs) and both products run chunk by
+    chunk (the same torch.bmm calls as one chunk at a time); the elementwise work runs once for the span. Every
+    view is made here, once, so that a step is little more than its arithmetic (work: preallocated outputs).
     """
-    h, B = rows.shape
-    xb = torch.index_select(x, 0, rows.reshape(-1), out=buf[: h * B]).view(h, B, -1)  # (h, B, d)
-    if W.shape[1] == 2:
-        z = torch.bmm(W[:, 1:] - W[:, :1], xb.transpose(1, 2)).add_((b[:, 1] - b[:, 0])[:, None, None])  # (h, 1, B)
-        r = torch.sigmoid(z).sub_(labels[:, None, :].to(z.dtype)).mul_(coef[:, None, :])                # (h, 1, B)
-        g, gb = torch.bmm(r, xb), r.sum(2)                                                             # (h, 1, d), (h, 1)
-        grad_W, grad_b = torch.cat([-g, g], 1), torch.cat([-gb, gb], 1)
+    C, B = W.shape[1], bufs[0].shape[0] // chunk
+    Wa, ba = W[a:z], b[a:z]
+    act, g, gb, grad_W, grad_b, minus_one, tmp_W, tmp_b = (t[a:z] for t in work)
+    chunks = []  # per chunk of heads lo:hi: its rows' span in `rows`, its gather buffer, that as (h, B, d), lo-a:hi-a
+    for (lo, hi), buf in zip([(lo, min(lo + chunk, z)) for lo in range(a, z, chunk)], bufs):
+        out = buf[: (hi - lo) * B]
+        chunks.append((lo * B, hi * B, out, out.view(hi - lo, B, -1), slice(lo - a, hi - a)))
+    if C == 2:
+        Wd, bd = act.new_empty(z - a, 1, Wa.shape[2]), act.new_empty(z - a, 1)
+        W1, W0_, b1, b0_, bd3 = Wa[:, 1:], Wa[:, :1], ba[:, 1:], ba[:, :1], bd[:, :, None]
+        Wd_k = [(Wd[k], xb.transpose(1, 2), act[k]) for *_, xb, k in chunks]
     else:
-        logits = torch.bmm(W, xb.transpose(1, 2)).add_(b[:, :, None])                     # (h, C, B)
-        if W.shape[1] == 1:
-            grad = torch.sigmoid(logits).sub_(labels[:, None, :])
-        else:
-            minus_one = torch.full((h, 1, B), -1.0, device=W.device)
-            grad = torch.softmax(logits, dim=1).scatter_add_(1, labels[:, None, :], minus_one)
-        grad.mul_(coef[:, None, :])
-        grad_W, grad_b = torch.bmm(grad, xb), grad.sum(2)                                   # (h, C, d), (h, C)
+        W_k = [(Wa[k], xb.transpose(1, 2), act[k]) for *_, xb, k in chunks]
+        b3 = ba[:, :, None]
+    g_k = [(k, act[k], xb, g[k]) for *_, xb, k in chunks]
+    neg = (-g, -gb)  # buffers for the negated gradient (C == 2)
+    whole = a == 0 and z == W.shape[0]  # a span of all heads takes the step's labels and coef as they are
     if pull is not None:
-        W0, b0, lam = pull
-        grad_W.add_((W - W0) * (2 * lam[:, None, None]))
-        grad_b.add_((b - b0) * (2 * lam[:, None]))
-    W.sub_(grad_W, alpha=lr)
-    b.sub_(grad_b, alpha=lr)
+        W0, b0, lam2 = (t[a:z] for t in pull)
+        lam2_W, lam2_b = lam2[:, None, None], lam2[:, None]
+
+    def step(rows, labels, coef):
+        for r0, r1, out, _, _ in chunks:
+            torch.index_select(x, 0, rows[r0:r1], out=out)
+        labels, coef = (labels, coef) if whole else (labels[a:z], coef[a:z])
+        if C == 2:  # logit difference z (h, 1, B) and residual sigmoid(z) - y
+            torch.sub(W1, W0_, out=Wd)
+            for w_k, xbT, act_k in Wd_k:
+                torch.bmm(w_k, xbT, out=act_k)
+            torch.sub(b1, b0_, out=bd)
+            act.add_(bd3)
+            r = act.sigmoid_().sub_(labels)
+        else:  # logits (h, C, B); residual sigmoid - y (C == 1) or softmax - onehot
+            for w_k, xbT, act_k in W_k:
+                torch.bmm(w_k, xbT, out=act_k)
+            act.add_(b3)
+            r = act.sigmoid_().sub_(labels) if C == 1 else torch.softmax(act, dim=1).scatter_add_(1, labels, minus_one)
+        r.mul_(coef)
+        for k, r_k, xb, g_out in g_k:
+            torch.bmm(r_k if C <= 2 else r[k], xb, out=g_out)                                   # (h, 1 or C, d)
+        torch.sum(r, 2, out=gb)
+        if C == 2:
+            dW = torch.cat([torch.neg(g, out=neg[0]), g], 1, out=grad_W)
+            db = torch.cat([torch.neg(gb, out=neg[1]), gb], 1, out=grad_b)
+        else:
+            dW, db = g, gb
+        if pull is not None:
+            dW.add_(torch.sub(Wa, W0, out=tmp_W).mul_(lam2_W))
+            db.add_(torch.sub(ba, b0, out=tmp_b).mul_(lam2_b))
+        Wa.sub_(dW, alpha=lr)
+        ba.sub_(db, alpha=lr)
+
+    return step
 
 
 def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int, seeds, lr: float = 1e-2,
-              batch_size: int = 32, probs=None, init=None, l2_to_init=0.0, record_steps=None, chunk: int = 8,
+              batch_size: int = 32, probs=None, init=None, l2_to_init=0.0, record_steps=None, chunk: int = 32,
               device=None):
     """Train H heads at once by SGD on softmax cross-entropy (logistic loss if n_classes == 1).
 
@@ -159,7 +210,9 @@ def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int
     all heads equally long) returns W (S, H, C, d), b (S, H, C) after each recorded number of steps.
     Each head takes exactly its own batches; a head whose epoch has fewer batches waits (no step).
     Gradients are written by hand: d loss / d logits = (softmax - onehot) * w / batch count; heads are
-    processed `chunk` at a time so that their gathered rows (chunk * batch_size * d floats) stay in cache.
+    gathered and multiplied `chunk` at a time (chunk * batch_size * d floats stay in cache), and the
+    elementwise work of a step runs once for many chunks (see _spans, _sgd_step). The chunk is an execution
+    detail: the results are the same bits for any chunk (tests/test_last_layer_bitwise.py).
     Runs on `device` (default: the process's, repro.device); the returned tensors are on the CPU.
     """
     from repro import device as devices
@@ -182,29 +235,35 @@ def fit_heads(features, y, subsets, weights=None, *, n_classes: int, epochs: int
     rank = sorted(range(H), key=lambda h: -n_batches[h])
     W = torch.stack([starts[h][0] for h in rank]).reshape(H, C, d).to(dev).clone()
     b = torch.stack([starts[h][1] for h in rank]).reshape(H, C).to(dev).clone()
-    W0, b0 = W.clone(), b.clone()
     lam = torch.tensor([float(v) for v in _per_head(l2_to_init, H, "l2_to_init")])[rank].to(dev)
-    use_l2 = bool((lam != 0).any())
+    pull = (W.clone(), b.clone(), 2 * lam) if bool((lam != 0).any()) else None
     S = max(n_batches)
-    active = torch.tensor([sum(n_batches[h] > s for h in rank) for s in range(S)])
     iters = [_orders(len(subsets[h]), epochs, seeds[h], probs[h]) for h in rank]
     record = sorted(set(record_steps)) if record_steps is not None else None
     if record is not None and len(set(n_batches)) > 1:
         raise ValueError("record_steps needs heads with equally many batches per epoch (same subset sizes)")
+    # Buffers and the step of each span of heads, made once (see _spans, _sgd_step).
+    chunk = min(chunk, H)
+    spans = _spans([sum(n_batches[h] > s for h in rank) for s in range(S)], chunk, B, d)
+    longest = max(z - a for step_spans in spans for a, z in step_spans)
+    bufs = [torch.empty(chunk * B, d, device=dev) for _ in range(math.ceil(longest / chunk))]  # one per chunk of a span
+    Cg = 1 if C == 2 else C  # rows of the gradient that is computed (C == 2: one, see _sgd_step)
+    work = [torch.empty(H, Cg, B, device=dev), torch.empty(H, Cg, d, device=dev), torch.empty(H, Cg, device=dev),
+            torch.empty(H, C, d, device=dev), torch.empty(H, C, device=dev), torch.full((H, 1, B), -1.0, device=dev),
+            torch.empty(H, C, d, device=dev), torch.empty(H, C, device=dev)]
+    steps = {span: _sgd_step(x, W, b, *span, chunk, bufs, work, lr, pull) for sp in spans for span in sp}
+    spans = [[steps[span] for span in sp] for sp in spans]
+    labels_dtype = torch.float32 if C <= 2 else torch.int64  # the logistic losses take float targets
     snaps_W, snaps_b, step = [], [], 0
-    buf = torch.empty(min(chunk, H) * B, d, device=dev)
-    labels_dtype = torch.float32 if C == 1 else torch.int64  # logistic loss takes float targets
     if record and record[0] == 0:
         snaps_W.append(W.clone()), snaps_b.append(b.clone())
     for _ in range(epochs):
         rows, labels, coef = _schedule([next(it) for it in iters], [subsets[h] for h in rank],
                                        [weights[h] for h in rank], y, B, labels_dtype)
-        rows, labels, coef = rows.to(dev), labels.to(dev), coef.to(dev)
+        rows, labels, coef = rows.view(S, H * B).to(dev), labels[:, :, None].to(dev), coef[:, :, None].to(dev)
         for s in range(S):
-            for lo in range(0, int(active[s]), chunk):  # chunks of heads keep the gathered rows in cache
-                hi = min(lo + chunk, int(active[s]))
-                _sgd_step(x, W[lo:hi], b[lo:hi], rows[s, lo:hi], labels[s, lo:hi], coef[s, lo:hi], lr, buf,
-                          (W0[lo:hi], b0[lo:hi], lam[lo:hi]) if use_l2 else None)
+            for span_step in spans[s]:
+                span_step(rows[s], labels[s], coef[s])
             step += 1
             if record is not None and step in record:
                 snaps_W.append(W.clone()), snaps_b.append(b.clone())
