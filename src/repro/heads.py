@@ -99,8 +99,11 @@ def svm_config(erm_id: str, dataset: str, profile: str, factor: float, n_points:
 
 
 def svm_path(config: dict, workdir) -> dict:
-    """The "svm" kind (Figure 3): direction error between an unregularized logistic-loss LLR head and the SVM,
-    over SGD steps."""
+    """The "svm" kind (Figure 3): direction error between an unregularized logistic-loss LLR head and the
+    hard-margin SVM with a bias (paper Sec. 2.2) on the held-out features, over SGD steps.
+
+    The SVM exists only where the held-out features are linearly separable (an LP decides): otherwise the
+    run records separable = False and no direction errors (no soft-margin stand-in)."""
     from repro import device as devices
     from repro import features, last_layer, metrics
 
@@ -110,8 +113,12 @@ def svm_path(config: dict, workdir) -> dict:
         standard = sgd_steps(len(y), config["llr_epochs"], config["batch_size"])
         last = int(config["factor"] * standard)
         steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
+        if not metrics.linearly_separable(x.numpy(), y):
+            return {"steps": steps, "direction_error": None, "standard_steps": standard, "separable": False,
+                    "svm_bias": None}
+        theta_svm, b_svm = metrics.hard_margin_svm(x.numpy(), y, separable=True)
         W, _ = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
                                    batch_size=config["batch_size"], n_classes=1)
-        theta_svm = metrics.svm_direction(x.numpy(), y, seed=config["seed"])
         errors = [metrics.direction_error(W[i, 0, 0].numpy(), theta_svm) for i in range(len(steps))]
-    return {"steps": steps, "direction_error": errors, "standard_steps": standard}
+    return {"steps": steps, "direction_error": errors, "standard_steps": standard, "separable": True,
+            "svm_bias": b_svm}
