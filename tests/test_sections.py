@@ -26,3 +26,12 @@ def test_group_ratio_grid_shape():
     assert len(plan["erm"]) == 2 * 2 * 2 and len(plan["heads"]) == 2 * 2 * 2
     assert {c["train_set"] for c in plan["erm"]} == {"train", "train+heldout"}
     assert all(h["spec"]["minority"] == [1, 2] for h in plan["heads"])
+
+
+def test_appendix_a_plans_kirichenko_dfr_beside_sgd_dfr_on_the_same_erm_runs():
+    plan = sections.appendix_a_configs(["waterbirds"], [1], "paper", "no/such/root", dfr_resamples=7)
+    sgd = [h for h in plan["heads"] if h["spec"]["method"] == "dfr"]
+    l1 = [h for h in plan["heads"] if h["spec"]["method"] == "dfr_l1"]
+    assert len(sgd) == len(l1) == 3 and {h["erm"] for h in sgd} == {h["erm"] for h in l1}
+    assert all(h["spec"] == {"method": "dfr_l1", "seed": 1, "n_resamples": 7} for h in l1)  # in the run's identity
+    assert "dfr_resamples" in sections.SECTIONS["appendix_a"].params

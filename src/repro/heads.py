@@ -58,6 +58,8 @@ def fit_batch(configs: list[dict], store=None) -> list:
     """Train the heads of `configs` (all reading one ERM run of `store` with the same epochs, lr and batch size)
     in one batched call on the process's device (repro.device) with the run thread count; return one
     compute(config, workdir) per config that writes its head.safetensors and returns its metrics."""
+    import torch
+
     from repro import data, features, last_layer
     from repro import device as devices
 
@@ -69,11 +71,25 @@ def fit_batch(configs: list[dict], store=None) -> list:
         n_groups = len(data.group_names(features.metadata(erm_dir)["config"]["dataset"]))
         x, y, g = f["features_heldout"], f["y_heldout"], f["g_heldout"]
         head = (f["head_weight"], f["head_bias"])
-        specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})} for c in configs]
-        W, b = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=int(head[0].shape[0]), epochs=first["epochs"],
-                              lr=first["lr"], batch_size=first["batch_size"], device=device)
+        n_classes = int(head[0].shape[0])
+        solved = [i for i, c in enumerate(configs) if c["spec"]["method"] in last_layer.SOLVED]
+        sgd = [i for i in range(len(configs)) if i not in solved]
+        W, b, extra = [None] * len(configs), [None] * len(configs), [{}] * len(configs)
+        if sgd:
+            specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})}
+                     for c in (configs[i] for i in sgd)]
+            Ws, bs = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=n_classes, epochs=first["epochs"],
+                                    lr=first["lr"], batch_size=first["batch_size"], device=device)
+            for k, i in enumerate(sgd):
+                W[i], b[i] = Ws[k], bs[k]
+        for i in solved:  # e.g. Kirichenko et al.'s DFR (repro.dfr_l1): its own solver on the same features
+            spec = dict(configs[i]["spec"])
+            solver = runs.import_function(last_layer.SOLVED[spec.pop("method")])
+            W[i], b[i], extra[i] = solver(x, y, g, features_train=f["features_train"], n_classes=n_classes, **spec)
+        W, b = torch.stack(W), torch.stack(b)
         on_device = {k: v.to(device) for k, v in f.items() if k.endswith(("_heldout", "_test"))}  # what is evaluated
-        evaluated = _evaluate_heads(on_device, W.to(device), b.to(device), n_groups)
+        evaluated = [{**row, **more} for row, more in zip(_evaluate_heads(on_device, W.to(device), b.to(device),
+                                                                          n_groups), extra)]
 
     def writer(h: int, result: dict):
         def compute(_config, workdir):

@@ -306,6 +306,7 @@ def afr(features, y, g, seed: int, erm_head=None, gamma: float = 0.0, l2: float 
 
 
 REGISTRY = {"llr": llr, "dfr": dfr, "cbllr": cbllr, "ratio": ratio, "afr": afr}
+SOLVED = {"dfr_l1": "repro.dfr_l1:fit"}  # heads fit by their own solver, not SGD on a Plan (repro.heads.fit_batch)
 
 
 def plan(features, y, g, spec: dict) -> Plan:
