@@ -104,7 +104,8 @@ def _dual_qp(x, y):
     s = np.where(y == 1, 1.0, -1.0)
     Q = (s[:, None] * x) @ (s[:, None] * x).T
     res = minimize(lambda a: 0.5 * a @ Q @ a - a.sum(), np.zeros(len(s)), jac=lambda a: Q @ a - 1,
-                   bounds=[(0, None)] * len(s), constraints=[{"type": "eq", "fun": lambda a: a @ s, "jac": lambda a: s}],
+                   bounds=[(0, None)] * len(s),
+                   constraints=[{"type": "eq", "fun": lambda a: a @ s, "jac": lambda a: s}],
                    method="SLSQP", options={"ftol": 1e-10, "maxiter": 2000})
     assert res.success, res.message
     a = res.x

@@ -223,13 +223,14 @@ def hard_margin_svm(features, y, C: float = 1e6, max_C: float = 1e12, check: flo
     s_i (x_i.theta + b) >= 1, the bias unpenalized: returns (theta (d,), b), s = +1 for the larger label.
 
     features (n, d) must be linearly separable: `linearly_separable` decides it first (ValueError if not),
-    unless the caller already did and passes separable=True. libsvm's SMO (sklearn SVC, linear kernel) with a box C large enough that no dual variable reaches it (C grows 100x
-    until then; the soft-margin dual with no variable at its bound is the hard-margin dual) finds the support
-    vectors; libsvm caches its kernel in float32, so its answer is then polished in float64 by solving the KKT
-    system on the support set exactly (an active-set loop: a support vector with a negative dual variable
-    leaves the set, a point inside the margin joins it). The result is verified to `check`: every functional
-    margin >= 1 - check, the support vectors' margins 1 within check, dual variables >= 0, and
-    ||theta||^2 = sum of dual variables (no duality gap) to `check` relative; RuntimeError otherwise.
+    unless the caller already did and passes separable=True. libsvm's SMO (sklearn SVC, linear kernel) with a
+    box C large enough that no dual variable reaches it (C grows 100x until then; the soft-margin dual with no
+    variable at its bound is the hard-margin dual) finds the support vectors; libsvm caches its kernel in
+    float32, so its answer is then polished in float64 by solving the KKT system on the support set exactly
+    (an active-set loop: a support vector with a negative dual variable leaves the set, a point inside the
+    margin joins it). The result is verified to `check`: every functional margin >= 1 - check, the support
+    vectors' margins 1 within check, dual variables >= 0, and ||theta||^2 = sum of dual variables (no duality
+    gap) to `check` relative; RuntimeError otherwise.
     """
     from sklearn.svm import SVC
 
