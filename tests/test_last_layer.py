@@ -43,13 +43,24 @@ def test_init_head_matches_nn_linear_default_init():
     assert not torch.equal(W, last_layer.init_head(7, 2, seed=4)[0])
 
 
-def test_afr_weights_are_class_balanced_and_sum_to_one():
+def test_afr_weights_follow_afrs_code_exp_times_n_over_class_count():
     p = np.array([0.9, 0.5, 0.1, 0.8, 0.2])
     y = np.array([0, 0, 0, 1, 1])
     w = last_layer.afr_weights(p, y, gamma=2.0)
+    # by hand, AFR's rebalance_weights: exp(-2 p) * N / n_c with N = 5, n_0 = 3, n_1 = 2, then sum 1
+    raw = np.exp(-2 * p) * np.array([5 / 3, 5 / 3, 5 / 3, 5 / 2, 5 / 2])
+    assert w == pytest.approx(raw / raw.sum(), rel=1e-12)
     assert w.sum() == pytest.approx(1.0)
-    assert np.bincount(y, weights=w) == pytest.approx([0.5, 0.5])
     assert w[0] < w[1] < w[2]  # badly fit examples weigh more
+    # the old rule (every class the same total exp(-gamma p) mass) differs at gamma > 0 ...
+    e = np.exp(-2 * p)
+    old = e / np.bincount(y, weights=e)[y] / 2
+    assert not np.allclose(w, old)
+    # a class's total is proportional to its mean exp(-gamma p): the worse-fit class gets more, not 1/2 each
+    mean_e = np.array([e[:3].mean(), e[3:].mean()])
+    assert np.bincount(y, weights=w) == pytest.approx(mean_e / mean_e.sum(), rel=1e-12)
+    assert np.bincount(y, weights=old) == pytest.approx([0.5, 0.5])
+    # ... and agrees with it at gamma = 0: class balancing, [1/6]*3 + [1/4]*2
     assert last_layer.afr_weights(p, y, 0.0) == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 4, 1 / 4])
     with pytest.raises(ValueError, match="gamma"):
         last_layer.afr_weights(p, y, -1.0)

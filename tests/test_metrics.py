@@ -87,14 +87,85 @@ def test_group_margins_min_over_correct_points_avg_over_all():
     assert out["avg"][:2] == pytest.approx([0.5, -0.5]) and np.isnan(out["avg"][2])
 
 
-def test_svm_direction_and_direction_error():
+def _separable(n=60, d=4, offset=1.5, seed=0):
+    """Two classes separated with a margin by a hyperplane that does not pass through the origin."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, d))
+    x[:, 0] = np.where(y == 1, 1.0, -1.0) * (0.5 + np.abs(x[:, 0])) + offset  # |x0 - offset| >= 0.5
+    return x, y
+
+
+def _dual_qp(x, y):
+    """Hard-margin SVM through its dual QP, solved by SLSQP: max sum(a) - |sum a_i s_i x_i|^2 / 2, a >= 0,
+    sum a_i s_i = 0; theta = sum a_i s_i x_i, b from the support vectors."""
+    from scipy.optimize import minimize
+
+    s = np.where(y == 1, 1.0, -1.0)
+    Q = (s[:, None] * x) @ (s[:, None] * x).T
+    res = minimize(lambda a: 0.5 * a @ Q @ a - a.sum(), np.zeros(len(s)), jac=lambda a: Q @ a - 1,
+                   bounds=[(0, None)] * len(s),
+                   constraints=[{"type": "eq", "fun": lambda a: a @ s, "jac": lambda a: s}],
+                   method="SLSQP", options={"ftol": 1e-10, "maxiter": 2000})
+    assert res.success, res.message
+    a = res.x
+    theta = (a * s) @ x
+    sv = a > 1e-6 * a.max()
+    return theta, float(np.mean(s[sv] - x[sv] @ theta))
+
+
+def test_hard_margin_svm_matches_the_dual_qp_with_a_bias_and_separates_every_point():
+    for seed in range(3):
+        x, y = _separable(seed=seed)
+        assert metrics.linearly_separable(x, y)
+        theta, b = metrics.hard_margin_svm(x, y)
+        theta_qp, b_qp = _dual_qp(x, y)
+        unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+        assert np.linalg.norm(unit(theta) - unit(theta_qp)) < 1e-4
+        assert np.linalg.norm(theta - theta_qp) / np.linalg.norm(theta_qp) < 1e-4
+        assert b == pytest.approx(b_qp, abs=1e-4 * max(1.0, abs(b_qp)))
+        s = np.where(y == 1, 1.0, -1.0)
+        assert (s * (x @ theta + b) >= 1 - 1e-8).all()  # separates every point, at functional margin 1
+        assert abs(b) > 0.5  # the offset hyperplane needs its bias
+        # the old reference (squared-hinge LinearSVC without intercept) is far from it on the same data
+        from sklearn.svm import LinearSVC
+        old = LinearSVC(fit_intercept=False, C=1e5, max_iter=100_000, random_state=0).fit(x, y).coef_[0]
+        assert metrics.direction_error(old, theta) > 1e-2
+
+
+def test_non_separable_features_are_detected():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(200, 3)), rng.integers(0, 2, 200)
+    assert not metrics.linearly_separable(x, y)
+    with pytest.raises(ValueError, match="not linearly separable"):
+        metrics.hard_margin_svm(x, y)
+    x, y = _separable()
+    x[0], y[0] = x[1], 1 - y[1]  # one contradicting duplicate breaks separability
+    assert not metrics.linearly_separable(x, y)
+    assert metrics.linearly_separable(rng.normal(size=(5, 8)), [0, 1, 0, 1, 1])  # n <= d + 1: always
+
+
+def test_gradient_descent_on_the_logistic_loss_approaches_the_svm_direction():
+    # symmetric toy (x, y) <-> (-x, 1 - y): the SVM's bias is 0, so GD with a bias from zero converges to it
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 200)
-    x = rng.normal(size=(200, 3)) * [0.2, 1, 1]
-    x[:, 0] += np.where(y == 1, 2.0, -2.0)  # separable along e1 through the origin
-    theta = metrics.svm_direction(x, y)
-    assert theta.shape == (3,) and np.linalg.norm(theta) == pytest.approx(1.0)
-    assert theta[0] > 0.9
+    half = rng.normal(size=(20, 2)) * [0.3, 1.0] + [1.0, 0.0]
+    x = np.vstack([half, -half])
+    y = np.r_[np.ones(20), np.zeros(20)].astype(int)
+    theta, b = metrics.hard_margin_svm(x, y)
+    assert abs(b) < 1e-8
+    X, w, errors = np.hstack([x, np.ones((40, 1))]), np.zeros(3), []
+    s = np.where(y == 1, 1.0, -1.0)
+    for t in range(1, 100_001):
+        z = s * (X @ w)
+        w += 1.0 * X.T @ (s * 0.5 * (1 - np.tanh(z / 2))) / len(s)  # gradient step on mean log(1 + e^-z)
+        if t in (10, 100, 1000, 10_000, 100_000):
+            errors.append(metrics.direction_error(w[:2], theta))
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors  # the error falls as the steps grow
+    assert errors[-1] < 0.5 * errors[0]
+
+
+def test_direction_error():
+    theta = np.array([0.6, 0.8, 0.0])
     assert metrics.direction_error(5 * theta, theta) == pytest.approx(0.0, abs=1e-12)
     assert metrics.direction_error(-theta, theta) == pytest.approx(2.0)
     head = np.stack([np.zeros(3), 2 * theta])  # 2-logit head: theta = w_1 - w_0

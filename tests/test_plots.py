@@ -24,8 +24,10 @@ def _tables(seeds):
                                for d, s in grid for e in range(1, 6)])
     t["end"] = pd.DataFrame([{"dataset": d, "seed": s, "epochs": 5, "standard_epochs": 2, "nc1_train_first": 1.0,
                               "nc1_train_end": 0.2, "nc1_heldout_end": 2.0} for d, s in grid])
-    t["paths"] = pd.DataFrame([{"dataset": d, "seed": s, "step": k, "direction_error": 1 / np.log(k + 2),
-                                "standard_steps": 100} for d, s in grid if d in BINARY for k in (1, 10, 1000)])
+    t["paths"] = pd.DataFrame([{"dataset": d, "seed": s, "step": k,  # celeba: held-out features not separable
+                                "direction_error": np.nan if d == "celeba" else 1 / np.log(k + 2),
+                                "standard_steps": 100, "separable": d != "celeba"}
+                               for d, s in grid if d in BINARY for k in (1, 10, 1000)])
     t["erm4"] = pd.DataFrame([{"dataset": d, "seed": s, "ratio": r, "test_acc_wg": r / 2 + rng.random() / 10}
                               for d, s in grid for r in RATIOS])
     t["llr4"] = pd.DataFrame([{"dataset": d, "seed": s, "erm_ratio": a, "llr_ratio": b,
@@ -41,7 +43,8 @@ def _tables(seeds):
     t["curves"] = pd.DataFrame([{"dataset": d, "seed": s, "balance": b, "epoch": e, "test_acc_wg": rng.random()}
                                 for d, s in grid for b in BALANCES[1:] for e in range(1, 5)])
     t["bars"] = pd.DataFrame([{"dataset": d, "seed": s, "balance": b, "method": m, "test_acc_wg": rng.random()}
-                              for d, s in grid for b in BALANCES[1:] for m in ("class-balanced ERM", "group-balanced DFR")])
+                              for d, s in grid for b in BALANCES[1:]
+                              for m in ("class-balanced ERM", "group-balanced DFR", sections.DFR_L1)])
     return t
 
 
@@ -113,6 +116,24 @@ def test_methods_keep_their_colour_across_figures():
     for method in ("subsetting", "upsampling", "upweighting"):
         assert by_method(_draw("figure5"), method) == by_method(_draw("figure6"), method) == \
             by_method(_draw("figure7"), method) == plots.BALANCE_COLOURS[method]
+
+
+def test_figure3_says_so_where_the_features_are_not_separable():
+    fig = _draw("figure3").figure
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    assert sum("not\nlinearly separable" in t for t in texts) == 1  # the celeba panel, and only it
+    panels = [ax for ax in fig.axes if ax.has_data()]
+    assert len(panels) == len(BINARY) - 1
+
+
+def test_figure7_shows_kirichenko_dfr_in_one_colour():
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Rectangle
+
+    fig = _draw("figure7").figure
+    fills = {to_hex(r.get_facecolor()) for ax in fig.axes for r in ax.findobj(Rectangle) if r.get_height() > 0}
+    assert plots.DFR_L1_COLOUR in fills
+    assert plots.DFR_L1_COLOUR not in plots.BALANCE_COLOURS.values() and plots.DFR_L1_COLOUR != plots.ERM_COLOUR
 
 
 def test_captions_state_only_what_is_drawn():

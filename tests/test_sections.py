@@ -26,3 +26,34 @@ def test_group_ratio_grid_shape():
     assert len(plan["erm"]) == 2 * 2 * 2 and len(plan["heads"]) == 2 * 2 * 2
     assert {c["train_set"] for c in plan["erm"]} == {"train", "train+heldout"}
     assert all(h["spec"]["minority"] == [1, 2] for h in plan["heads"])
+
+
+def test_appendix_a_plans_kirichenko_dfr_beside_sgd_dfr_on_the_same_erm_runs():
+    plan = sections.appendix_a_configs(["waterbirds"], [1], "paper", "no/such/root", dfr_resamples=7)
+    sgd = [h for h in plan["heads"] if h["spec"]["method"] == "dfr"]
+    l1 = [h for h in plan["heads"] if h["spec"]["method"] == "dfr_l1"]
+    assert len(sgd) == len(l1) == 3 and {h["erm"] for h in sgd} == {h["erm"] for h in l1}
+    assert all(h["spec"] == {"method": "dfr_l1", "seed": 1, "n_resamples": 7} for h in l1)  # in the run's identity
+    assert "dfr_resamples" in sections.SECTIONS["appendix_a"].params
+
+
+def test_margins_carry_separable_into_the_paths_table(monkeypatch):
+    """A non-separable seed keeps its steps with a NaN error and separable False (for the claims); a separable one
+    keeps its errors."""
+    import numpy as np
+    import pandas as pd
+
+    ermt = pd.DataFrame([{"run_id": "a", "dataset": "waterbirds"}, {"run_id": "b", "dataset": "celeba"}])
+    heads = pd.DataFrame([{"erm_dataset": "waterbirds", "erm_seed": 1, "spec.seed": 1, "margin_min": [0.1] * 4,
+                           "margin_avg": [0.2] * 4, **{f"test_acc_g{k}": 0.5 for k in range(4)}}])
+    svm = pd.DataFrame([{"erm": "a", "seed": 1, "steps": [1, 10], "direction_error": [0.9, 0.5], "standard_steps": 5,
+                         "separable": True},
+                        {"erm": "b", "seed": 1, "steps": [1, 10], "direction_error": None, "standard_steps": 5,
+                         "separable": False}])
+    monkeypatch.setattr(sections, "_execute", lambda *a, **k: (ermt, heads))
+    monkeypatch.setattr(sections, "_run", lambda *a, **k: svm)
+    monkeypatch.setattr(sections, "margins_configs", lambda *a, **k: {"erm": [], "heads": [], "svm": []})
+    paths, _, _ = sections.margins(["waterbirds", "celeba"], [1], "smoke", "unused")
+    wb, ca = paths[paths["dataset"] == "waterbirds"], paths[paths["dataset"] == "celeba"]
+    assert wb["separable"].all() and wb["direction_error"].tolist() == [0.9, 0.5]
+    assert not ca["separable"].any() and np.isnan(ca["direction_error"]).all() and ca["step"].tolist() == [1, 10]

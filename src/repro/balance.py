@@ -15,10 +15,12 @@ larger effective step than ours).
 
 Group ratio (paper Sec. 3.1, Fig. 4): within a class, r = (#minority) / (#majority), 0 < r <= 1. With
 m = r / (1 + r), every class gets the same budget 2 * (smallest group count), a share 1 - m from its
-majority group and m from its minority group(s) (split evenly over several), so the total size does not
-depend on r. Which groups are minority: by default every group but the largest of its class; pass
-`minority` to choose, e.g. (3,) for CelebA (its record's `paper_minority`), which mirrors the paper's code: non-blond
-female and non-blond male are split 50/50 and only blond male is a minority group. A class without any
+majority group and m from its minority group(s) (split evenly over several), each group's count rounded up as
+in the paper's code, so the total size does not depend on r beyond that rounding. A ratio the budget cannot
+express (a minority share below one example) raises instead of silently taking 0 or 1 examples. Which groups
+are minority: by default every group but the largest of its class; pass `minority` to choose, e.g. (3,) for
+CelebA (its record's `paper_minority`), which mirrors the paper's code: non-blond female and non-blond male
+are split 50/50 and only blond male is a minority group. A class without any
 minority group is split evenly over its groups.
 """
 from __future__ import annotations
@@ -107,30 +109,41 @@ def _class_groups(y, g, minority) -> tuple[np.ndarray, np.ndarray, dict]:
     return y, g, plan
 
 
-def _split(total: int, parts: int) -> list[int]:
-    """`total` split into `parts` integers that differ by at most one (earlier parts get the remainder)."""
-    return [total // parts + (i < total % parts) for i in range(parts)]
-
-
 def group_ratio_counts(y, g, r: float, minority=None) -> dict[int, int]:
     """Number of examples taken from every group at group ratio r: {group id: count}.
 
-    Each class gets a budget of 2 * (smallest group count), as in the paper's code; its minority groups share
-    round(m * budget) of it, m = r / (1 + r), and its majority group(s) the rest. Where a class's majority
-    group(s) hold fewer examples than that budget (CivilComments: toxic/identity 17,784 < 2 x 12,731), the
-    budget is capped at that count, so every r in (0, 1] stays feasible and the size still does not depend
-    on r (the paper's code would run out of majority examples there).
+    Each class gets a budget B of 2 * (smallest group count), as in the paper's code; its minority groups get
+    m * B, m = r / (1 + r), split evenly, its majority group(s) (1 - m) * B, split evenly (a class without a
+    minority group: B split evenly), each count rounded UP as the paper's code does (make_group_ratio_subset
+    keeps taking a group's examples while its count is below the fractional target). Where a class's majority
+    group(s) hold fewer examples than B (CivilComments: toxic/identity 17,784 < 2 x 12,731), B is capped at
+    that count, so the size does not depend on r (up to the rounding, one example per group).
+
+    Raises ValueError (naming r and the group counts) when the ratio cannot be met: a minority group's exact
+    share m * B / (its class's minority groups) is below one example (rounding up would then give it more
+    than the requested share; e.g. r = 0.2 with a smallest group of 1). No group is asked for more examples
+    than it holds: a minority share is at most B / 2 <= the smallest group, and the majority groups' total is
+    at least B (the cap).
     """
     r = _check_ratio(r)
     y, g, plan = _class_groups(y, g, minority)
-    count = dict(zip(*np.unique(g, return_counts=True)))
+    count = {int(k): int(v) for k, v in zip(*np.unique(g, return_counts=True))}
     budget = min(2 * min(count.values()), *(sum(count[k] for k in major) for major, _ in plan.values()))
     m = r / (1 + r)
+
+    def up(x: float) -> int:  # ceil, robust to a float product landing a hair above an integer
+        return int(np.ceil(x - 1e-9))
+
     counts = {}
-    for c, (major, minor) in plan.items():
-        n_minor = int(round(m * budget)) if minor else 0
-        counts.update(zip(minor, _split(n_minor, max(len(minor), 1))))
-        counts.update(zip(major, _split(budget - n_minor, len(major))))
+    for major, minor in plan.values():
+        if minor:
+            share = m * budget / len(minor)
+            if share < 1:
+                raise ValueError(f"group ratio r = {r} cannot be met: its minority groups {minor} would get "
+                                 f"{share:.3g} examples each (budget {budget} per class, group counts {count}); "
+                                 "use a larger r or a set with larger groups")
+            counts.update({k: up(share) for k in minor})
+        counts.update({k: up((1 - m if minor else 1.0) * budget / len(major)) for k in major})
     return {int(k): int(v) for k, v in sorted(counts.items())}
 
 
@@ -139,18 +152,15 @@ def group_ratio_subset(y, g, r: float, seed: int, minority=None) -> np.ndarray:
 
     y, g: (n,) class labels and group ids; minority: group ids treated as minority (default: all but the
     largest group of each class). After a default_rng(seed) permutation the first examples of each group
-    are kept. Returns (C * 2 * min group count,) int64 indices, sorted ascending.
+    are kept. Returns about C * 2 * min group count int64 indices (group_ratio_counts rounds each group up),
+    sorted ascending.
     """
     counts = group_ratio_counts(y, g, r, minority)
     g = _keys(g)
     perm = np.random.default_rng(seed).permutation(len(g))
     keep = []
     for k, n_k in counts.items():
-        members = perm[g[perm] == k]
-        if len(members) < n_k:
-            raise ValueError(f"group {k} has {len(members)} examples but ratio {r} needs {n_k}; use a larger r "
-                             "or choose its class's majority group differently via `minority`")
-        keep.append(members[:n_k])
+        keep.append(perm[g[perm] == k][:n_k])  # group_ratio_counts checked that every group holds n_k
     return np.sort(np.concatenate(keep)).astype(np.int64)
 
 

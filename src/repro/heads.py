@@ -58,6 +58,8 @@ def fit_batch(configs: list[dict], store=None) -> list:
     """Train the heads of `configs` (all reading one ERM run of `store` with the same epochs, lr and batch size)
     in one batched call on the process's device (repro.device) with the run thread count; return one
     compute(config, workdir) per config that writes its head.safetensors and returns its metrics."""
+    import torch
+
     from repro import data, features, last_layer
     from repro import device as devices
 
@@ -69,11 +71,25 @@ def fit_batch(configs: list[dict], store=None) -> list:
         n_groups = len(data.group_names(features.metadata(erm_dir)["config"]["dataset"]))
         x, y, g = f["features_heldout"], f["y_heldout"], f["g_heldout"]
         head = (f["head_weight"], f["head_bias"])
-        specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})} for c in configs]
-        W, b = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=int(head[0].shape[0]), epochs=first["epochs"],
-                              lr=first["lr"], batch_size=first["batch_size"], device=device)
+        n_classes = int(head[0].shape[0])
+        solved = [i for i, c in enumerate(configs) if c["spec"]["method"] in last_layer.SOLVED]
+        sgd = [i for i in range(len(configs)) if i not in solved]
+        W, b, extra = [None] * len(configs), [None] * len(configs), [{}] * len(configs)
+        if sgd:
+            specs = [{**c["spec"], **({"erm_head": head} if c["spec"]["method"] == "afr" else {})}
+                     for c in (configs[i] for i in sgd)]
+            Ws, bs = last_layer.fit(x, y.numpy(), g.numpy(), specs, n_classes=n_classes, epochs=first["epochs"],
+                                    lr=first["lr"], batch_size=first["batch_size"], device=device)
+            for k, i in enumerate(sgd):
+                W[i], b[i] = Ws[k], bs[k]
+        for i in solved:  # e.g. Kirichenko et al.'s DFR (repro.dfr_l1): its own solver on the same features
+            spec = dict(configs[i]["spec"])
+            solver = runs.import_function(last_layer.SOLVED[spec.pop("method")])
+            W[i], b[i], extra[i] = solver(x, y, g, features_train=f["features_train"], n_classes=n_classes, **spec)
+        W, b = torch.stack(W), torch.stack(b)
         on_device = {k: v.to(device) for k, v in f.items() if k.endswith(("_heldout", "_test"))}  # what is evaluated
-        evaluated = _evaluate_heads(on_device, W.to(device), b.to(device), n_groups)
+        evaluated = [{**row, **more} for row, more in zip(_evaluate_heads(on_device, W.to(device), b.to(device),
+                                                                          n_groups), extra)]
 
     def writer(h: int, result: dict):
         def compute(_config, workdir):
@@ -99,8 +115,11 @@ def svm_config(erm_id: str, dataset: str, profile: str, factor: float, n_points:
 
 
 def svm_path(config: dict, workdir) -> dict:
-    """The "svm" kind (Figure 3): direction error between an unregularized logistic-loss LLR head and the SVM,
-    over SGD steps."""
+    """The "svm" kind (Figure 3): direction error between an unregularized logistic-loss LLR head and the
+    hard-margin SVM with a bias (paper Sec. 2.2) on the held-out features, over SGD steps.
+
+    The SVM exists only where the held-out features are linearly separable (an LP decides): otherwise the
+    run records separable = False and no direction errors (no soft-margin stand-in)."""
     from repro import device as devices
     from repro import features, last_layer, metrics
 
@@ -110,8 +129,12 @@ def svm_path(config: dict, workdir) -> dict:
         standard = sgd_steps(len(y), config["llr_epochs"], config["batch_size"])
         last = int(config["factor"] * standard)
         steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
+        if not metrics.linearly_separable(x.numpy(), y):
+            return {"steps": steps, "direction_error": None, "standard_steps": standard, "separable": False,
+                    "svm_bias": None}
+        theta_svm, b_svm = metrics.hard_margin_svm(x.numpy(), y, separable=True)
         W, _ = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
                                    batch_size=config["batch_size"], n_classes=1)
-        theta_svm = metrics.svm_direction(x.numpy(), y, seed=config["seed"])
         errors = [metrics.direction_error(W[i, 0, 0].numpy(), theta_svm) for i in range(len(steps))]
-    return {"steps": steps, "direction_error": errors, "standard_steps": standard}
+    return {"steps": steps, "direction_error": errors, "standard_steps": standard, "separable": True,
+            "svm_bias": b_svm}

@@ -13,8 +13,8 @@ epoch (torch.multinomial with the head's generator), as the paper's WeightedRand
 
 Methods (REGISTRY): llr (no balancing), dfr (group-balanced held-out set, Kirichenko et al. 2023), cbllr
 (class-balanced, LaBonte et al. 2023), ratio (held-out set at group ratio r, paper Sec. 3.1) and afr
-(Qiu et al. 2023: weights exp(-gamma p_true), class-rebalanced, head started at the ERM head with an L2 pull
-lambda (||W - W0||^2 + ||b - b0||^2)). AFR's own code trains full-batch with sum-1 weights and gradient
+(Qiu et al. 2023: weights exp(-gamma p_true) times N / n_class as in AFR's code, head started at the ERM head with
+an L2 pull lambda (||W - W0||^2 + ||b - b0||^2)). AFR's own code trains full-batch with sum-1 weights and gradient
 clipping; we use the same minibatch SGD as LLR with the weights rescaled to mean 1 (full batch with sum-1
 weights is the same loss), so that gamma = 0, lambda = 0 is exactly CB-LLR with upweighting from the ERM head.
 """
@@ -341,13 +341,18 @@ def p_true(features, y, weight, bias) -> np.ndarray:
 
 
 def afr_weights(p_true, y, gamma: float) -> np.ndarray:
-    """AFR weights (Qiu et al. 2023): exp(-gamma p_true), each class's total equal, summing to 1: (n,) -> (n,)."""
+    """AFR weights as AFR's released code builds them (Qiu et al. 2023; AndPotap/afr, train_embeddings.py with
+    losses.get_exp_weights, supervised_utils.rebalance_weights and normalize_weights): w_i = exp(-gamma p_i),
+    multiplied by N / n_{y_i} (N examples, n_c of class c), normalized to sum 1: (n,) -> (n,).
+
+    A class keeps its exp(-gamma p) mass times N / n_c, so a class the ERM head gets wrong receives more total
+    weight than one it gets right; at gamma = 0 every class has the same total (class balancing).
+    """
     p, y = np.asarray(p_true, dtype=np.float64), np.asarray(y)
     if gamma < 0:
         raise ValueError(f"AFR's gamma must be >= 0, got {gamma}")
-    w = np.exp(-gamma * p)
-    classes, inverse = np.unique(y, return_inverse=True)
-    w = w / np.bincount(inverse, weights=w)[inverse] / len(classes)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    w = np.exp(-gamma * p) * (len(y) / counts[inverse])
     return w / w.sum()
 
 
@@ -360,6 +365,7 @@ def afr(features, y, g, seed: int, erm_head=None, gamma: float = 0.0, l2: float 
 
 
 REGISTRY = {"llr": llr, "dfr": dfr, "cbllr": cbllr, "ratio": ratio, "afr": afr}
+SOLVED = {"dfr_l1": "repro.dfr_l1:fit"}  # heads fit by their own solver, not SGD on a Plan (repro.heads.fit_batch)
 
 
 def plan(features, y, g, spec: dict) -> Plan:

@@ -27,6 +27,7 @@ SMALL, NORMAL = 9, 10  # tick labels and legends; axis labels and titles
 # One colour per method across Figures 4-7: ERM grey; LLR, DFR and group-balanced ERM by balancing method.
 ERM_COLOUR = "0.45"
 BALANCE_COLOURS = {"none": "#1f77b4", "subsetting": "#ff7f0e", "upsampling": "#2ca02c", "upweighting": "#d62728"}
+DFR_L1_COLOUR = "#17becf"  # Kirichenko et al.'s DFR (repro.dfr_l1), Figure 7
 DATASET_COLOURS = {"waterbirds": "#9467bd", "celeba": "#8c564b", "civilcomments": "#e377c2", "multinli": "#bcbd22"}
 RATIO_CMAP = "viridis"
 GROUP_MARKERS = ["o", "s"]
@@ -209,20 +210,35 @@ def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> Plot:
 # ------------------------------------------------------------------------------------------------ Figure 3
 
 def figure3(paths: pd.DataFrame) -> Plot:
-    """Directional error between the LLR head and the SVM over SGD steps (log axis)."""
+    """Directional error between the LLR head and the hard-margin SVM over SGD steps (log axis). A dataset
+    whose held-out features are not linearly separable (column `separable`) has no SVM: its panel says so."""
     datasets = _datasets(paths)
     fig, axes, _ = new_figure(len(datasets), legend_rows=1)
+    separable = paths["separable"] if "separable" in paths else pd.Series(True, index=paths.index)
+    h = h_std = None
     for dataset, ax in zip(datasets, axes):
-        part = paths[paths["dataset"] == dataset]
+        part = paths[(paths["dataset"] == dataset) & separable]
+        n_seeds, n_not = paths.loc[paths["dataset"] == dataset, "seed"].nunique(), \
+            paths.loc[(paths["dataset"] == dataset) & ~separable, "seed"].nunique()
+        _label(ax, dataset, "SGD steps", "directional error")
+        if not len(part):
+            ax.text(0.5, 0.5, "held-out features not\nlinearly separable:\nno hard-margin SVM", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=NORMAL)
+            ax.set_xticks([]), ax.set_yticks([])
+            continue
         h = line(ax, part, "step", "direction_error", "#1f77b4", "LLR vs SVM", marker=".")
         ax.set_xscale("log")
         h_std = ax.axvline(part["standard_steps"].iloc[0], color="grey", ls="--")
-        _label(ax, dataset, "SGD steps", "directional error")
-    shared_legend(fig, [h, h_std], ["distance of the LLR direction to the SVM direction",
-                                    "standard number of LLR steps"], ncols=2)
-    return Plot(fig, "Distance between the unit-norm direction of a logistic-loss LLR head and that of the SVM, "
-                "over SGD steps (log scale); the dashed line marks the standard number of LLR steps.",
-                datasets, _seeds(paths), _spread("bands", paths))
+        if n_not:
+            ax.set_title(f"{dataset} ({n_not} of {n_seeds} seeds not separable)", fontsize=NORMAL)
+    if h is not None:
+        shared_legend(fig, [h, h_std], ["distance of the LLR direction to the SVM direction",
+                                        "standard number of LLR steps"], ncols=2)
+    return Plot(fig, "Distance between the unit-norm direction of a logistic-loss LLR head and that of the "
+                "hard-margin SVM with a bias, over SGD steps (log scale); the dashed line marks the standard "
+                "number of LLR steps. Where a seed's held-out features are not linearly separable the SVM does "
+                "not exist and that seed is left out (a panel says so when no seed is separable).",
+                datasets, _seeds(paths), _spread("bands", paths[separable]))
 
 
 # ------------------------------------------------------------------------------------------------ Figure 4
@@ -328,19 +344,29 @@ def figure6(curves: pd.DataFrame) -> Plot:
 
 
 def figure7(bars_df: pd.DataFrame) -> Plot:
-    """Class-balanced ERM (grey) against group-balanced DFR (coloured by balancing method)."""
+    """Class-balanced ERM (grey) against the paper's group-balanced SGD DFR (coloured by balancing method) and,
+    where the table has it, Kirichenko et al.'s DFR (one colour) after the same ERM."""
+    from repro.sections import DFR_L1
+
     datasets = _datasets(bars_df)
-    fig, axes, _ = new_figure(len(datasets), legend_rows=2)
+    fig, axes, _ = new_figure(len(datasets), legend_rows=3)
     order = list(METHODS)
-    methods = ["class-balanced ERM", "group-balanced DFR"]
+    methods = ["class-balanced ERM", "group-balanced DFR"] + ([DFR_L1] if DFR_L1 in set(bars_df["method"]) else [])
+    colour = {methods[0]: lambda b: ERM_COLOUR, methods[1]: lambda b: BALANCE_COLOURS[b],
+              DFR_L1: lambda b: DFR_L1_COLOUR}
     for dataset, ax in zip(datasets, axes):
         bars(ax, bars_df[bars_df["dataset"] == dataset], "balance", "method", order, methods,
-             lambda m, b: ERM_COLOUR if m == methods[0] else BALANCE_COLOURS[b])
+             lambda m, b: colour[m](b))
         _label(ax, dataset, None, "test WGA", ylim=(0, 1))
     handles = [Patch(color=ERM_COLOUR, label="class-balanced ERM (left bar)")]
     handles += [Patch(color=BALANCE_COLOURS[b], label=f"group-balanced DFR, {b}") for b in order]
+    if DFR_L1 in methods:
+        handles.append(Patch(color=DFR_L1_COLOUR, label="Kirichenko et al.'s DFR (right bar)"))
     shared_legend(fig, handles, ncols=2)
+    also = (" The right bar (one colour) is Kirichenko et al.'s DFR on the same features: L1 logistic regression on "
+            "standardized features, C tuned on half of the held-out set, averaged over group-balanced resamples."
+            if DFR_L1 in methods else "")
     return Plot(fig, "Test worst-group accuracy per balancing method (x-axis): ERM trained on all the data, "
                 "class-balanced by the method (grey, left bar), against DFR, i.e. LLR on the held-out set "
-                "group-balanced by the method after ERM class-balanced by it on its split (coloured, right bar).",
+                "group-balanced by the method after ERM class-balanced by it on its split (coloured)." + also,
                 datasets, _seeds(bars_df), _spread("error bars", bars_df))

@@ -102,15 +102,19 @@ def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), sv
 
 def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12, model_overrides=None,
             workers=1, executor="local", slurm=None):
-    """Figure 3 (direction error to the SVM over steps) and Table 1 (margins vs group test accuracy)."""
+    """Figure 3 (direction error to the hard-margin SVM over steps; column `separable`: whether the seed's
+    held-out features are linearly separable, the error NaN where they are not) and Table 1 (margins vs group
+    test accuracy)."""
     plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, model_overrides)
     ermt, heads = _execute(plan, workers, executor, slurm)
     base = ermt.drop_duplicates("run_id").set_index("run_id")
     paths = []
     for _, row in _run("svm", plan["svm"], workers, executor, slurm).iterrows():
         dataset = base.loc[row["erm"], "dataset"]
+        errors = row["direction_error"] if row["separable"] else [np.nan] * len(row["steps"])  # no SVM: no error
         paths += [{"dataset": dataset, "seed": row["seed"], "step": s, "direction_error": e,
-                   "standard_steps": row["standard_steps"]} for s, e in zip(row["steps"], row["direction_error"])]
+                   "standard_steps": row["standard_steps"], "separable": bool(row["separable"])}
+                  for s, e in zip(row["steps"], errors)]
     points = []
     for _, row in heads.iterrows():
         dataset = row["erm_dataset"]
@@ -244,7 +248,10 @@ def afr_group_mass(datasets, seeds, profile, data_root, gammas) -> pd.DataFrame:
 
 # ---------------------------------------------------- Appendix A (Figures 6 and 7): explicit group balancing
 
-def appendix_a_configs(datasets, seeds, profile, data_root):
+DFR_L1 = "DFR (Kirichenko et al.: L1 logistic regression)"  # Figure 7's name for repro.dfr_l1
+
+
+def appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples=20):
     dynamics = [erm_config(d, profile, data_root, s, balance=b, balance_by="group", train_set="train+heldout",
                            eval_every=1) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     class_full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")
@@ -252,12 +259,19 @@ def appendix_a_configs(datasets, seeds, profile, data_root):
     class_split = [erm_config(d, profile, data_root, s, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     heads = [head_config(runs.run_id("erm", c), {"method": "dfr", "seed": c["seed"], "balance": c["balance"]},
                          c["dataset"], profile) for c in class_split]
+    # Kirichenko et al.'s own DFR (repro.dfr_l1) on the same ERM features, beside the paper's SGD DFR
+    heads += [head_config(runs.run_id("erm", c), {"method": "dfr_l1", "seed": c["seed"], "n_resamples": dfr_resamples},
+                          c["dataset"], profile) for c in class_split]
     return {"erm": dynamics + class_full + class_split, "heads": heads}
 
 
-def appendix_a(datasets, seeds, profile, data_root, workers=1, executor="local", slurm=None):
-    """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR)."""
-    ermt, dfr = _execute(appendix_a_configs(datasets, seeds, profile, data_root), workers, executor, slurm)
+def appendix_a(datasets, seeds, profile, data_root, dfr_resamples=20, workers=1, executor="local", slurm=None):
+    """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR: the paper's
+    SGD DFR group-balanced by each method, and Kirichenko et al.'s DFR, both after ERM class-balanced by the
+    method of the x-axis)."""
+    ermt, heads = _execute(appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples), workers, executor,
+                           slurm)
+    dfr, dfr_l1 = heads[heads["spec.method"] == "dfr"], heads[heads["spec.method"] == "dfr_l1"]
     dyn = ermt[ermt["balance_by"] == "group"]
     curves = pd.DataFrame([{"dataset": r["dataset"], "seed": r["seed"], "balance": r["balance"], "epoch": h["epoch"],
                             "test_acc_wg": h["test_acc_wg"]} for _, r in dyn.iterrows() for h in r["history"]
@@ -267,7 +281,9 @@ def appendix_a(datasets, seeds, profile, data_root, workers=1, executor="local",
     bars = pd.concat([
         cb.assign(method="class-balanced ERM")[cols],
         dfr.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "spec.balance": "balance"})
-           .assign(method="group-balanced DFR")[cols]], ignore_index=True)
+           .assign(method="group-balanced DFR")[cols],
+        dfr_l1.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "erm_balance": "balance"})
+              .assign(method=DFR_L1)[cols]], ignore_index=True)
     return curves, bars
 
 
@@ -287,7 +303,7 @@ SECTIONS = {s.notebook: s for s in [
     Section("margins", COMMON + ("llr_seeds", "svm_factor", "svm_points", "model_overrides"), margins_configs, margins),
     Section("group_ratio", COMMON + ("ratios", "match_steps"), group_ratio_configs, group_ratio),
     Section("class_balance", COMMON + ("gammas",), class_balance_configs, class_balance),
-    Section("appendix_a", COMMON, appendix_a_configs, appendix_a),
+    Section("appendix_a", COMMON + ("dfr_resamples",), appendix_a_configs, appendix_a),
 ]}
 
 
