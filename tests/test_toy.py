@@ -29,3 +29,12 @@ def test_figure1_claims_hold_on_the_toy_problem():
 def test_make_rejects_bad_probability():
     with pytest.raises(ValueError, match="p_major"):
         toy.make(10, 1.5, seed=0)
+
+
+def test_toy_svm_is_the_hard_margin_svm():
+    """Every held-out point has functional margin >= 1 and the closest ones sit exactly on it."""
+    x, y, _ = toy.make(200, 0.9, seed=1)
+    w, b = toy.svm(x, y)
+    margins = (2 * y - 1) * (x @ w + b)
+    assert margins.min() == pytest.approx(1.0, abs=1e-6)
+    assert (margins >= 1 - 1e-6).all()

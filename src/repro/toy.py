@@ -38,12 +38,13 @@ def class_mean_classifier(features: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     return w, float(-w @ (mu0 + mu1) / 2)
 
 
-def svm(features: np.ndarray, y: np.ndarray, C: float = 1e5) -> tuple[np.ndarray, float]:
-    """Hard-margin SVM (a linear SVM with a large C), with intercept: (w, b)."""
-    from sklearn.svm import LinearSVC
+def svm(features: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """The hard-margin SVM with an unpenalized intercept, (w, b): repro.metrics.hard_margin_svm (exact; it
+    raises if the points are not linearly separable, which `make`'s bounded noise rules out)."""
+    from repro import metrics
 
-    model = LinearSVC(C=C, loss="hinge", max_iter=200_000, tol=1e-8).fit(features, y)
-    return model.coef_[0].astype(float), float(model.intercept_[0])
+    w, b = metrics.hard_margin_svm(features, y)
+    return np.asarray(w, dtype=float), float(b)
 
 
 def spurious_share(w: np.ndarray) -> float:
