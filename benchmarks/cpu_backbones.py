@@ -25,12 +25,11 @@ CANDIDATES = [
     ("waterbirds", "scratch", "scratch", {}),
     ("waterbirds", "pretrained", "pretrained", {}),
     ("waterbirds", "pretrained, train_blocks 2", "pretrained", {"train_blocks": 2}),
-    ("waterbirds", "pretrained, 64 px", "pretrained", {"image_size": 64}),
     ("celeba", "scratch", "scratch", {}),
     ("celeba", "pretrained", "pretrained", {}),
     ("civilcomments", "scratch", "scratch", {}),
     ("civilcomments", "pretrained", "pretrained", {}),
-    ("civilcomments", "pretrained, 1 epoch", "pretrained", {"epochs": 1}),
+    ("civilcomments", "pretrained, 4 epochs", "pretrained", {"epochs": 4}),
     ("multinli", "scratch", "scratch", {}),
     ("multinli", "pretrained", "pretrained", {}),
 ]
