@@ -16,7 +16,7 @@ SECONDS_PER_EXAMPLE = {"resnet50": 6e-3, "resnet18": 2.5e-3, "bert-base": 9e-3, 
                        "minilm": 2e-3, "cnn-small": 6e-4, "bert-micro": 8e-4, "efficientnet-lite0": 4e-3}
 # (model, train_blocks) -> the same when only the top units train over a cached trunk (repro.trunk), one CPU
 # thread, from benchmarks/cpu_backbones.py scaled to an idle core (its runs of cnn-small give the load factor).
-TOP_SECONDS_PER_EXAMPLE = {("efficientnet-lite0", 1): 1.2e-4, ("efficientnet-lite0", 2): 8e-4, ("minilm", 1): 3e-3}
+TOP_SECONDS_PER_EXAMPLE = {("efficientnet-lite0", 1): 1.2e-4, ("efficientnet-lite0", 2): 4e-4, ("minilm", 1): 2.5e-3}
 
 WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, how to get it)
     "resnet50": ("resnet50-0676ba61.pth",
