@@ -194,3 +194,35 @@ def test_backbones_param_is_validated(tmp_path):
     (root / "params" / "cpu" / "margins.yml").write_text("backbones: imagenet\n")
     with pytest.raises(book.BookError, match=r"margins.yml: key 'backbones' must be 'pretrained' or 'scratch'"):
         book.load_params(root, "margins", "cpu")
+
+
+_WORKER = """
+import sys, numpy as np
+from repro import inputs, models, trunk
+from repro.data import GroupData
+root, log = sys.argv[1], sys.argv[2]
+paths = np.array([f"{root}/{i}.png" for i in range(96)], dtype=object)
+data = GroupData("waterbirds", "image", paths, np.zeros(96, int), np.zeros(96, int), np.repeat([0, 1, 2], [48, 16, 32]), root=root)
+compute = trunk.compute
+def counted(*a):
+    open(log, "a").write("computed\\n")
+    return compute(*a)
+trunk.compute = counted
+config = dict(seed=1, augment=True, image_size=32, max_length=64, model="efficientnet-lite0", data_fingerprint="two")
+model = models.build("efficientnet-lite0", 2, True)
+print(float(trunk.cached(model.backbone, inputs.Inputs(data, config), config, 17)["x"].sum()))
+"""
+
+
+def test_two_processes_compute_the_trunk_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+    image_data(tmp_path, (48, 16, 32))
+    log = tmp_path / "log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path), str(log)], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    sums = [p.communicate(timeout=300)[0].split()[-1] for p in procs]
+    assert all(p.returncode == 0 for p in procs) and sums[0] == sums[1]
+    assert log.read_text() == "computed\n" and len(list((tmp_path / ".trunk").glob("*.safetensors"))) == 1
