@@ -110,7 +110,7 @@ def test_text_model_trains(tiny_texts, use, tmp_path):
     m = erm.train(_cfg("civilcomments", batch_size=16, max_length=16), tmp_path)
     assert 0 <= m["test_acc_wg"] <= m["test_acc_avg"] <= 1
     f = features.load(tmp_path)
-    hidden = erm.default_config("civilcomments", "cpu")["model_kw"].get("hidden", 128)
+    hidden = erm.default_config("civilcomments", "smoke")["model_kw"].get("hidden", 128)
     assert f["features_train"].shape == (40, hidden)
 
 

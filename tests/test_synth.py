@@ -25,7 +25,8 @@ def test_cpu_twins_reproduce_table2_proportions(cpu_root):
     for col in ("p_y", "p_g", "p_y_given_s"):
         assert np.abs(ours[col] - paper[col]).max() < 0.005, col
     train = ours.groupby("dataset")["train"].sum()
-    assert train.between(2000, 5000).all(), train
+    # text twins are smaller: the cpu profile fine-tunes a MiniLM layer on them (about 4x the cost of an image run)
+    assert train[["waterbirds", "celeba"]].between(2000, 5000).all() and train.between(800, 5000).all(), train
     assert (ours[["train", "val", "test"]] >= 4).all().all()
 
 

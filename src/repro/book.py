@@ -93,6 +93,8 @@ PARAM_RULES = {
     "svm_points": (lambda v: v >= 2, "an integer >= 2"), "n_train": (lambda v: v >= 1, "an integer >= 1"),
     "n_heldout": (lambda v: v >= 1, "an integer >= 1"), "p_major": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "noise": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "backbones": (lambda v: v in ("", "pretrained", "scratch"),
+                  "'pretrained' or 'scratch' (cpu profile; repro.hparams.BACKBONES) or '' (the profile's models)"),
     "model_overrides": (lambda v: set(v) <= set(_DATASETS) and all(isinstance(m, str) for m in v.values()),
                         f"a mapping of dataset names ({', '.join(_DATASETS)}) to model names"),
 }

@@ -54,7 +54,9 @@ _EXTRA = {
 #   precision: fp32 (the paper's code: Lightning's default) or bf16/fp16 autocast (fp16 with a gradient scaler)
 #   max_steps: stop after this many SGD steps (0: no cap); the epoch in progress is then the last one,
 #              evaluated and saved; the learning-rate schedule still spans `epochs` (the rehearsal uses it)
-LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0}
+#   train_blocks: 0 trains the whole network; k > 0 trains only the top k units of the backbone (and the
+#              head): the frozen lower units run once per dataset and are cached (repro.trunk)
+LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0, "train_blocks": 0}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -64,12 +66,13 @@ def _data_root() -> str:
     return str(runs.default_root().parent / "data")
 
 
-def default_config(dataset: str, profile: str = "paper", **overrides) -> dict:
-    """The full ERM config of `dataset` under `profile` (hparams.erm), with `overrides` applied.
+def default_config(dataset: str, profile: str = "paper", backbones: str = "", **overrides) -> dict:
+    """The full ERM config of `dataset` under `profile` (hparams.erm; `backbones` picks a variant of the
+    profile's models, see hparams.BACKBONES), with `overrides` applied.
 
     In a rehearsal (repro.rehearse) the paper's architectures start from random weights and every run stops
     after rehearse.MAX_STEPS steps."""
-    hp = hparams.erm(dataset, profile)
+    hp = hparams.erm(dataset, profile, backbones)
     config = dict(dataset=dataset, data_root=_data_root(), profile=profile, model=None, pretrained=None, seed=1,
                   epochs=None, lr=None, weight_decay=None, batch_size=None, optimizer="adamw", schedule="cosine",
                   balance="none", balance_by="class", group_ratio=None,
@@ -125,6 +128,7 @@ def check(config: dict) -> dict:
     ranges = {"seed": (True, 0, True), "epochs": (True, 1, True), "batch_size": (True, 1, True),
               "lr": (False, 0, False), "weight_decay": (False, 0, True), "eval_every": (True, 0, True),
               "nc1_every": (True, 0, True), "min_steps": (True, 0, True), "max_steps": (True, 0, True),
+              "train_blocks": (True, 0, True),
               "image_size": (True, 1, True), "max_length": (True, 1, True)}
     for key, (integer, low, closed) in ranges.items():
         if key in config and not (number(config[key], integer) and (config[key] >= low if closed else config[key] > low)):
@@ -286,6 +290,8 @@ def _train(config: dict, workdir: Path, device) -> dict:
     order_of, n_train, weights = _sampler(data, idx["train"], config)
     inputs = Inputs(data, config, device)
     model = models.build(config["model"], data.n_classes, config["pretrained"], **config["model_kw"]).to(device)
+    if setting(config, "train_blocks"):
+        model, inputs = _top(model, inputs, config)
     if inputs.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, config)
@@ -332,23 +338,76 @@ def _train(config: dict, workdir: Path, device) -> dict:
             "saved_epochs": sorted(save), "epochs_trained": last}
 
 
+def _top(model, inputs: Inputs, config: dict):
+    """(model training only its top train_blocks units, inputs of cached trunk states): repro.trunk."""
+    from repro import inputs as inputs_mod
+    from repro import trunk
+    frozen = trunk.depth(model, setting(config, "train_blocks"), config["model"])
+    data = inputs.data
+    key = ("trunk", data.name, str(data.root), config["data_fingerprint"], config["model"], config["image_size"],
+           config["max_length"], frozen, config["augment"], str(inputs.device))
+    states = inputs_mod._cached(key, lambda: trunk.cached(model.backbone, inputs, config, frozen))
+    return trunk.freeze(model, frozen), trunk.TrunkInputs(inputs, states, config)
+
+
+def frozen_digest(model, keys: list[str]) -> str:
+    """sha256 of the frozen tensors (names, dtypes, shapes, bytes) of a model's state dict."""
+    import hashlib
+    state, digest = model.state_dict(), hashlib.sha256()
+    for key in keys:
+        t = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _rebuild(config: dict, pretrained: bool = True) -> torch.nn.Module:
+    """The model of `config` before training: pretrained weights (unless pretrained=False) or its seeded random
+    init, top-frozen as in ERM."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config["seed"])
+        model = models.build(config["model"], datasets.get(config["dataset"]).n_classes,
+                             bool(config["pretrained"]) and pretrained, **config["model_kw"])
+    if setting(config, "train_blocks"):
+        from repro import trunk
+        model = trunk.freeze(model, trunk.depth(model, setting(config, "train_blocks"), config["model"]))
+    return model
+
+
 def save_checkpoint(model, config: dict, path: Path, epoch: int) -> None:
-    """safetensors of the state dict (on the CPU), with the full config (JSON) and the epoch in its metadata."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    runs.save_safetensors(path, state, metadata={"config": runs.canonical_json(config), "epoch": str(epoch)})
+    """safetensors of what ERM trains (parameters and the buffers of trained modules, on the CPU), with the full
+    config (JSON), the epoch and the sha256 of the frozen rest in its metadata. The frozen rest (pretrained
+    weights, or a seeded random init such as bert-micro's word embeddings) is rebuilt from its source on load."""
+    frozen = models.frozen_keys(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in set(frozen)}
+    runs.save_safetensors(path, state, metadata={"config": runs.canonical_json(config), "epoch": str(epoch),
+                                                 "frozen_sha256": frozen_digest(model, frozen)})
 
 
 def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
-    """(model, config) from a checkpoint written by save_checkpoint, on `device` (default: the CPU)."""
+    """(model, config) from a checkpoint written by save_checkpoint, on `device` (default: the CPU).
+
+    The frozen tensors are rebuilt (repro.models) and must hash to the stored digest."""
     import json
 
     from safetensors import safe_open
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file
 
     with safe_open(str(path), "pt") as f:
-        config = json.loads(f.metadata()["config"])
-    model = models.build(config["model"], datasets.get(config["dataset"]).n_classes, False, **config["model_kw"])
-    load_model(model, str(path))
+        meta = f.metadata()
+    config = json.loads(meta["config"])
+    partial = "frozen_sha256" in meta  # older checkpoints hold every tensor
+    model = _rebuild(config, pretrained=partial)
+    state = load_file(str(path))
+    if partial:
+        frozen = models.frozen_keys(model)
+        if frozen_digest(model, frozen) != meta["frozen_sha256"]:
+            raise ValueError(f"{path}: the frozen weights rebuilt from {config['model']!r} differ from those it "
+                             "was trained with (another weights file or library version); retrain this run")
+        wrong = sorted(set(model.state_dict()) - set(frozen) ^ set(state))
+        if wrong:
+            raise ValueError(f"{path}: checkpoint tensors {wrong[:3]} do not match the model; retrain this run")
+    model.load_state_dict(state, strict=not partial)
     return model.to(device or "cpu"), config
 
 

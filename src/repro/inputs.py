@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from repro import models
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from repro.models import IMAGENET_MEAN, IMAGENET_STD
 IN_MEMORY_MAX_SIZE = 64  # images up to this size are decoded once into memory
 LOADER_WORKERS_ENV = "REPRO_LOADER_WORKERS"
 
@@ -206,8 +205,9 @@ class Inputs:
         self.files = data.kind == "image" and self.size > IN_MEMORY_MAX_SIZE
         if data.kind == "image" and not self.files:
             self.images = _cached(("img",) + key, lambda: _decode(data.inputs, self.size))
-            self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-            self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+            mean, std = models.normalization(config["model"])
+            self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+            self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         elif data.kind == "text":
             self.tokens = _cached(("tok",) + key, lambda: cached_tokens(data, config["model"], config["max_length"]))
         elif data.kind == "tokens":
@@ -232,11 +232,19 @@ class Inputs:
         if self.kind in ("text", "tokens"):
             rows = torch.from_numpy(self.data.inputs[idx] if self.kind == "tokens" else idx)
             return self._to({k: v[rows] for k, v in self.tokens.items()})
-        if self.files:
-            raise ValueError("file-backed images are read through batches(), not batch()")
-        x = self.images[torch.from_numpy(idx)].to(self.device, non_blocking=True).float().div_(255)
+        x = self.raw(idx)
         if train and self.augment:
             x = augment(x, generator)
+        return self.normalize(x)
+
+    def raw(self, idx: np.ndarray) -> torch.Tensor:
+        """In-memory images of (b,) dataset indices as floats in [0, 1], (b, 3, S, S) on the device."""
+        if self.files:
+            raise ValueError("file-backed images are read through batches(), not batch()")
+        return self.images[torch.from_numpy(np.asarray(idx, dtype=np.int64))].to(self.device, non_blocking=True).float().div_(255)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's input normalization of a [0, 1] image batch, in the model's memory format."""
         return self._to((x - self.mean) / self.std)
 
     def batches(self, idx: np.ndarray, batch_size: int, train: bool, generator: torch.Generator | None = None,

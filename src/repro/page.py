@@ -18,6 +18,7 @@ class Setup:
     datasets: tuple
     record: provenance.Record
     model_overrides: dict = field(default_factory=dict)
+    backbones: str = ""
 
 
 def _show(*objs) -> None:
@@ -34,7 +35,7 @@ def markdown(text: str) -> None:
 
 
 def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_root: str = "",
-          synth_profile: str = "", model_overrides: dict | None = None) -> Setup:
+          synth_profile: str = "", model_overrides: dict | None = None, backbones: str = "") -> Setup:
     """Set up a page: select the device, show the rehearsal banner if this is one, write the synthetic twins
     (when `synth_profile` names a scale) and start the provenance record."""
     devices.select(device)
@@ -44,7 +45,8 @@ def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_ro
         from repro import synth
 
         synth.ensure(data_root, list(datasets), scale=synth_profile)
-    return Setup(profile, tuple(datasets), provenance.start(profile, params_yaml), dict(model_overrides or {}))
+    return Setup(profile, tuple(datasets), provenance.start(profile, params_yaml), dict(model_overrides or {}),
+                 backbones)
 
 
 def png(fig) -> bytes:
@@ -60,7 +62,7 @@ def figure(setup: Setup, plot, label: str) -> None:
 
     from repro import sections
 
-    models = sections.model_names(plot.datasets, setup.profile, setup.model_overrides) if plot.datasets else ""
+    models = sections.model_names(plot.datasets, setup.profile, setup.model_overrides, setup.backbones) if plot.datasets else ""
     _show(Image(data=png(plot.figure), format="png"))
     markdown(report.caption(label, plot, setup.profile, models))
 

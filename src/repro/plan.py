@@ -13,7 +13,10 @@ from repro import book, datasets, hparams, runs, sections
 # Rough seconds per training example and epoch (forward + backward + evaluation) on one 24 GB GPU of the
 # paper's kind (RTX A5000); CPU models on one core. An order-of-magnitude guide, not a measurement.
 SECONDS_PER_EXAMPLE = {"resnet50": 6e-3, "resnet18": 2.5e-3, "bert-base": 9e-3, "bert-tiny": 5e-4,
-                       "minilm": 2e-3, "cnn-small": 6e-4, "bert-micro": 8e-4}
+                       "minilm": 2e-3, "cnn-small": 6e-4, "bert-micro": 8e-4, "efficientnet-lite0": 4e-3}
+# (model, train_blocks) -> the same when only the top units train over a cached trunk (repro.trunk), one CPU
+# thread, from benchmarks/cpu_backbones.py scaled to an idle core (its runs of cnn-small give the load factor).
+TOP_SECONDS_PER_EXAMPLE = {("efficientnet-lite0", 1): 1.2e-4, ("efficientnet-lite0", 2): 4e-4, ("minilm", 1): 2.5e-3}
 
 WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, how to get it)
     "resnet50": ("resnet50-0676ba61.pth",
@@ -48,7 +51,8 @@ def _erm_seconds(config: dict) -> float:
     n *= 1.25 if config["train_set"] == "train+heldout" else 1.0
     if config["group_ratio"] is not None and config["group_ratio_method"] == "subsetting":
         n *= 0.1  # class-balanced subsets at twice the smallest group count are small
-    return SECONDS_PER_EXAMPLE.get(config["model"], 5e-3) * n * config["epochs"]
+    top = TOP_SECONDS_PER_EXAMPLE.get((config["model"], config.get("train_blocks", 0)))
+    return (top or SECONDS_PER_EXAMPLE.get(config["model"], 5e-3)) * n * config["epochs"]
 
 
 def _weights_location(model: str) -> tuple[str, bool]:

@@ -55,25 +55,25 @@ def _model(models, dataset) -> dict:
     return {"model": models[dataset]} if models and dataset in models else {}
 
 
-def base_configs(datasets, seeds, profile, data_root, model_overrides=None):
-    return [erm_config(d, profile, data_root, s, **_model(model_overrides, d)) for d, s in _grid(datasets, seeds)]
+def base_configs(datasets, seeds, profile, data_root, model_overrides=None, backbones=""):
+    return [erm_config(d, profile, data_root, s, backbones=backbones, **_model(model_overrides, d)) for d, s in _grid(datasets, seeds)]
 
 
 # ------------------------------------------------------------------ Section 2.1 (Figure 2): neural collapse
 
-def neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None):
+def neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None, backbones=""):
     out = []
     for d, s in _grid(datasets, seeds):
-        epochs = int(round(epoch_factor * hparams.erm(d, profile)["epochs"]))
-        out.append(erm_config(d, profile, data_root, s, epochs=epochs, nc1_every=1, save_epochs=[epochs],
+        epochs = int(round(epoch_factor * hparams.erm(d, profile, backbones)["epochs"]))
+        out.append(erm_config(d, profile, data_root, s, backbones=backbones, epochs=epochs, nc1_every=1, save_epochs=[epochs],
                               **_model(model_overrides, d)))
     return {"erm": out}
 
 
 def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model_overrides=None, workers=1,
-                    executor="local", slurm=None):
+                    executor="local", slurm=None, backbones=""):
     """NC1 of the training features per epoch, and train/held-out NC1 at the end of training."""
-    plan = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, model_overrides)
+    plan = neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, model_overrides, backbones=backbones)
     table, _ = _execute(plan, workers, executor, slurm)
     curve, end = [], []
     for _, row in table.iterrows():
@@ -81,7 +81,7 @@ def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model
         curve += [{"dataset": row["dataset"], "seed": row["seed"], "epoch": h["epoch"], "nc1_train": h["nc1_train"]}
                   for h in hist]
         end.append({"dataset": row["dataset"], "seed": row["seed"], "epochs": row["epochs"],
-                    "standard_epochs": hparams.erm(row["dataset"], profile)["epochs"],
+                    "standard_epochs": hparams.erm(row["dataset"], profile, backbones)["epochs"],
                     "nc1_train_first": hist[0]["nc1_train"], "nc1_train_end": hist[-1]["nc1_train"],
                     "nc1_heldout_end": row["nc1_heldout"]})
     return pd.DataFrame(curve), pd.DataFrame(end)
@@ -90,8 +90,8 @@ def neural_collapse(datasets, seeds, profile, data_root, epoch_factor=2.5, model
 # -------------------------------------------------------------- Section 2.2 (Figure 3, Table 1): margins
 
 def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12,
-                    model_overrides=None):
-    base = base_configs(datasets, seeds, profile, data_root, model_overrides)
+                    model_overrides=None, backbones=""):
+    base = base_configs(datasets, seeds, profile, data_root, model_overrides, backbones=backbones)
     ids = [runs.run_id("erm", c) for c in base]
     heads = [head_config(i, {"method": "llr", "seed": k}, c["dataset"], profile) for i, c in zip(ids, base)
              for k in llr_seeds]
@@ -101,11 +101,12 @@ def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), sv
 
 
 def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor=10.0, svm_points=12, model_overrides=None,
-            workers=1, executor="local", slurm=None):
+            workers=1, executor="local", slurm=None, backbones=""):
     """Figure 3 (direction error to the hard-margin SVM over steps; column `separable`: whether the seed's
     held-out features are linearly separable, the error NaN where they are not) and Table 1 (margins vs group
     test accuracy)."""
-    plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, model_overrides)
+    plan = margins_configs(datasets, seeds, profile, data_root, llr_seeds, svm_factor, svm_points, model_overrides,
+                           backbones=backbones)
     ermt, heads = _execute(plan, workers, executor, slurm)
     base = ermt.drop_duplicates("run_id").set_index("run_id")
     paths = []
@@ -139,7 +140,7 @@ def margin_correlations(points: pd.DataFrame) -> pd.DataFrame:
 
 # -------------------------------------------------------------- Section 3.1 (Figure 4): group ratios
 
-def standard_steps(dataset, profile, data_root, train_set="train") -> int:
+def standard_steps(dataset, profile, data_root, train_set="train", backbones="") -> int:
     """SGD steps of a standard ERM run (no subsetting) on the dataset's ERM split (+ the held-out set)."""
     from repro import metadata
 
@@ -149,17 +150,17 @@ def standard_steps(dataset, profile, data_root, train_set="train") -> int:
     n = int(pct / 100 * n_train) if pct is not None else n_train
     if train_set == "train+heldout":
         n = n_train if pct is not None else n_train + n_val // 2
-    hp = hparams.erm(dataset, profile)
+    hp = hparams.erm(dataset, profile, backbones)
     return sgd_steps(n, hp["epochs"], hp["batch_size"])
 
 
-def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False):
+def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False, backbones=""):
     def steps(d, train_set):
-        return {"min_steps": standard_steps(d, profile, data_root, train_set)} if match_steps else {}
+        return {"min_steps": standard_steps(d, profile, data_root, train_set, backbones=backbones)} if match_steps else {}
 
-    split = [erm_config(d, profile, data_root, s, group_ratio=r, **steps(d, "train"))
+    split = [erm_config(d, profile, data_root, s, backbones=backbones, group_ratio=r, **steps(d, "train"))
              for d, s in _grid(datasets, seeds) for r in ratios]
-    full = [erm_config(d, profile, data_root, s, group_ratio=r, train_set="train+heldout", **steps(d, "train+heldout"))
+    full = [erm_config(d, profile, data_root, s, backbones=backbones, group_ratio=r, train_set="train+heldout", **steps(d, "train+heldout"))
             for d, s in _grid(datasets, seeds) for r in ratios]
     heads = [head_config(runs.run_id("erm", c), {"method": "ratio", "seed": c["seed"], "r": r, "balance": "upsampling",
                                                  "minority": list(record(c["dataset"]).paper_minority)},
@@ -168,12 +169,12 @@ def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 
 
 
 def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5, 1.0), match_steps=False, workers=1,
-                executor="local", slurm=None):
+                executor="local", slurm=None, backbones=""):
     """Figure 4: test WGA of LLR (ERM ratio x held-out ratio) and of ERM trained on 100% at each ratio.
 
     match_steps: ERM on a group-ratio subset trains at least as many SGD steps as a standard ERM run (the
     CPU profiles, whose models start from scratch; the paper keeps the epochs)."""
-    plan = group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps)
+    plan = group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps, backbones=backbones)
     ermt, heads = _execute(plan, workers, executor, slurm)
     erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "group_ratio", "test_acc_wg", "test_acc_avg"]]
     erm_rows = erm_rows.rename(columns={"group_ratio": "ratio"}).reset_index(drop=True)
@@ -197,10 +198,10 @@ def ratio_correlations(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.Dat
 
 # -------------------------------------------------------- Section 3.2 (Figure 5): class balancing and AFR
 
-def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0)):
-    full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")
+def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0), backbones=""):
+    full = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b, train_set="train+heldout")
             for d, s in _grid(datasets, seeds) for b in BALANCES]
-    split = [erm_config(d, profile, data_root, s, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES]
+    split = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES]
     heads = []
     for c in split:
         rid = runs.run_id("erm", c)
@@ -214,9 +215,9 @@ def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0,
 
 
 def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.0, 8.0), workers=1, executor="local",
-                  slurm=None):
+                  slurm=None, backbones=""):
     """Figure 5: ERM (100%) and LLR (split) under each class-balancing method; AFR over gamma."""
-    plan = class_balance_configs(datasets, seeds, profile, data_root, gammas)
+    plan = class_balance_configs(datasets, seeds, profile, data_root, gammas, backbones=backbones)
     ermt, heads = _execute(plan, workers, executor, slurm)
     erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "balance", "test_acc_wg", "test_acc_avg"]]
     heads = heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed"})
@@ -227,13 +228,13 @@ def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.
     return erm_rows.reset_index(drop=True), llr_rows.reset_index(drop=True), afr_rows.rename(columns={"spec.gamma": "gamma"})
 
 
-def afr_group_mass(datasets, seeds, profile, data_root, gammas) -> pd.DataFrame:
+def afr_group_mass(datasets, seeds, profile, data_root, gammas, backbones="") -> pd.DataFrame:
     """Share of AFR's total weight that each group of the held-out set receives, per gamma (from the cached
     ERM features of the base runs), next to the group's share of examples (gamma = None)."""
     from repro import features, last_layer
 
     rows = []
-    for c in base_configs(datasets, seeds, profile, data_root):
+    for c in base_configs(datasets, seeds, profile, data_root, backbones=backbones):
         f = features.load(runs.run_dir("erm", runs.run_id("erm", c)))
         y, g = f["y_heldout"].numpy(), f["g_heldout"].numpy()
         p = last_layer.p_true(f["features_heldout"], y, f["head_weight"], f["head_bias"])
@@ -251,12 +252,13 @@ def afr_group_mass(datasets, seeds, profile, data_root, gammas) -> pd.DataFrame:
 DFR_L1 = "DFR (Kirichenko et al.: L1 logistic regression)"  # Figure 7's name for repro.dfr_l1
 
 
-def appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples=20):
-    dynamics = [erm_config(d, profile, data_root, s, balance=b, balance_by="group", train_set="train+heldout",
+def appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples=20, backbones=""):
+    dynamics = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b, balance_by="group",
+                           train_set="train+heldout",
                            eval_every=1) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
-    class_full = [erm_config(d, profile, data_root, s, balance=b, train_set="train+heldout")
+    class_full = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b, train_set="train+heldout")
                   for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
-    class_split = [erm_config(d, profile, data_root, s, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
+    class_split = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     heads = [head_config(runs.run_id("erm", c), {"method": "dfr", "seed": c["seed"], "balance": c["balance"]},
                          c["dataset"], profile) for c in class_split]
     # Kirichenko et al.'s own DFR (repro.dfr_l1) on the same ERM features, beside the paper's SGD DFR
@@ -265,12 +267,13 @@ def appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples=20):
     return {"erm": dynamics + class_full + class_split, "heads": heads}
 
 
-def appendix_a(datasets, seeds, profile, data_root, dfr_resamples=20, workers=1, executor="local", slurm=None):
+def appendix_a(datasets, seeds, profile, data_root, dfr_resamples=20, workers=1, executor="local", slurm=None,
+               backbones=""):
     """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR: the paper's
     SGD DFR group-balanced by each method, and Kirichenko et al.'s DFR, both after ERM class-balanced by the
     method of the x-axis)."""
-    ermt, heads = _execute(appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples), workers, executor,
-                           slurm)
+    ermt, heads = _execute(appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples, backbones=backbones),
+                           workers, executor, slurm)
     dfr, dfr_l1 = heads[heads["spec.method"] == "dfr"], heads[heads["spec.method"] == "dfr_l1"]
     dyn = ermt[ermt["balance_by"] == "group"]
     curves = pd.DataFrame([{"dataset": r["dataset"], "seed": r["seed"], "balance": r["balance"], "epoch": h["epoch"],
@@ -297,7 +300,7 @@ class Section:
     compute: Callable
 
 
-COMMON = ("datasets", "seeds", "data_root")
+COMMON = ("datasets", "seeds", "data_root", "backbones")
 SECTIONS = {s.notebook: s for s in [
     Section("neural_collapse", COMMON + ("epoch_factor", "model_overrides"), neural_collapse_configs, neural_collapse),
     Section("margins", COMMON + ("llr_seeds", "svm_factor", "svm_points", "model_overrides"), margins_configs, margins),
@@ -312,6 +315,6 @@ def minority(datasets) -> dict:
     return {d: list(record(d).paper_minority) for d in datasets}
 
 
-def model_names(datasets, profile, model_overrides=None) -> str:
+def model_names(datasets, profile, model_overrides=None, backbones="") -> str:
     """'dataset (model), ...' for the caption of a figure."""
-    return ", ".join(f"{d} ({(model_overrides or {}).get(d, hparams.erm(d, profile)['model'])})" for d in datasets)
+    return ", ".join(f"{d} ({(model_overrides or {}).get(d, hparams.erm(d, profile, backbones)['model'])})" for d in datasets)

@@ -1,0 +1,228 @@
+"""Pretrained backbones of the cpu profile: EfficientNet-Lite0's weights, frozen trunks cached on disk, partial
+checkpoints, and the `backbones` params switch."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import image_data
+from repro import book, erm, hparams, inputs, models, runs, sections, synth, trunk
+
+
+def _photo(name: str) -> torch.Tensor:
+    """scikit-learn's sample photo: shorter side resized to 224, centre crop 224, mean = std = 0.5."""
+    from sklearn.datasets import load_sample_image
+    from torchvision.transforms import functional as TF
+
+    x = torch.from_numpy(load_sample_image(name).copy()).permute(2, 0, 1).float() / 255
+    x = TF.center_crop(TF.resize(x, 224, antialias=True), 224)
+    mean, std = models.normalization("efficientnet-lite0")
+    return ((x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1))[None]
+
+
+@pytest.mark.parametrize("photo, expected", [("china.jpg", {"bell cote", "palace", "monastery"}),
+                                             ("flower.jpg", {"daisy"})])
+def test_efficientnet_lite0_imagenet_weights_classify_sample_photos(photo, expected):
+    from torchvision.models import ResNet18_Weights
+    names = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]  # the 1000 ImageNet class names
+    net = models.efficientnet_lite0_imagenet().eval()  # strict load: every key maps, shapes agree
+    with torch.no_grad():
+        top5 = {names[i] for i in net(_photo(photo))[0].topk(5).indices}
+    assert top5 & expected, top5
+    # the registry's model is the same network up to the classifier
+    model = models.build("efficientnet-lite0", 2, True).eval()
+    with torch.no_grad():
+        assert torch.equal(model.features(_photo(photo)), net.forward_head(net.forward_features(_photo(photo)),
+                                                                           pre_logits=True))
+
+
+def test_every_weight_key_maps_with_equal_shapes():
+    import timm
+    state = models.efficientnet_lite0_state()
+    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    assert set(state) == set(target) and all(state[k].shape == target[k].shape for k in target)
+
+
+@pytest.mark.parametrize("name, blocks", [("efficientnet-lite0", 2), ("minilm", 1)])
+def test_top_on_trunk_states_equals_the_whole_backbone(name, blocks):
+    torch.manual_seed(0)
+    model = models.build(name, 2, True).eval()
+    if name == "minilm":
+        tok = models.tokenizer("minilm")
+        enc = tok(["a bird on water", "a much longer sentence about a bird"], padding="max_length", max_length=16,
+                  return_tensors="pt")
+        x = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    else:
+        x = torch.randn(3, 3, 32, 32)
+    frozen = trunk.depth(model, blocks, name)
+    with torch.no_grad():
+        whole = model.features(x)
+        state = model.backbone.run(x, 0, frozen)
+        top = trunk.freeze(model, frozen)
+        assert torch.equal(top.features(state), whole)
+    b = top.backbone.backbone
+    lower = [b.bert.embeddings, *b.bert.encoder.layer[:frozen - 1]] if name == "minilm" else list(b.units[:frozen])
+    upper = b.bert.encoder.layer[frozen - 1] if name == "minilm" else b.units[frozen]
+    assert not any(p.requires_grad for m in lower for p in m.parameters())
+    assert all(p.requires_grad for p in upper.parameters()) and all(not m.training for m in lower)
+    with pytest.raises(ValueError, match="train_blocks"):
+        trunk.depth(models.build("cnn-small", 2, False), 1, "cnn-small")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return image_data(tmp_path_factory.mktemp("imgs"), (48, 16, 32))
+
+
+def _config(**kw):
+    base = dict(data_root="memory", epochs=2, data_fingerprint="tiny-fingerprint", model="efficientnet-lite0",
+                pretrained=True, train_blocks=1, lr=1e-4, model_kw={})
+    return erm.default_config("waterbirds", "cpu", **{**base, **kw})
+
+
+def test_trunk_cache_is_the_computation_written_once_and_reused(tiny, monkeypatch):
+    config = _config()
+    model = models.build("efficientnet-lite0", 2, True)
+    frozen = trunk.depth(model, 1, "efficientnet-lite0")
+    source = inputs.Inputs(tiny, config)
+    first = trunk.cached(model.backbone, source, config, frozen)
+    path = trunk.cache_path(tiny, config, frozen, trunk.VIEWS)
+    assert path.is_file() and first["x"].shape[:2] == (trunk.VIEWS, len(tiny.y))
+    stamp = path.stat().st_mtime_ns
+    monkeypatch.setattr(trunk, "compute", lambda *a: pytest.fail("recomputed a cached trunk"))
+    again = trunk.cached(model.backbone, source, config, frozen)
+    assert path.stat().st_mtime_ns == stamp and list(path.parent.iterdir()) == [path]  # no lock/tmp left over
+    monkeypatch.undo()
+    fresh = trunk.compute(model.backbone, source, frozen, trunk.VIEWS)
+    assert torch.equal(again["x"], first["x"]) and torch.equal(fresh["x"], first["x"])
+    model.eval()  # views 0 and 1 are the image and its mirror image, through the frozen units in eval mode
+    with torch.no_grad():
+        x = source.batch(np.arange(4), train=False)
+        torch.testing.assert_close(first["x"][0, :4], model.backbone.run(x, 0, frozen))
+        torch.testing.assert_close(first["x"][1, :4], model.backbone.run(x.flip(3), 0, frozen))
+
+
+def test_erm_trains_only_the_top_and_the_checkpoint_round_trips(tiny, monkeypatch, tmp_path):
+    monkeypatch.setattr(erm, "load_data", lambda config: tiny)
+    config = _config(epochs=4, lr=3e-3)
+    metrics = erm.train(config, tmp_path)
+    losses = [h["loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0]  # the top learns
+    model, saved = erm.load_checkpoint(tmp_path / "checkpoint_epoch4.safetensors")
+    assert saved == config
+    pretrained = models.build("efficientnet-lite0", 2, True)
+    frozen = trunk.depth(pretrained, 1, "efficientnet-lite0")
+    for k, v in pretrained.backbone.units[:frozen].state_dict().items():  # frozen weights and BN statistics
+        assert torch.equal(model.backbone.backbone.units[:frozen].state_dict()[k], v)
+    trained = model.backbone.backbone.units[frozen].state_dict()
+    assert any(not torch.equal(v, pretrained.backbone.units[frozen].state_dict()[k]) for k, v in trained.items())
+    from safetensors.torch import load_file
+    stored = load_file(str(tmp_path / "checkpoint_epoch4.safetensors"))
+    assert not any(k.startswith(f"backbone.backbone.units.{frozen - 1}.") for k in stored)  # trunk not stored
+    from repro import features
+    cached = features.load(tmp_path)
+    states = trunk.TrunkInputs(inputs.Inputs(tiny, config), trunk.cached(pretrained.backbone, inputs.Inputs(tiny, config),
+                                                                         config, frozen), config)
+    feats, logits = features.predict(model, states, erm.splits(tiny, config)["test"])
+    assert torch.equal(feats, cached["features_test"]) and torch.equal(logits, cached["logits_test"])
+
+
+@pytest.mark.parametrize("name", ["bert-micro", "efficientnet-lite0"])
+def test_checkpoint_stores_only_trained_tensors_and_reproduces_outputs(name, tmp_path):
+    dataset = "civilcomments" if name == "bert-micro" else "waterbirds"
+    over = dict(model_kw={"hidden": 32, "intermediate": 64}) if name == "bert-micro" else dict(train_blocks=2,
+                                                                                             pretrained=True)
+    config = erm.default_config(dataset, "smoke", data_root="memory", data_fingerprint="x", model=name, seed=3, **over)
+    model = erm._rebuild(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.01)  # "training"
+    path = tmp_path / "c.safetensors"
+    erm.save_checkpoint(model, config, path, 1)
+    loaded, _ = erm.load_checkpoint(path)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    if name == "bert-micro":  # the frozen random 30,522-row table is rebuilt from the seed, not stored
+        assert path.stat().st_size < 1_000_000
+        x = {"input_ids": torch.randint(0, 30522, (2, 8)), "attention_mask": torch.ones(2, 8, dtype=torch.long)}
+    else:
+        x = torch.randn(2, 192, 1, 1)
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    if name == "bert-micro":  # a checkpoint whose config rebuilds another random table (seed 4) is refused
+        from safetensors.torch import load_file
+        bad = erm.default_config(dataset, "smoke", data_root="memory", data_fingerprint="x", model=name, seed=4, **over)
+        runs.save_safetensors(path, load_file(str(path)), metadata={
+            "config": runs.canonical_json(bad), "epoch": "1",
+            "frozen_sha256": erm.frozen_digest(model, models.frozen_keys(model))})
+        with pytest.raises(ValueError, match="frozen weights"):
+            erm.load_checkpoint(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["waterbirds", "civilcomments"])
+def test_cpu_profile_erm_run_per_backbone(dataset, tmp_path):
+    root = tmp_path / "data"
+    synth.ensure(root, [dataset], scale=0.01 if dataset == "waterbirds" else 0.002)
+    path = erm.run(dataset, "cpu", store=tmp_path / "runs", data_root=str(root), epochs=1)
+    assert runs.is_done(path)
+    config = json.loads((path / "config.json").read_text())
+    assert config["model"] == ("efficientnet-lite0" if dataset == "waterbirds" else "minilm") and config["train_blocks"] == 1
+    assert len(list((root / dataset / ".trunk").glob("*.safetensors"))) == 1
+
+
+def test_backbones_switch():
+    assert hparams.erm("waterbirds", "cpu")["model"] == "efficientnet-lite0"
+    assert hparams.erm("multinli", "cpu", "pretrained")["model"] == "minilm"
+    assert hparams.erm("celeba", "cpu", "scratch")["model"] == "cnn-small"
+    assert hparams.erm("civilcomments", "cpu", "scratch")["model"] == "bert-micro"
+    with pytest.raises(ValueError, match="not available in the smoke profile"):
+        hparams.erm("celeba", "smoke", "scratch")
+    scratch = sections.base_configs(["waterbirds"], [1], "cpu", "memory", backbones="scratch")[0]
+    assert scratch["model"] == "cnn-small" and "train_blocks" not in scratch  # the earlier cpu run ids
+    assert sections.base_configs(["waterbirds"], [1], "cpu", "memory")[0]["train_blocks"] == 1
+    assert "train_blocks" not in erm.default_config("waterbirds", "smoke", data_root="memory")  # smoke ids unchanged
+
+
+def test_backbones_param_is_validated(tmp_path):
+    import shutil
+    root = tmp_path / "repo"
+    repo = book.Path(__file__).resolve().parents[1]
+    shutil.copytree(repo / "params", root / "params"), shutil.copytree(repo / "book", root / "book")
+    (root / "params" / "cpu" / "margins.yml").write_text("backbones: imagenet\n")
+    with pytest.raises(book.BookError, match=r"margins.yml: key 'backbones' must be 'pretrained' or 'scratch'"):
+        book.load_params(root, "margins", "cpu")
+
+
+_WORKER = """
+import sys, numpy as np
+from repro import inputs, models, trunk
+from repro.data import GroupData
+root, log = sys.argv[1], sys.argv[2]
+paths = np.array([f"{root}/{i}.png" for i in range(96)], dtype=object)
+data = GroupData("waterbirds", "image", paths, np.zeros(96, int), np.zeros(96, int), np.repeat([0, 1, 2], [48, 16, 32]), root=root)
+compute = trunk.compute
+def counted(*a):
+    open(log, "a").write("computed\\n")
+    return compute(*a)
+trunk.compute = counted
+config = dict(seed=1, augment=True, image_size=32, max_length=64, model="efficientnet-lite0", data_fingerprint="two")
+model = models.build("efficientnet-lite0", 2, True)
+print(float(trunk.cached(model.backbone, inputs.Inputs(data, config), config, 17)["x"].sum()))
+"""
+
+
+def test_two_processes_compute_the_trunk_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+    image_data(tmp_path, (48, 16, 32))
+    log = tmp_path / "log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path), str(log)], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    sums = [p.communicate(timeout=300)[0].split()[-1] for p in procs]
+    assert all(p.returncode == 0 for p in procs) and sums[0] == sums[1]
+    assert log.read_text() == "computed\n" and len(list((tmp_path / ".trunk").glob("*.safetensors"))) == 1
