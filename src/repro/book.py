@@ -273,6 +273,7 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
         for kind, configs in wanted.items():
             progress.expect(kind, [c for c in sweep.unique(kind, configs).values() if
                                    runs.run_id(kind, c) in set(missing[kind])])
+        progress.show()
         for kind in ("erm", *[k for k in wanted if k != "erm"]):  # heads and SVMs read the ERM features
             if kind in wanted:
                 with contextlib.redirect_stdout(io.StringIO()):  # its own count lines: the progress line says it

@@ -38,12 +38,17 @@ def unique(kind: str, configs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def plan(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
+def plan(kind: str, configs: list[dict], store=None, estimate: bool = True) -> pd.DataFrame:
     """One row per distinct run: run_id, cached (bool), est_seconds (0 if cached).
 
     The estimate is the median wall time of finished runs of the same kind (and dataset, if any), else
-    the kind's rough_seconds (repro.runs.KINDS).
+    the kind's rough_seconds (repro.runs.KINDS). estimate=False skips it (est_seconds NaN) and reads no
+    finished run.
     """
+    if not estimate:
+        rows = [{"run_id": rid, "cached": runs.is_done(runs.run_dir(kind, rid, store)), "est_seconds": float("nan")}
+                for rid in unique(kind, configs)]
+        return pd.DataFrame(rows, columns=["run_id", "cached", "est_seconds"])
     done = runs.load(kind, store)
     rows = []
     for rid, config in unique(kind, configs).items():
@@ -110,7 +115,7 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     runs.registered(kind)  # an unknown kind fails here, naming the registered ones
     store = runs.Store(store) if not isinstance(store, runs.Store) else store
-    table = plan(kind, configs, store)
+    table = plan(kind, configs, store, estimate=dry_run)
     missing = table[~table["cached"]]
     if dry_run:
         print(f"{kind}: {len(table)} runs, {int(table['cached'].sum())} cached, {len(missing)} missing, "
@@ -231,7 +236,6 @@ class Progress:
 
         for c in configs:
             self.costs.setdefault((kind, runs.run_id(kind, c)), cost_model.cost(kind, c))
-        self.show()
 
     def finished(self, kind: str, configs: list[dict]) -> None:
         self.done |= {(kind, runs.run_id(kind, c)) for c in configs}
