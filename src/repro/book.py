@@ -240,7 +240,7 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
     the repository as working directory, as the notebooks do), so the runs, their ids and their bytes are
     those a notebook computes alone. A section on Slurm or on its own `device`, or whose data are missing,
     is left to its notebook. Returns {kind: runs computed}; shows repro.sweep.Progress on stderr."""
-    from repro import runs, sections, sweep, synth
+    from repro import metadata, runs, sections, sweep, synth
 
     wanted: dict[str, list[dict]] = {}
     workers = 1
@@ -257,6 +257,8 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
                 synth.ensure(values["data_root"], list(values["datasets"]), scale=values["synth_profile"])
             section = sections.SECTIONS[name]
             try:
+                for dataset in values.get("datasets", []):
+                    metadata.find_root(dataset, values["data_root"])
                 planned = section.configs(profile=profile, **{k: values[k] for k in section.params})
             except FileNotFoundError:  # real data not in place: the notebook stops with the fix
                 continue
