@@ -302,7 +302,11 @@ def test_the_pool_outlives_a_sweep_and_is_replaced_when_the_environment_changes(
     assert pids[1] <= pids[0] and os.getpid() not in pids[0]  # the same worker processes
     monkeypatch.setenv("REPRO_POOL_TEST", "changed")  # a variable the workers could read changed: new workers
     third = sweep.run("toy", [{"x": i} for i in range(8, 12)], workers=2, store=tmp_path, compute=toy)
-    assert not {json.loads((p / "metrics.json").read_text())["pid"] for p in third} & pids[0]
+    pids.append({json.loads((p / "metrics.json").read_text())["pid"] for p in third})
+    assert not pids[2] & pids[0]
+    monkeypatch.chdir(tmp_path)  # configs may name relative data roots: a new working directory, new workers
+    fourth = sweep.run("toy", [{"x": i} for i in range(12, 16)], workers=2, store=tmp_path, compute=toy)
+    assert not {json.loads((p / "metrics.json").read_text())["pid"] for p in fourth} & pids[2]
     sweep.shutdown()
     assert not sweep._POOL
 

@@ -247,12 +247,13 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
     here = Path.cwd()
     os.chdir(root)  # relative data roots resolve as in the notebooks (papermill's cwd is the root)
     try:
+        local = {}  # the sections computed here: name -> template defaults + params
         for name in names:
-            if name not in sections.SECTIONS:
-                continue
             values = {**template_parameters(root / "book" / f"{name}.ipynb"), **params[name]}
-            if values.get("executor", "local") != "local" or values.get("device"):
-                continue
+            if name in sections.SECTIONS and values.get("executor", "local") == "local" and not values.get("device"):
+                local[name] = values
+                workers = max(workers, int(values.get("workers", 1)))
+        for name, values in local.items():
             if values.get("synth_profile") and values.get("datasets"):
                 synth.ensure(values["data_root"], list(values["datasets"]), scale=values["synth_profile"])
             section = sections.SECTIONS[name]
@@ -264,7 +265,6 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
                 continue
             for kind, configs in planned.items():
                 wanted.setdefault(kind, []).extend(configs)
-            workers = max(workers, int(values.get("workers", 1)))
         progress = sweep.Progress(workers)
         missing = {kind: [rid for rid in sweep.unique(kind, configs) if not runs.is_done(runs.run_dir(kind, rid))]
                    for kind, configs in wanted.items()}

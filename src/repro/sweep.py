@@ -150,10 +150,11 @@ _POOL: dict = {}  # "key": what the workers were started with, "pool": the Proce
 
 
 def _pool_key(workers: int, gpus: list[str]) -> tuple:
-    """What a live pool's workers depend on: their count, their GPUs, and the environment they read."""
+    """What a live pool's workers depend on: their count, their GPUs, the environment they read, their working
+    directory."""
     env = tuple(sorted((k, v) for k, v in os.environ.items()
                        if k.startswith("REPRO_") or k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")))
-    return workers, tuple(gpus), env, tuple(sys.path)
+    return workers, tuple(gpus), env, tuple(sys.path), os.getcwd()  # (configs may name relative data roots)
 
 
 def pool(workers: int):
