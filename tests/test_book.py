@@ -228,3 +228,38 @@ def test_appendix_b_table2_from_the_vendored_metadata(smoke_book):
     csv = next((smoke_book / "_downloads").rglob("table2_real_metadata.csv"))
     table = pd.read_csv(csv)
     assert len(table) == 14 and set(table.dataset) == {"waterbirds", "celeba", "multinli"}
+
+
+@pytest.mark.slow
+def test_the_books_shared_pool_gives_the_runs_of_a_section_by_section_build(tmp_path, monkeypatch):
+    """Two sections (sharing the base ERM run) computed up front by book.precompute in one 2-worker pool, and
+    section by section in this process as their notebooks would: the same run ids, the same metrics.json bytes."""
+    from repro import sections
+    from tests.conftest import copy_book_sources
+
+    monkeypatch.setenv("REPRO_PROGRESS", "0")
+    (tmp_path / "src").mkdir()
+    root = copy_book_sources(tmp_path / "src")
+    names = ["margins", "class_balance"]
+    for name in names:
+        path = root / "params" / "smoke" / f"{name}.yml"
+        path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "datasets": ["waterbirds"], "workers": 2}))
+    params = {name: book.load_params(root, name, "smoke") for name in names}
+
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "shared"))
+    counts = book.precompute(root, names, "smoke", params, log=lambda *a: None)
+    assert counts["erm"] == 8 and counts["heads"] > 0 and counts["svm"] == 1
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "alone"))
+    monkeypatch.chdir(root)
+    for name in names:
+        values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **params[name], "workers": 1}
+        section = sections.SECTIONS[name]
+        section.compute(profile="smoke", **{k: values[k] for k in section.params})
+
+    def store(folder: Path) -> dict:
+        return {p.relative_to(folder).as_posix(): (p / "metrics.json").read_bytes()
+                for p in folder.glob("*/*") if (p / "done").exists()}
+
+    shared, alone = store(tmp_path / "shared"), store(tmp_path / "alone")
+    assert len(shared) == 8 + counts["heads"] + 1 and shared.keys() == alone.keys()
+    assert [k for k in shared if shared[k] != alone[k]] == []

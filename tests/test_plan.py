@@ -27,3 +27,11 @@ def test_section_registry_matches_the_notebooks():
         call = re.search(rf"sections\.{section.compute.__name__}\((.*?)\)\\n", code, flags=re.S)
         assert call and call.group(1).startswith("datasets="), f"{name}: call sections.{section.compute.__name__}(...) with keywords"
         assert section.configs(profile="paper", **{k: defaults[k] for k in section.params})["erm"]
+
+
+def test_twin_profiles_cost_the_twin_sizes():
+    from repro import plan, synth
+
+    assert plan.train_size("waterbirds", "smoke") == int(synth.counts("waterbirds", "smoke")[0].sum())
+    assert plan.train_size("waterbirds", "cpu") > plan.train_size("waterbirds", "smoke")
+    assert plan.train_size("waterbirds", "paper") == 4795

@@ -7,6 +7,9 @@ with execution off and warnings as errors. The HTML lands in `_build/html/`.
 from __future__ import annotations
 
 import ast
+import concurrent.futures
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -230,6 +233,62 @@ def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None
     return _build(profile, only, root, log, rehearse)
 
 
+def precompute(root: Path, names: list[str], profile: str, params: dict, log=print) -> dict[str, int]:
+    """Compute every run that the sections among `names` need before their notebooks execute, so that the
+    notebooks find them in the run store: the ERM runs of all sections in one sweep, longest first, then their
+    heads and SVM runs, in one process pool (repro.sweep.pool) of the largest `workers` of those sections.
+
+    The configs are the sections' own (repro.sections, from the template defaults and `params`, listed with
+    the repository as working directory, as the notebooks do), so the runs, their ids and their bytes are
+    those a notebook computes alone. A section on Slurm or on its own `device`, or whose data are missing,
+    is left to its notebook. Returns {kind: runs computed}; shows repro.sweep.Progress on stderr."""
+    from repro import metadata, runs, sections, sweep, synth
+
+    wanted: dict[str, list[dict]] = {}
+    workers = 1
+    here = Path.cwd()
+    os.chdir(root)  # relative data roots resolve as in the notebooks (papermill's cwd is the root)
+    try:
+        local = {}  # the sections computed here: name -> template defaults + params
+        for name in names:
+            values = {**template_parameters(root / "book" / f"{name}.ipynb"), **params[name]}
+            if name in sections.SECTIONS and values.get("executor", "local") == "local" and not values.get("device"):
+                local[name] = values
+                workers = max(workers, int(values.get("workers", 1)))
+        for name, values in local.items():
+            if values.get("synth_profile") and values.get("datasets"):
+                synth.ensure(values["data_root"], list(values["datasets"]), scale=values["synth_profile"])
+            section = sections.SECTIONS[name]
+            try:
+                for dataset in values.get("datasets", []):
+                    metadata.find_root(dataset, values["data_root"])
+                planned = section.configs(profile=profile, **{k: values[k] for k in section.params})
+            except FileNotFoundError:  # real data not in place: the notebook stops with the fix
+                continue
+            for kind, configs in planned.items():
+                wanted.setdefault(kind, []).extend(configs)
+        progress = sweep.Progress(workers)
+        missing = {kind: [rid for rid in sweep.unique(kind, configs) if not runs.is_done(runs.run_dir(kind, rid))]
+                   for kind, configs in wanted.items()}
+        if not any(missing.values()):
+            return {kind: 0 for kind in wanted}
+        log(f"computing the runs of {len(names)} notebook(s) first: "
+            + ", ".join(f"{len(v)} {k}" for k, v in missing.items() if v) + f", {workers} worker(s)")
+        for kind, configs in wanted.items():
+            progress.expect(kind, [c for c in sweep.unique(kind, configs).values() if
+                                   runs.run_id(kind, c) in set(missing[kind])])
+        progress.show()
+        for kind in ("erm", *[k for k in wanted if k != "erm"]):  # heads and SVMs read the ERM features
+            if kind in wanted:
+                with contextlib.redirect_stdout(io.StringIO()):  # its own count lines: the progress line says it
+                    sweep.run(kind, wanted[kind], workers=workers, progress=progress)
+        progress.close()
+        return {kind: len(v) for kind, v in missing.items()}
+    finally:
+        sweep.shutdown()  # the notebooks find every run in the store: free the workers
+        os.chdir(here)
+
+
 def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool) -> Path:
     names = notebooks(root)
     unknown = sorted(set(only or []) - set(names))
@@ -254,10 +313,15 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
     (stage / "book").mkdir(parents=True, exist_ok=True)
     todo = [n for n in names if not only or n in only or not (stage / "book" / f"{n}.ipynb").is_file()]
     t0 = time.time()
-    for i, name in enumerate(todo, 1):
-        log(f"[{i}/{len(todo)}] executing book/{name}.ipynb (profile {profile}) ...")
-        secs = execute(root, name, profile, stage / "book" / f"{name}.ipynb", params[name], log)
-        log(f"[{i}/{len(todo)}] {name}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
+    precompute(root, todo, profile, params, log)
+    workers = max([int(params[n].get("workers", 1)) for n in todo] or [1])
+    log(f"executing {len(todo)} notebook(s), {min(workers, len(todo))} at a time ...")
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(todo)))) as notebooks_:
+        futures = {notebooks_.submit(execute, root, name, profile, stage / "book" / f"{name}.ipynb", params[name], log):
+                   name for name in todo}
+        for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            secs = future.result()  # a failed notebook stops the build (the others still finish)
+            log(f"[{i}/{len(todo)}] {futures[future]}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
     from repro import claims
 
     log("verdicts: " + claims.stage_counts(stage))  # counted from the glued verdicts, shown by intro and scorecard

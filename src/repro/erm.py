@@ -201,9 +201,11 @@ def _optimizer(model, config: dict) -> torch.optim.Optimizer:
         if p.requires_grad:
             (no_decay if text and (name.endswith("bias") or "LayerNorm" in name) else decay).append(p)
     groups = [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    # foreach: the multi-tensor implementation (torch picks the slow per-tensor loop for CPU tensors); the same
+    # arithmetic per element, so the same bits (tests/test_erm.py); `fused` would change them
     if config["optimizer"] == "adamw":
-        return torch.optim.AdamW(groups, lr=config["lr"])
-    return torch.optim.SGD(groups, lr=config["lr"], momentum=0.0)
+        return torch.optim.AdamW(groups, lr=config["lr"], foreach=True)
+    return torch.optim.SGD(groups, lr=config["lr"], momentum=0.0, foreach=True)
 
 
 def lr_factor(schedule: str, epoch: int, step: int, epochs: int, total_steps: int) -> float:

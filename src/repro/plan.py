@@ -4,6 +4,7 @@ Nothing is computed.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -47,12 +48,33 @@ def train_size(dataset: str, profile: str) -> int:
 
 
 def _erm_seconds(config: dict) -> float:
-    n = train_size(config["dataset"], config.get("profile", "paper"))
+    n = _train_size(config["dataset"], config.get("profile", "paper"))
     n *= 1.25 if config["train_set"] == "train+heldout" else 1.0
     if config["group_ratio"] is not None and config["group_ratio_method"] == "subsetting":
         n *= 0.1  # class-balanced subsets at twice the smallest group count are small
+    examples = max(n * config["epochs"], config.get("min_steps", 0) * config["batch_size"])  # steps-matched subsets
     top = TOP_SECONDS_PER_EXAMPLE.get((config["model"], config.get("train_blocks", 0)))
-    return (top or SECONDS_PER_EXAMPLE.get(config["model"], 5e-3)) * n * config["epochs"]
+    return (top or SECONDS_PER_EXAMPLE.get(config["model"], 5e-3)) * examples
+
+
+@functools.lru_cache(maxsize=None)
+def _train_size(dataset: str, profile: str) -> int:
+    return train_size(dataset, profile)
+
+
+# Seconds of one run of the other kinds, on the same scale: a head trained with the others of its ERM run in one
+# vectorized call (repro.heads.fit_batch), an SVM direction path. From the smoke book on 2 cores (104 heads in
+# ~9 s, 3 SVM paths in ~1 s, against 64 ERM runs estimated at ~30 s and taking ~80 s).
+SECONDS_PER_RUN = {"heads": 0.03, "svm": 0.15}
+
+
+def cost(kind: str, config: dict) -> float:
+    """Estimated seconds of one run: for ERM, examples x epochs x the model's SECONDS_PER_EXAMPLE (the twin's
+    size on the twin profiles), for other kinds SECONDS_PER_RUN (else the kind's rough_seconds). A guide: the
+    sweep orders units by it and repro.sweep.Progress scales it by the runs already finished."""
+    if kind == "erm":
+        return _erm_seconds(config)
+    return SECONDS_PER_RUN.get(kind, runs.KINDS[kind].rough_seconds if kind in runs.KINDS else 1.0)
 
 
 def _weights_location(model: str) -> tuple[str, bool]:
@@ -86,8 +108,7 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
         for kind, configs in planned.items():
             for c in configs:
                 rid = runs.run_id(kind, c)
-                cost = _erm_seconds(c) if kind == "erm" else runs.KINDS[kind].rough_seconds
-                rows.append({"section": name, "kind": kind, "run_id": rid, "cost": cost,
+                rows.append({"section": name, "kind": kind, "run_id": rid, "cost": cost(kind, c),
                              "cached": runs.is_done(runs.run_dir(kind, rid, store)),
                              "dataset": c.get("dataset"), "model": c.get("model"),
                              "pretrained": c.get("pretrained"), "data_root": c.get("data_root")})

@@ -476,8 +476,14 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
     (e.g. a config.json edited by hand, a truncated file) is left out, with a line on stderr.
     """
     registered(kind)
-    rows = []
-    for path in sorted((_store(store).root / kind).glob("*/done")):
+    rows, folder = [], _store(store).root / kind
+    wanted = filters.get("run_id")
+    if isinstance(wanted, (str, tuple, set, frozenset)):  # only those runs are read (a warm notebook's lookups)
+        names = {wanted} if isinstance(wanted, str) else {w for w in wanted if isinstance(w, str)}
+        done = sorted(folder / n / "done" for n in names if "/" not in n and (folder / n / "done").exists())
+    else:
+        done = sorted(folder.glob("*/done"))
+    for path in done:
         path = path.parent
         problem = check_run(path, kind)
         if problem is not None:

@@ -5,11 +5,19 @@ what is missing (a killed sweep resumes where it stopped; a half-written run is 
 one run, or for a kind with a `batch` function the missing runs that share its `group_by` values (e.g. the
 heads read from one ERM run's features, trained in one vectorized call); every run is still claimed and
 written on its own through runs.get.
+
+Units start longest first (the cost model of repro.plan), so that the last unit to finish is a short one.
+A process pool is kept alive across sweeps of this process (`pool`), so its workers import torch and decode
+each dataset once (repro.inputs caches decoded data per process) however many sweeps follow; it is replaced
+when the environment the workers read (REPRO_*, CUDA_VISIBLE_DEVICES) changes, and shut down at exit.
+`Progress` prints runs done / total, elapsed time and an ETA calibrated by the runs already finished.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -30,12 +38,17 @@ def unique(kind: str, configs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def plan(kind: str, configs: list[dict], store=None) -> pd.DataFrame:
+def plan(kind: str, configs: list[dict], store=None, estimate: bool = True) -> pd.DataFrame:
     """One row per distinct run: run_id, cached (bool), est_seconds (0 if cached).
 
     The estimate is the median wall time of finished runs of the same kind (and dataset, if any), else
-    the kind's rough_seconds (repro.runs.KINDS).
+    the kind's rough_seconds (repro.runs.KINDS). estimate=False skips it (est_seconds NaN) and reads no
+    finished run.
     """
+    if not estimate:
+        rows = [{"run_id": rid, "cached": runs.is_done(runs.run_dir(kind, rid, store)), "est_seconds": float("nan")}
+                for rid in unique(kind, configs)]
+        return pd.DataFrame(rows, columns=["run_id", "cached", "est_seconds"])
     done = runs.load(kind, store)
     rows = []
     for rid, config in unique(kind, configs).items():
@@ -87,7 +100,8 @@ def _unit(kind: str, configs: list[dict], compute: Callable | None, root: str) -
 
 
 def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 1, dry_run: bool = False,
-        slurm: dict | None = None, store=None, compute: Callable | None = None) -> list[Path]:
+        slurm: dict | None = None, store=None, compute: Callable | None = None,
+        progress: "Progress | None" = None) -> list[Path]:
     """Run directories of `configs` (in order, duplicates included), computing only the missing runs.
 
     executor="local": in this process (workers=1) or a spawn process pool of `workers` processes (with G CUDA
@@ -101,7 +115,7 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     runs.registered(kind)  # an unknown kind fails here, naming the registered ones
     store = runs.Store(store) if not isinstance(store, runs.Store) else store
-    table = plan(kind, configs, store)
+    table = plan(kind, configs, store, estimate=dry_run)
     missing = table[~table["cached"]]
     if dry_run:
         print(f"{kind}: {len(table)} runs, {int(table['cached'].sum())} cached, {len(missing)} missing, "
@@ -109,35 +123,167 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
         return []
     print(f"{kind}: {len(table)} runs, {int(table['cached'].sum())} cached, {len(missing)} to compute", flush=True)
     todo = {rid: c for rid, c in unique(kind, configs).items() if not table.set_index("run_id").at[rid, "cached"]}
-    units, root = _units(kind, list(todo.values()), compute), str(store.root)
+    units, root = longest_first(kind, _units(kind, list(todo.values()), compute)), str(store.root)
+    if progress is not None:
+        progress.expect(kind, [c for unit in units for c in unit])
     if units and executor == "slurm":
         _slurm(kind, units, compute, root, slurm or {})
     elif len(units) > 1 and workers > 1:
-        _pool(kind, units, compute, root, workers)
+        _pool(kind, units, compute, root, workers, progress)
     else:
         for unit in units:
             _unit(kind, unit, compute, root)
+            if progress is not None:
+                progress.finished(kind, unit)
     return [runs.run_dir(kind, c, store) for c in configs]
 
 
-def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: str, workers: int) -> None:
-    """Compute units in a spawn process pool of `workers` processes; on a machine with G CUDA GPUs, at most G
-    workers, each pinned to its own GPU (one unit per GPU at a time)."""
+def longest_first(kind: str, units: list[list[dict]]) -> list[list[dict]]:
+    """Units by estimated cost (repro.plan.cost, summed over a unit's runs), largest first; ties keep their order.
+    Only the order in which runs start changes: each run computes the same bits wherever and whenever it runs."""
+    from repro import plan as cost_model
+
+    return sorted(units, key=lambda unit: -sum(cost_model.cost(kind, c) for c in unit))
+
+
+_POOL: dict = {}  # "key": what the workers were started with, "pool": the ProcessPoolExecutor, "workers": its size
+
+
+def _pool_key(workers: int, gpus: list[str]) -> tuple:
+    """What a live pool's workers depend on: their count, their GPUs, the environment they read, their working
+    directory."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items()
+                       if k.startswith("REPRO_") or k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")))
+    return workers, tuple(gpus), env, tuple(sys.path), os.getcwd()  # (configs may name relative data roots)
+
+
+def pool(workers: int):
+    """(a spawn ProcessPoolExecutor, its worker count), alive across sweeps of this process: reused while the
+    count, the GPUs and the workers' environment stay the same, else replaced. On a machine with G CUDA GPUs
+    at most G workers, each pinned to its own GPU."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from repro import device as devices
 
-    ctx, gpus = mp.get_context("spawn"), devices.gpu_ids()
-    queue = None
-    if gpus:
-        workers = min(workers, len(gpus))
-        queue = ctx.Queue()
-        for gpu in gpus[:workers]:
-            queue.put(gpu)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
-        for f in [pool.submit(_unit, kind, unit, compute, root) for unit in units]:
-            f.result()
+    gpus = devices.gpu_ids()
+    workers = min(workers, len(gpus)) if gpus else workers
+    key = _pool_key(workers, gpus)
+    if _POOL.get("key") != key:
+        shutdown()
+        ctx, queue = mp.get_context("spawn"), None
+        if gpus:
+            queue = ctx.Queue()
+            for gpu in gpus[:workers]:
+                queue.put(gpu)
+        _POOL.update(key=key, workers=workers,
+                     pool=ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)))
+    return _POOL["pool"], _POOL["workers"]
+
+
+def shutdown() -> None:
+    """Stop the pool's workers (if any); the next pooled sweep starts a new pool."""
+    executor = _POOL.pop("pool", None)
+    _POOL.clear()
+    if executor is not None:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown)
+
+
+def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: str, workers: int,
+          progress: "Progress | None" = None) -> None:
+    """Compute units in the process pool (`pool`), in the order given; a failure stops the pool."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    executor, _ = pool(workers)
+    try:
+        futures = {executor.submit(_unit, kind, unit, compute, root): unit for unit in units}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()
+                if progress is not None:
+                    progress.finished(kind, futures[f])
+            if progress is not None:
+                progress.show()
+    except BaseException:
+        shutdown()  # a broken or interrupted pool is not reused
+        raise
+
+
+class Progress:
+    """Runs done / total, elapsed time and an ETA on one console line (rewritten in place on a terminal, else
+    a new line every `every` seconds).
+
+    The ETA is the cost model's estimate of the runs left (repro.plan.cost) divided by the rate at which
+    estimated cost has been finished (cost finished since the first finish / time since then; after the first
+    finish only: its cost / elapsed), so it is calibrated by the machine, the load and the number of workers
+    once runs finish; before that it is the raw estimate divided by `workers`."""
+
+    def __init__(self, workers: int = 1, stream=None, every: float = 5.0, clock=time.monotonic):
+        self.stream = stream if stream is not None else sys.stderr
+        self.workers, self.every, self.clock = max(1, workers), every, clock
+        self.start, self.last_shown = clock(), None
+        self.costs: dict[tuple, float] = {}  # (kind, run_id) -> estimated seconds
+        self.done: set[tuple] = set()
+        self.first: tuple[float, float] | None = None  # (time, finished cost) at the first finish
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def expect(self, kind: str, configs: list[dict]) -> None:
+        from repro import plan as cost_model
+
+        for c in configs:
+            self.costs.setdefault((kind, runs.run_id(kind, c)), cost_model.cost(kind, c))
+
+    def finished(self, kind: str, configs: list[dict]) -> None:
+        self.done |= {(kind, runs.run_id(kind, c)) for c in configs}
+        if self.first is None:
+            self.first = (self.clock(), sum(v for k, v in self.costs.items() if k in self.done))
+        self.show()
+
+    def eta(self) -> float | None:
+        """Seconds left (see the class docstring); None when nothing is left to estimate."""
+        left = sum(v for k, v in self.costs.items() if k not in self.done)
+        finished = sum(v for k, v in self.costs.items() if k in self.done)
+        now = self.clock()
+        if self.first is not None and finished > self.first[1] and now > self.first[0]:
+            # from the first finish on: the workers' start (imports, data) is not charged to the runs left
+            return left * (now - self.first[0]) / (finished - self.first[1])
+        if finished > 0 and now > self.start:
+            return left * (now - self.start) / finished
+        return left / self.workers if left else None
+
+    def line(self) -> str:
+        elapsed, eta = self.clock() - self.start, self.eta()
+        calibrated = any(k in self.done for k in self.costs)
+        left = "done" if len(self.done) >= len(self.costs) else \
+            f"ETA {_clock(eta)}" + ("" if calibrated else " (uncalibrated)") if eta is not None else "ETA ?"
+        return f"runs {len(self.done)}/{len(self.costs)}, {_clock(elapsed)} elapsed, {left}"
+
+    def show(self, force: bool = False) -> None:
+        now = self.clock()
+        if self.tty:
+            self.stream.write("\r" + self.line().ljust(60))
+        elif force or self.last_shown is None or now - self.last_shown >= self.every:
+            self.stream.write(self.line() + "\n")
+        else:
+            return
+        self.last_shown = now
+        self.stream.flush()
+
+    def close(self) -> None:
+        """The final line (and a newline after the rewritten one on a terminal)."""
+        self.stream.write(("\r" + self.line().ljust(60) if self.tty else self.line()) + "\n")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else \
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: str, options: dict) -> None:
