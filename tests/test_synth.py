@@ -143,3 +143,21 @@ def test_a_file_as_data_root_is_a_clear_error(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(ValueError, match="is a file, not a folder"):
         synth.write("waterbirds", tmp_path / "f", "smoke")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_twins_meet_every_group_ratio_of_their_profile(profile):
+    """Every ratio of the profile's group-ratio grid can be met by subsetting each twin's training set (the
+    rounding rule raises where a minority group would get less than one example)."""
+    from repro import balance, book
+
+    root = Path(__file__).resolve().parents[1]
+    values = {**book.template_parameters(root / "book" / "group_ratio.ipynb"),
+              **book.load_params(root, "group_ratio", profile)}
+    for name in values["datasets"]:
+        record = datasets.get(name)
+        train = synth.counts(name, profile)[0]  # (classes, attributes)
+        y = np.repeat(np.arange(train.shape[0]), train.sum(1))
+        g = np.repeat(np.arange(train.size), train.ravel())
+        for r in values["ratios"]:
+            balance.group_ratio_counts(y, g, r, list(record.paper_minority))

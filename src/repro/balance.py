@@ -139,7 +139,7 @@ def group_ratio_counts(y, g, r: float, minority=None) -> dict[int, int]:
         if minor:
             share = m * budget / len(minor)
             if share < 1:
-                raise ValueError(f"group ratio r = {r} cannot be met: its minority groups {minor} would get "
+                raise ValueError(f"group ratio r = {r} cannot be met: its minority groups {[int(k) for k in minor]} would get "
                                  f"{share:.3g} examples each (budget {budget} per class, group counts {count}); "
                                  "use a larger r or a set with larger groups")
             counts.update({k: up(share) for k in minor})
