@@ -30,6 +30,16 @@ def test_cpu_twins_reproduce_table2_proportions(cpu_root):
     assert (ours[["train", "val", "test"]] >= 4).all().all()
 
 
+def test_written_twins_hold_the_counts_of_their_profile(cpu_root):
+    """The files hold synth.counts(name, "cpu")."""
+    ours = data.composition(cpu_root)
+    for name in datasets.names():
+        part = ours[ours["dataset"] == name]
+        expected = synth.counts(name, "cpu")
+        for s, split_name in enumerate(("train", "val", "test")):
+            assert part[split_name].tolist() == expected[s].ravel().tolist(), (name, split_name)
+
+
 @pytest.mark.parametrize("name", list(datasets.names()))
 def test_twins_load_through_the_real_loaders(cpu_root, name):
     d = data.load(name, cpu_root)

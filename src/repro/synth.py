@@ -23,27 +23,13 @@ def table_counts(name: str) -> np.ndarray:
     return datasets.get(name).paper_counts()
 
 
-def min_counts(name: str, scale, min_count: int | list = 4) -> list[int]:
-    """[train, val, test] least examples per group: min_count (one number or three), raised where the dataset
-    record's twin_min_counts asks more for the profile `scale` names."""
-    floor = np.asarray(min_count, dtype=np.int64).reshape(-1)
-    if len(floor) not in (1, 3) or (floor < 1).any():
-        raise ValueError(f"min_count must be a positive number or three [train, val, test] numbers, got {min_count}")
-    floor = np.broadcast_to(floor, (3,))
-    if _record_floor(name, scale) is not None:
-        floor = np.maximum(floor, _record_floor(name, scale))
-    return [int(f) for f in floor]
-
-
-def _record_floor(name: str, scale):
-    return datasets.get(name).twin_min_counts.get(scale) if isinstance(scale, str) else None
-
-
 def counts(name: str, scale, min_count: int | list = 4) -> np.ndarray:
     """(3, n_classes, n_attrs) example counts of the twin per split, class and attribute: Table 2 x scale, and at
-    least min_counts(name, scale, min_count) per group."""
+    least min_count per group (one number, or [train, val, test])."""
     factors = np.asarray(resolve_scale(name, scale), dtype=float).reshape(3, 1, 1)
-    floor = np.asarray(min_counts(name, scale, min_count), dtype=np.int64).reshape(3, 1, 1)
+    floor = np.asarray(min_count, dtype=np.int64).reshape(-1, 1, 1)
+    if floor.shape[0] not in (1, 3) or (floor < 1).any():
+        raise ValueError(f"min_count must be a positive number or three [train, val, test] numbers, got {min_count}")
     return np.maximum(np.floor(table_counts(name) * factors + 0.5).astype(np.int64), floor)
 
 
@@ -124,10 +110,8 @@ def _current(folder: Path, name: str, info: dict) -> bool:
 
 
 def _identity(name: str, scale, seed: int, image_size: int = 32, min_count: int = 4) -> dict:
-    # the record's floor enters the identity only where it applies, so other twins keep theirs
-    floor = min_count if _record_floor(name, scale) is None else min_counts(name, scale, min_count)
     return dict(synthetic=True, name=name, scale=resolve_scale(name, scale), seed=seed, image_size=image_size,
-                min_count=floor)
+                min_count=min_count)
 
 
 def ensure(root, names=None, scale="cpu", seed: int = 0, **opts) -> list[str]:

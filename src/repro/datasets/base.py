@@ -29,8 +29,6 @@ class Dataset:
     paper_erm: ERM config keys the paper profile sets for this dataset only (repro.erm)
     twin_scales: twin size relative to the real data per profile ("smoke", "cpu", "rehearse"): one factor or
       [train, val, test] factors
-    twin_min_counts: per profile, at least this many examples per group in each split ([train, val, test]),
-      where the scaled counts of a small group are too few for the profile's grids (see repro.synth.counts)
     """
 
     name: str
@@ -51,7 +49,6 @@ class Dataset:
     sources: tuple[dict, ...] = ()
     paper_erm: Mapping[str, object] = field(default_factory=dict)
     twin_counts_fix: Mapping[tuple[int, int, int], int] = field(default_factory=dict)
-    twin_min_counts: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
