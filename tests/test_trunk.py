@@ -226,3 +226,22 @@ def test_two_processes_compute_the_trunk_once(tmp_path):
     sums = [p.communicate(timeout=300)[0].split()[-1] for p in procs]
     assert all(p.returncode == 0 for p in procs) and sums[0] == sums[1]
     assert log.read_text() == "computed\n" and len(list((tmp_path / ".trunk").glob("*.safetensors"))) == 1
+
+
+def test_a_last_training_batch_of_one_image_joins_the_batch_before():
+    """BatchNorm over the 1x1 maps of a 32 px top cannot train on one example: 65 = 32 + 33 when training,
+    32 + 32 + 1 when evaluating (texts keep their batches)."""
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(y=np.zeros(65, dtype=np.int64))
+    config = {"seed": 1}
+    images = trunk.TrunkInputs(SimpleNamespace(data=data, kind="image", device="cpu"),
+                               {"x": torch.zeros(4, 65, 2, 1, 1)}, config)
+    idx = np.arange(65)
+    sizes = lambda pipe, train: [len(r) for r, _ in pipe.batches(idx, 32, train=train, epoch=1)]  # noqa: E731
+    assert sizes(images, True) == [32, 33] and sizes(images, False) == [32, 32, 1]
+    assert sorted(np.concatenate([r for r, _ in images.batches(idx, 32, train=True, epoch=1)])) == list(idx)
+    texts = trunk.TrunkInputs(SimpleNamespace(data=data, kind="text", device="cpu"),
+                              {"hidden": torch.zeros(65, 3, 2), "attention_mask": torch.ones(65, 3, dtype=torch.long)},
+                              config)
+    assert sizes(texts, True) == [32, 32, 1]

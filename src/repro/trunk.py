@@ -166,6 +166,11 @@ class TrunkInputs:
         view = None
         if train and self.views > 1:  # one view per example and epoch, seeded by (run seed, epoch)
             view = np.random.default_rng([self.seed, epoch]).integers(self.views, size=len(self.data.y))
-        for start in range(0, len(idx), batch_size):
-            rows = idx[start:start + batch_size]
+        starts = list(range(0, len(idx), batch_size))
+        if train and self.kind == "image" and len(starts) > 1 and len(idx) % batch_size == 1:
+            # a last training batch of one example would give the top's BatchNorm, over 1x1 maps at 32 px, one
+            # value per channel (an error in train mode): it joins the batch before (batch_size + 1 examples)
+            starts.pop()
+        for start, stop in zip(starts, starts[1:] + [len(idx)]):
+            rows = idx[start:stop]
             yield rows, self.batch(rows, train, view)
