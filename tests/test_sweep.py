@@ -118,7 +118,9 @@ def test_process_pool_with_one_torch_thread_per_worker(tmp_path):
 
 
 def test_submitit_local_executor(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    # the job unpickles `toy` from this module (tests.test_sweep or test_sweep, as pytest imported it), whatever
+    # the working directory is when it starts
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")]))
     configs = [{"x": 3}, {"x": 4}]
     paths = sweep.run("toy", configs, executor="slurm", store=tmp_path, compute=toy,
                       slurm={"cluster": "local", "timeout_min": 2, "array_parallelism": 2,

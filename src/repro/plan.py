@@ -4,20 +4,13 @@ Nothing is computed.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pandas as pd
 
-from repro import book, datasets, hparams, runs, sections
-
-# Rough seconds per training example and epoch (forward + backward + evaluation) on one 24 GB GPU of the
-# paper's kind (RTX A5000); CPU models on one core. An order-of-magnitude guide, not a measurement.
-SECONDS_PER_EXAMPLE = {"resnet50": 6e-3, "resnet18": 2.5e-3, "bert-base": 9e-3, "bert-tiny": 5e-4,
-                       "minilm": 2e-3, "cnn-small": 6e-4, "bert-micro": 8e-4, "efficientnet-lite0": 4e-3}
-# (model, train_blocks) -> the same when only the top units train over a cached trunk (repro.trunk), one CPU
-# thread, from benchmarks/cpu_backbones.py scaled to an idle core (its runs of cnn-small give the load factor).
-TOP_SECONDS_PER_EXAMPLE = {("efficientnet-lite0", 1): 1.2e-4, ("efficientnet-lite0", 2): 4e-4, ("minilm", 1): 2.5e-3}
+from repro import book, hparams, runs, sections
+from repro.cost import (SECONDS_PER_EXAMPLE, SECONDS_PER_RUN, TOP_SECONDS_PER_EXAMPLE,  # noqa: F401
+                        cost, train_size)
 
 WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, how to get it)
     "resnet50": ("resnet50-0676ba61.pth",
@@ -35,46 +28,6 @@ def section_configs(name: str, profile: str, root: Path) -> dict:
     values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile)}
     section = sections.SECTIONS[name]
     return section.configs(profile=profile, **{k: values[k] for k in section.params})
-
-
-def train_size(dataset: str, profile: str) -> int:
-    """Training examples of `dataset` under `profile`: the synthetic twin's for smoke/cpu (from its scale,
-    nothing is written), the real dataset's (Table 2, from its record) for paper."""
-    from repro import synth
-
-    if profile in hparams.TWIN_PROFILES:
-        return int(synth.counts(dataset, profile)[0].sum())
-    return datasets.get(dataset).n_train
-
-
-def _erm_seconds(config: dict) -> float:
-    n = _train_size(config["dataset"], config.get("profile", "paper"))
-    n *= 1.25 if config["train_set"] == "train+heldout" else 1.0
-    if config["group_ratio"] is not None and config["group_ratio_method"] == "subsetting":
-        n *= 0.1  # class-balanced subsets at twice the smallest group count are small
-    examples = max(n * config["epochs"], config.get("min_steps", 0) * config["batch_size"])  # steps-matched subsets
-    top = TOP_SECONDS_PER_EXAMPLE.get((config["model"], config.get("train_blocks", 0)))
-    return (top or SECONDS_PER_EXAMPLE.get(config["model"], 5e-3)) * examples
-
-
-@functools.lru_cache(maxsize=None)
-def _train_size(dataset: str, profile: str) -> int:
-    return train_size(dataset, profile)
-
-
-# Seconds of one run of the other kinds, on the same scale: a head trained with the others of its ERM run in one
-# vectorized call (repro.heads.fit_batch), an SVM direction path. From the smoke book on 2 cores (104 heads in
-# ~9 s, 3 SVM paths in ~1 s, against 64 ERM runs estimated at ~30 s and taking ~80 s).
-SECONDS_PER_RUN = {"heads": 0.03, "svm": 0.15}
-
-
-def cost(kind: str, config: dict) -> float:
-    """Estimated seconds of one run: for ERM, examples x epochs x the model's SECONDS_PER_EXAMPLE (the twin's
-    size on the twin profiles), for other kinds SECONDS_PER_RUN (else the kind's rough_seconds). A guide: the
-    sweep orders units by it and repro.sweep.Progress scales it by the runs already finished."""
-    if kind == "erm":
-        return _erm_seconds(config)
-    return SECONDS_PER_RUN.get(kind, runs.KINDS[kind].rough_seconds if kind in runs.KINDS else 1.0)
 
 
 def _weights_location(model: str) -> tuple[str, bool]:

@@ -139,9 +139,9 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
 
 
 def longest_first(kind: str, units: list[list[dict]]) -> list[list[dict]]:
-    """Units by estimated cost (repro.plan.cost, summed over a unit's runs), largest first; ties keep their order.
+    """Units by estimated cost (repro.cost.cost, summed over a unit's runs), largest first; ties keep their order.
     Only the order in which runs start changes: each run computes the same bits wherever and whenever it runs."""
-    from repro import plan as cost_model
+    from repro import cost as cost_model
 
     return sorted(units, key=lambda unit: -sum(cost_model.cost(kind, c) for c in unit))
 
@@ -218,7 +218,7 @@ class Progress:
     """Runs done / total, elapsed time and an ETA on one console line (rewritten in place on a terminal, else
     a new line every `every` seconds).
 
-    The ETA is the cost model's estimate of the runs left (repro.plan.cost) divided by the rate at which
+    The ETA is the cost model's estimate of the runs left (repro.cost.cost) divided by the rate at which
     estimated cost has been finished (cost finished since the first finish / time since then; after the first
     finish only: its cost / elapsed), so it is calibrated by the machine, the load and the number of workers
     once runs finish; before that it is the raw estimate divided by `workers`."""
@@ -233,7 +233,7 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def expect(self, kind: str, configs: list[dict]) -> None:
-        from repro import plan as cost_model
+        from repro import cost as cost_model
 
         for c in configs:
             self.costs.setdefault((kind, runs.run_id(kind, c)), cost_model.cost(kind, c))
