@@ -268,15 +268,14 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
             for kind, configs in planned.items():
                 wanted.setdefault(kind, []).extend(configs)
         progress = sweep.Progress(workers)
-        missing = {kind: [rid for rid in sweep.unique(kind, configs) if not runs.is_done(runs.run_dir(kind, rid))]
-                   for kind, configs in wanted.items()}
+        missing = {kind: {rid: c for rid, c in sweep.unique(kind, configs).items()
+                          if not runs.is_done(runs.run_dir(kind, rid))} for kind, configs in wanted.items()}
         if not any(missing.values()):
             return {kind: 0 for kind in wanted}
         log(f"computing the runs of {len(names)} notebook(s) first: "
             + ", ".join(f"{len(v)} {k}" for k, v in missing.items() if v) + f", {workers} worker(s)")
-        for kind, configs in wanted.items():
-            progress.expect(kind, [c for c in sweep.unique(kind, configs).values() if
-                                   runs.run_id(kind, c) in set(missing[kind])])
+        for kind, todo in missing.items():
+            progress.expect(kind, list(todo.values()))
         progress.show()
         for kind in ("erm", *[k for k in wanted if k != "erm"]):  # heads and SVMs read the ERM features
             if kind in wanted:

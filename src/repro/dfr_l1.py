@@ -21,11 +21,9 @@ import warnings
 
 import numpy as np
 
+from repro.metrics import _np  # torch tensor or array -> numpy array of a dtype
+
 C_OPTIONS = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
-
-
-def _np(x, dtype=np.float64) -> np.ndarray:
-    return np.asarray(x.cpu().numpy() if hasattr(x, "cpu") else x, dtype=dtype)
 
 
 def balanced_subset(g, rng) -> np.ndarray:
@@ -91,10 +89,10 @@ def fit(features, y, g, seed: int, *, features_train, n_classes: int, n_resample
 
     if n_resamples < 1:
         raise ValueError(f"dfr_l1 needs n_resamples >= 1, got {n_resamples}")
-    x, y, g = _np(features), _np(y, np.int64), _np(g, np.int64)
+    x, y, g = _np(features, np.float64), _np(y, np.int64), _np(g, np.int64)
     rng = np.random.default_rng(seed)
     C, scores = tune_c(x, y, g, rng)
-    scaler = StandardScaler().fit(_np(features_train))
+    scaler = StandardScaler().fit(_np(features_train, np.float64))
     z = scaler.transform(x)
     coefs, intercepts = [], []
     for _ in range(n_resamples):

@@ -6,7 +6,7 @@ one run, or for a kind with a `batch` function the missing runs that share its `
 heads read from one ERM run's features, trained in one vectorized call); every run is still claimed and
 written on its own through runs.get.
 
-Units start longest first (the cost model of repro.plan), so that the last unit to finish is a short one.
+Units start longest first (the cost model of repro.cost), so that the last unit to finish is a short one.
 A process pool is kept alive across sweeps of this process (`pool`), so its workers import torch and decode
 each dataset once (repro.inputs caches decoded data per process) however many sweeps follow; it is replaced
 when the environment the workers read (REPRO_*, CUDA_VISIBLE_DEVICES) changes, and shut down at exit.
@@ -122,7 +122,8 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
               f"estimated {missing['est_seconds'].sum() / 60:.1f} min of compute (one worker)")
         return []
     print(f"{kind}: {len(table)} runs, {int(table['cached'].sum())} cached, {len(missing)} to compute", flush=True)
-    todo = {rid: c for rid, c in unique(kind, configs).items() if not table.set_index("run_id").at[rid, "cached"]}
+    cached = set(table.loc[table["cached"], "run_id"])
+    todo = {rid: c for rid, c in unique(kind, configs).items() if rid not in cached}
     units, root = longest_first(kind, _units(kind, list(todo.values()), compute)), str(store.root)
     if progress is not None:
         progress.expect(kind, [c for unit in units for c in unit])
