@@ -70,6 +70,31 @@ def test_top_on_trunk_states_equals_the_whole_backbone(name, blocks):
         trunk.depth(models.build("cnn-small", 2, False), 1, "cnn-small")
 
 
+@pytest.mark.parametrize("pool", ["pooler", "cls"])
+def test_first_token_top_layer_equals_the_whole_layer_and_trains_all_of_it(pool):
+    """With a [CLS] pool the last layer computes the first token alone (models.first_token_layer): the same
+    features as the whole layer (to float rounding; padding in the batch), and every weight still gets a
+    gradient (the keys and values of all tokens feed the first token's attention)."""
+    torch.manual_seed(0)
+    model = models.build("minilm", 2, True, pool=pool).eval()
+    enc = models.tokenizer("minilm")(["a bird on water", "a much longer sentence about a bird on the water"],
+                                     padding="max_length", max_length=16, return_tensors="pt")
+    x = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    frozen = trunk.depth(model, 1, "minilm")
+    with torch.no_grad():
+        whole = model.features(x)
+        state = model.backbone.run(x, 0, frozen)
+    top = trunk.freeze(model, frozen)
+    out = top.backbone.backbone.run(state, frozen, frozen + 1)
+    assert out["hidden"].shape[1] == 1
+    assert torch.allclose(top.features(state), whole, atol=1e-5, rtol=0)
+    assert not torch.allclose(whole, models.build("minilm", 2, True, pool="mean").eval().features(x), atol=1e-2)
+    top.train()
+    top(state).sum().backward()
+    last = top.backbone.backbone.bert.encoder.layer[frozen - 1]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in last.parameters())
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return image_data(tmp_path_factory.mktemp("imgs"), (48, 16, 32))

@@ -48,7 +48,7 @@ _SCRATCH_ERM = {
 _IMAGE_TOP = dict(model="efficientnet-lite0", optimizer="adamw", lr=1e-4, schedule="cosine", batch_size=32,
                   weight_decay=1e-4, pretrained=True, model_kw={}, train_blocks=1)
 _TEXT_TOP = dict(model="minilm", optimizer="adamw", lr=5e-5, schedule="linear", batch_size=32,
-                 weight_decay=1e-4, pretrained=True, model_kw={}, train_blocks=1)
+                 weight_decay=1e-4, pretrained=True, model_kw={"pool": "pooler"}, train_blocks=1)
 _PRETRAINED_ERM = {
     "waterbirds": dict(_IMAGE_TOP, epochs=5),
     "celeba": dict(_IMAGE_TOP, epochs=3),
