@@ -43,8 +43,9 @@ _SCRATCH_ERM = {
 # trained; the frozen rest is computed once per dataset and cached, repro.trunk). AdamW as in the paper, at
 # the usual fine-tuning rates for a pretrained top and a fresh head (1e-4 images, 5e-5 texts; the paper's
 # 1e-5 is for all layers over 20-100 epochs). Sized by time (benchmarks/cpu_backbones.py): images train the
-# head conv (320 -> 1280, BN, ReLU6) at 32 px; texts train MiniLM's last layer for 2 epochs (the low end of
-# Devlin et al.'s 2-4) on text twins 4x smaller than before (the datasets' twin_scales).
+# head conv (320 -> 1280, BN, ReLU6) at 32 px; texts train MiniLM's last layer and its [CLS] pooler (the
+# features BertForSequenceClassification uses; the last layer then computes the first token only) for 2 epochs
+# (the low end of Devlin et al.'s 2-4) on text twins 4x smaller than before (the datasets' twin_scales).
 _IMAGE_TOP = dict(model="efficientnet-lite0", optimizer="adamw", lr=1e-4, schedule="cosine", batch_size=32,
                   weight_decay=1e-4, pretrained=True, model_kw={}, train_blocks=1)
 _TEXT_TOP = dict(model="minilm", optimizer="adamw", lr=5e-5, schedule="linear", batch_size=32,
