@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from repro import runs, sweep
 
 # at import: spawned workers import this module to unpickle `toy`
 runs.KINDS.setdefault("toy", runs.Kind("tests.test_sweep:toy", 1))
+runs.KINDS.setdefault("shared", runs.Kind("tests.test_sweep:reads_shared", 1,
+                                          prepare=("tests.test_sweep:shared_inputs", "tests.test_sweep:make_shared")))
 HERE = Path(__file__).resolve().parent
 
 
@@ -358,3 +361,44 @@ def test_progress_eta_is_calibrated_by_the_finished_runs():
     assert lines == ["runs 1/4, 0:10 elapsed, ETA 0:10", "runs 3/4, 0:15 elapsed, ETA 0:02"]
     progress.close()
     assert out.getvalue().splitlines()[-1] == "runs 4/4, 0:15 elapsed, done"
+
+
+def shared_inputs(configs):
+    """One config per shared input ("key") that `configs` read."""
+    return list({c["key"]: c for c in configs}.values())
+
+
+def make_shared(config):
+    """Writes the shared input of config["key"] (slowly), noting the process and the time."""
+    start = time.time()
+    time.sleep(1.0)
+    path = Path(config["folder"]) / f"{config['key']}.json"
+    path.write_text(json.dumps({"pid": os.getpid(), "start": start, "end": time.time()}))
+
+
+def reads_shared(config, workdir):
+    return {"found": (Path(config["folder"]) / f"{config['key']}.json").is_file(), "start": time.time()}
+
+
+def test_shared_inputs_are_made_first_by_different_workers(tmp_path):
+    """A kind's prepare (runs.Kind.prepare: the trunk caches of ERM) runs before its runs, one input per
+    worker at once, so runs do not queue behind one worker computing an input the others wait for."""
+    configs = [{"key": k, "x": i, "folder": str(tmp_path)} for k in ("a", "b") for i in range(3)]
+    paths = sweep.run("shared", configs, workers=2, store=tmp_path / "store")
+    made = {k: json.loads((tmp_path / f"{k}.json").read_text()) for k in ("a", "b")}
+    assert made["a"]["pid"] != made["b"]["pid"]  # in parallel, on both workers
+    assert max(m["start"] for m in made.values()) < min(m["end"] for m in made.values())
+    metrics = [json.loads((p / "metrics.json").read_text()) for p in paths]
+    assert all(m["found"] for m in metrics)
+    assert min(m["start"] for m in metrics) >= min(m["end"] for m in made.values())
+
+
+def test_erm_trunk_warmups_one_per_cache():
+    from repro import erm
+    base = erm.default_config("waterbirds", "cpu", data_root="d", data_fingerprint="f", model="efficientnet-lite0",
+                              pretrained=True, train_blocks=1, model_kw={})
+    seeds = [dict(base, seed=s) for s in (1, 2, 3)]
+    assert len(erm.trunk_warmups(seeds)) == 1  # pretrained: one trunk for every seed
+    assert erm.trunk_warmups(seeds + [dict(base, dataset="celeba")])[1]["dataset"] == "celeba"
+    assert len(erm.trunk_warmups([dict(c, pretrained=False) for c in seeds])) == 3  # each seed's random init
+    assert erm.trunk_warmups([dict(base, train_blocks=0)]) == []

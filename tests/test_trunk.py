@@ -233,7 +233,7 @@ def counted(*a):
     open(log, "a").write("computed\\n")
     return compute(*a)
 trunk.compute = counted
-config = dict(seed=1, augment=True, image_size=32, max_length=64, model="efficientnet-lite0", data_fingerprint="two")
+config = dict(seed=1, pretrained=True, augment=True, image_size=32, max_length=64, model="efficientnet-lite0", data_fingerprint="two")
 model = models.build("efficientnet-lite0", 2, True)
 print(float(trunk.cached(model.backbone, inputs.Inputs(data, config), config, 17)["x"].sum()))
 """
@@ -270,3 +270,13 @@ def test_a_last_training_batch_of_one_image_joins_the_batch_before():
                               {"hidden": torch.zeros(65, 3, 2), "attention_mask": torch.ones(65, 3, dtype=torch.long)},
                               config)
     assert sizes(texts, True) == [32, 32, 1]
+
+
+def test_trunk_cache_name_depends_on_the_frozen_weights_origin(tmp_path):
+    """A random-init trunk is drawn from the run's seed: each seed gets its own cache; pretrained ones share."""
+    from types import SimpleNamespace
+    data = SimpleNamespace(root=str(tmp_path), name="waterbirds", kind="image")
+    base = dict(data_fingerprint="f", model="efficientnet-lite0", image_size=32, max_length=64)
+    pretrained = {trunk.cache_path(data, dict(base, pretrained=True, seed=s), 17, 4) for s in (1, 2)}
+    random = {trunk.cache_path(data, dict(base, pretrained=False, seed=s), 17, 4) for s in (1, 2)}
+    assert len(pretrained) == 1 and len(random) == 2 and not pretrained & random

@@ -340,6 +340,37 @@ def _train(config: dict, workdir: Path, device) -> dict:
             "saved_epochs": sorted(save), "epochs_trained": last}
 
 
+def trunk_key(config: dict) -> tuple | None:
+    """What the trunk cache of an ERM config depends on (repro.trunk.cache_path), or None without a trunk."""
+    if not setting(config, "train_blocks"):
+        return None
+    return (config["dataset"], str(config["data_root"]), config["data_fingerprint"], config["model"],
+            config["image_size"], config["max_length"], setting(config, "train_blocks"), config["augment"],
+            bool(config["pretrained"]) or config["seed"])
+
+
+def trunk_warmups(configs: list[dict]) -> list[dict]:
+    """One config per distinct trunk cache that `configs` read, in their order: repro.sweep computes these
+    first, one per pool worker, so that no two workers wait on one cache while another is still missing."""
+    first: dict[tuple, dict] = {}
+    for c in configs:
+        key = trunk_key(c)
+        if key is not None:
+            first.setdefault(key, c)
+    return list(first.values())
+
+
+def warm_trunk(config: dict) -> None:
+    """Compute (or read) the trunk cache of an ERM config, and keep it in this process's memory for its runs."""
+    with devices.run_threads():
+        config, device = check(dict(config)), devices.resolve()
+        devices.configure(device)
+        torch.manual_seed(config["seed"])  # a random init is drawn as _train draws it
+        data = load_data(config)
+        model = models.build(config["model"], data.n_classes, config["pretrained"], **config["model_kw"]).to(device)
+        _top(model, Inputs(data, config, device), config)
+
+
 def _top(model, inputs: Inputs, config: dict):
     """(model training only its top train_blocks units, inputs of cached trunk states): repro.trunk."""
     from repro import inputs as inputs_mod
@@ -347,7 +378,8 @@ def _top(model, inputs: Inputs, config: dict):
     frozen = trunk.depth(model, setting(config, "train_blocks"), config["model"])
     data = inputs.data
     key = ("trunk", data.name, str(data.root), config["data_fingerprint"], config["model"], config["image_size"],
-           config["max_length"], frozen, config["augment"], str(inputs.device))
+           config["max_length"], frozen, config["augment"], str(inputs.device),
+           bool(config["pretrained"]) or config["seed"])  # a random-init trunk is its seed's
     states = inputs_mod._cached(key, lambda: trunk.cached(model.backbone, inputs, config, frozen))
     return trunk.freeze(model, frozen), trunk.TrunkInputs(inputs, states, config)
 

@@ -51,13 +51,16 @@ class Kind:
     training code). version: bump by hand when results change. artifacts(metrics) -> file names a finished run
     must hold besides config.json and metrics.json. batch (optional, "module:function"): batch(configs, store) ->
     one compute per config, for configs that share the values of `group_by` and are cheaper computed together.
-    rough_seconds: the estimate of one run when the store has none of its kind yet."""
+    rough_seconds: the estimate of one run when the store has none of its kind yet. prepare (optional, a pair of
+    "module:function"s): (select, make): select(configs) -> configs of inputs several runs share (one each),
+    make(config) computes one; a pooled sweep runs the makes first, in parallel, then the runs."""
     compute: Callable | str
     version: int
     artifacts: Callable[[dict], list[str]] = lambda metrics: []
     batch: str | None = None
     group_by: tuple[str, ...] = ()
     rough_seconds: float = 10.0
+    prepare: tuple[str, str] | None = None
 
 
 def _erm_artifacts(metrics: dict) -> list[str]:
@@ -70,7 +73,8 @@ KINDS: dict[str, Kind] = {
     # svm 2: the exact hard-margin SVM with a bias (None where the held-out features are not separable);
     # erm 3: a text top trained over a cached trunk with a [CLS] pool computes its last layer for the first
     # token only (models.first_token_layer: the same law, other float rounding and dropout draws)
-    "erm": Kind("repro.erm:train", 3, _erm_artifacts, rough_seconds=8.0),
+    "erm": Kind("repro.erm:train", 3, _erm_artifacts, rough_seconds=8.0,
+                prepare=("repro.erm:trunk_warmups", "repro.erm:warm_trunk")),
     "heads": Kind("repro.heads:compute_head", 2, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",
                   group_by=("erm", "epochs", "lr", "batch_size"), rough_seconds=2.0),  # one head on cached features
     "svm": Kind("repro.heads:svm_path", 2, rough_seconds=2.0),

@@ -193,6 +193,17 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
+def _prepares(kind: str, units: list[list[dict]], compute: Callable | None) -> list[tuple[Callable, dict]]:
+    """(make, config) of the kind's shared inputs (runs.Kind.prepare), when more than one is read: computed by
+    different workers at once instead of by whichever run reaches each first (the others wait on its lock)."""
+    entry = runs.KINDS[kind]
+    if entry.prepare is None or compute is not None:
+        return []
+    select, make = (runs.import_function(name) for name in entry.prepare)
+    configs = select([c for unit in units for c in unit])
+    return [(make, c) for c in configs] if len(configs) > 1 else []
+
+
 def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: str, workers: int,
           progress: "Progress | None" = None) -> None:
     """Compute units in the process pool (`pool`), in the order given; a failure stops the pool."""
@@ -200,7 +211,11 @@ def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: st
 
     executor, _ = pool(workers)
     try:
+        prepares = _prepares(kind, units, compute)
+        warm = [executor.submit(make, c) for make, c in prepares]  # queued first: the workers start on them
         futures = {executor.submit(_unit, kind, unit, compute, root): unit for unit in units}
+        for f in warm:
+            f.result()
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)

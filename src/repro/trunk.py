@@ -114,7 +114,9 @@ def compute(backbone, inputs, frozen: int, views: int) -> dict[str, torch.Tensor
 def cache_path(data, config: dict, frozen: int, views: int) -> Path:
     """<dataset folder>/.trunk/<name>-<model>-<size>-f<frozen>-v<views>-<digest>.safetensors."""
     size = config["image_size"] if data.kind == "image" else config["max_length"]
-    key = f"{config['data_fingerprint']}\0{config['model']}\0{size}\0{frozen}\0{views}\0{VIEW_SEED}"
+    # the frozen weights: the model's pretrained ones, or its random init, drawn from the run's seed
+    weights = "pretrained" if config["pretrained"] else f"random-init-seed{config['seed']}"
+    key = f"{config['data_fingerprint']}\0{config['model']}\0{size}\0{frozen}\0{views}\0{VIEW_SEED}\0{weights}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Path(data.root) / ".trunk" / f"{data.name}-{config['model']}-{size}-f{frozen}-v{views}-{digest}.safetensors"
 
