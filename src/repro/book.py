@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -169,6 +170,22 @@ def _stage(root: Path, stage: Path, profile: str) -> None:
             shutil.copy2(page, target)
 
 
+def _kernel_manager(folder: str):
+    """The kernel manager class papermill starts a kernel with: on POSIX, one that talks to its kernel over Unix
+    sockets in `folder` (IPC) instead of TCP on localhost, about which ipykernel prints a warning per
+    notebook; elsewhere jupyter_client's default."""
+    from jupyter_client.manager import AsyncKernelManager
+    if os.name != "posix":
+        return AsyncKernelManager
+    from traitlets import CaselessStrEnum, Unicode
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        ip = Unicode(str(Path(folder) / "kernel"), config=True)
+
+    return IPCKernelManager
+
+
 def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=print) -> float:
     """Execute one template with papermill into `out`; return wall seconds. Raise BookError on failure."""
     import papermill
@@ -179,9 +196,11 @@ def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=pr
     tmp = out.with_suffix(".partial.ipynb")
     start = time.time()
     try:
-        papermill.execute_notebook(str(root / "book" / f"{name}.ipynb"), str(tmp), parameters=injected,
-                                   cwd=str(root), kernel_name="python3", progress_bar=False,
-                                   log_output=False, request_save_on_cell_execute=False)
+        with tempfile.TemporaryDirectory(prefix="repro-kernel-") as sockets:
+            papermill.execute_notebook(str(root / "book" / f"{name}.ipynb"), str(tmp), parameters=injected,
+                                       cwd=str(root), kernel_name="python3", progress_bar=False,
+                                       log_output=False, request_save_on_cell_execute=False,
+                                       kernel_manager_class=_kernel_manager(sockets))
     except PapermillExecutionError as err:
         raise BookError(f"notebook {name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                         f"partly executed notebook: {tmp}") from None
