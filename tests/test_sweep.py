@@ -402,3 +402,22 @@ def test_erm_trunk_warmups_one_per_cache():
     assert erm.trunk_warmups(seeds + [dict(base, dataset="celeba")])[1]["dataset"] == "celeba"
     assert len(erm.trunk_warmups([dict(c, pretrained=False) for c in seeds])) == 3  # each seed's random init
     assert erm.trunk_warmups([dict(base, train_blocks=0)]) == []
+
+
+def test_progress_shows_the_preparation_and_does_not_charge_it_to_the_runs():
+    import io
+
+    clock, out = FakeClock(), io.StringIO()
+    progress = sweep.Progress(workers=1, stream=out, every=5.0, clock=clock)
+    configs = [{"x": i} for i in range(2)]
+    progress.costs = {("toy", runs.run_id("toy", c)): 1.0 for c in configs}
+    progress.preparing(0, 2)
+    clock.now += 60.0
+    progress.preparing(1, 2)
+    assert "runs 0/2 (preparing shared inputs 1/2), 1:00 elapsed" in out.getvalue().splitlines()[-1]
+    clock.now += 20.0
+    progress.preparing(2, 2)  # ready after 80 s; the first run then takes 10 s
+    clock.now += 10.0
+    progress.finished("toy", configs[:1])
+    assert progress.eta() == pytest.approx(10.0)  # not (80 + 10) s per run
+    assert "preparing" not in progress.line()

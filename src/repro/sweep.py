@@ -212,16 +212,18 @@ def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: st
     executor, _ = pool(workers)
     try:
         prepares = _prepares(kind, units, compute)
-        warm = [executor.submit(make, c) for make, c in prepares]  # queued first: the workers start on them
+        warm = {executor.submit(make, c) for make, c in prepares}  # queued first: the workers start on them
         futures = {executor.submit(_unit, kind, unit, compute, root): unit for unit in units}
-        for f in warm:
-            f.result()
-        pending = set(futures)
+        if progress is not None and warm:
+            progress.preparing(0, len(warm))
+        pending = set(futures) | warm
         while pending:
             done, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)
             for f in done:
                 f.result()
-                if progress is not None:
+                if progress is not None and f in warm:
+                    progress.preparing(len(warm - pending), len(warm))
+                elif progress is not None:
                     progress.finished(kind, futures[f])
             if progress is not None:
                 progress.show()
@@ -247,6 +249,15 @@ class Progress:
         self.done: set[tuple] = set()
         self.first: tuple[float, float] | None = None  # (time, finished cost) at the first finish
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.note, self.runs_start = None, self.start  # shared inputs being prepared; when the runs began
+
+    def preparing(self, done: int, total: int) -> None:
+        """`done` of the `total` shared inputs of the runs (runs.Kind.prepare) are ready; the ETA's clock starts
+        when all are (the time spent preparing them is not charged to the runs)."""
+        self.note = f"shared inputs {done}/{total}" if done < total else None
+        if done >= total:
+            self.runs_start = self.clock()
+        self.show(force=True)
 
     def expect(self, kind: str, configs: list[dict]) -> None:
         from repro import cost as cost_model
@@ -268,8 +279,8 @@ class Progress:
         if self.first is not None and finished > self.first[1] and now > self.first[0]:
             # from the first finish on: the workers' start (imports, data) is not charged to the runs left
             return left * (now - self.first[0]) / (finished - self.first[1])
-        if finished > 0 and now > self.start:
-            return left * (now - self.start) / finished
+        if finished > 0 and now > self.runs_start:
+            return left * (now - self.runs_start) / finished
         return left / self.workers if left else None
 
     def line(self) -> str:
@@ -277,7 +288,8 @@ class Progress:
         calibrated = any(k in self.done for k in self.costs)
         left = "done" if len(self.done) >= len(self.costs) else \
             f"ETA {_clock(eta)}" + ("" if calibrated else " (uncalibrated)") if eta is not None else "ETA ?"
-        return f"runs {len(self.done)}/{len(self.costs)}, {_clock(elapsed)} elapsed, {left}"
+        note = f" (preparing {self.note})" if self.note else ""
+        return f"runs {len(self.done)}/{len(self.costs)}{note}, {_clock(elapsed)} elapsed, {left}"
 
     def show(self, force: bool = False) -> None:
         now = self.clock()
