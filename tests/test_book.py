@@ -1,6 +1,7 @@
 """The book pipeline: params validation, template rules, and the whole smoke book built end to end."""
 import ast
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -263,3 +264,25 @@ def test_the_books_shared_pool_gives_the_runs_of_a_section_by_section_build(tmp_
     shared, alone = store(tmp_path / "shared"), store(tmp_path / "alone")
     assert len(shared) == 8 + counts["heads"] + 1 and shared.keys() == alone.keys()
     assert [k for k in shared if shared[k] != alone[k]] == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="IPC kernels are POSIX-only")
+def test_notebook_kernels_talk_over_unix_sockets_without_console_warnings(tmp_path, capfd):
+    """ipykernel warns on every TCP kernel (one line per notebook in the build's console); the book's kernels use
+    IPC sockets in a temporary folder, which is gone afterwards."""
+    import nbformat
+    import papermill
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, str(tmp_path / "t.ipynb"))
+    folder = tmp_path / "sockets"
+    folder.mkdir()
+    manager = book._kernel_manager(str(folder))
+    assert manager().transport == "ipc"
+    papermill.execute_notebook(str(tmp_path / "t.ipynb"), str(tmp_path / "o.ipynb"), kernel_name="python3",
+                               progress_bar=False, log_output=False, kernel_manager_class=manager)
+    assert nbformat.read(str(tmp_path / "o.ipynb"), 4).cells[0].outputs[0]["text"] == "42\n"
+    err = capfd.readouterr().err
+    assert "IPKernelApp" not in err and "without encryption" not in err, err
+    assert list(folder.iterdir()) == []  # the sockets are removed with the kernel

@@ -173,7 +173,8 @@ def _stage(root: Path, stage: Path, profile: str) -> None:
 def _kernel_manager(folder: str):
     """The kernel manager class papermill starts a kernel with: on POSIX, one that talks to its kernel over Unix
     sockets in `folder` (IPC) instead of TCP on localhost, about which ipykernel prints a warning per
-    notebook; elsewhere jupyter_client's default."""
+    notebook, and that does not interrupt the kernel of a finished notebook before shutting it down (which
+    ipykernel may report as an ERROR line); elsewhere jupyter_client's default."""
     from jupyter_client.manager import AsyncKernelManager
     if os.name != "posix":
         return AsyncKernelManager
@@ -182,6 +183,10 @@ def _kernel_manager(folder: str):
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
         ip = Unicode(str(Path(folder) / "kernel"), config=True)
+
+        async def _async_interrupt_kernel(self):
+            if not self.shutting_down:  # jupyter_client interrupts before every shutdown: nothing runs by then
+                await super()._async_interrupt_kernel()
 
     return IPCKernelManager
 
