@@ -32,6 +32,7 @@ CANDIDATES = [
     ("civilcomments", "pretrained, 4 epochs", "pretrained", {"epochs": 4}),
     ("multinli", "scratch", "scratch", {}),
     ("multinli", "pretrained", "pretrained", {}),
+    ("multinli", "pretrained, mean pool", "pretrained", {"model_kw": {"pool": "mean"}}),  # every token's output
 ]
 
 
