@@ -282,18 +282,26 @@ def train(config: dict, workdir) -> dict:
         return _train(check(dict(config)), Path(workdir), devices.resolve())
 
 
-def _train(config: dict, workdir: Path, device) -> dict:
-    from repro import metrics
+def _setup(config: dict, device):
+    """(data, inputs, model) of a checked config on `device`, as training starts: torch's global RNG seeded by
+    the run's seed (a random init, then dropout), the model built, and with train_blocks its top over the
+    cached trunk states (_top). Splits and samplers draw from their own seeded generators, not from torch's."""
     devices.configure(device)
     torch.manual_seed(config["seed"])
-    gen = torch.Generator().manual_seed(config["seed"])
     data = load_data(config)
-    idx = splits(data, config)
-    order_of, n_train, weights = _sampler(data, idx["train"], config)
     inputs = Inputs(data, config, device)
     model = models.build(config["model"], data.n_classes, config["pretrained"], **config["model_kw"]).to(device)
     if setting(config, "train_blocks"):
         model, inputs = _top(model, inputs, config)
+    return data, inputs, model
+
+
+def _train(config: dict, workdir: Path, device) -> dict:
+    from repro import metrics
+    gen = torch.Generator().manual_seed(config["seed"])
+    data, inputs, model = _setup(config, device)
+    idx = splits(data, config)
+    order_of, n_train, weights = _sampler(data, idx["train"], config)
     if inputs.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, config)
@@ -341,7 +349,8 @@ def _train(config: dict, workdir: Path, device) -> dict:
 
 
 def trunk_key(config: dict) -> tuple | None:
-    """What the trunk cache of an ERM config depends on (repro.trunk.cache_path), or None without a trunk."""
+    """What the trunk states of an ERM config depend on (as repro.trunk.cache_path names them on disk; a
+    random-init trunk is its seed's), or None without a trunk. Keys the in-memory cache and the warm-ups."""
     if not setting(config, "train_blocks"):
         return None
     return (config["dataset"], str(config["data_root"]), config["data_fingerprint"], config["model"],
@@ -363,12 +372,7 @@ def trunk_warmups(configs: list[dict]) -> list[dict]:
 def warm_trunk(config: dict) -> None:
     """Compute (or read) the trunk cache of an ERM config, and keep it in this process's memory for its runs."""
     with devices.run_threads():
-        config, device = check(dict(config)), devices.resolve()
-        devices.configure(device)
-        torch.manual_seed(config["seed"])  # a random init is drawn as _train draws it
-        data = load_data(config)
-        model = models.build(config["model"], data.n_classes, config["pretrained"], **config["model_kw"]).to(device)
-        _top(model, Inputs(data, config, device), config)
+        _setup(check(dict(config)), devices.resolve())
 
 
 def _top(model, inputs: Inputs, config: dict):
@@ -376,10 +380,7 @@ def _top(model, inputs: Inputs, config: dict):
     from repro import inputs as inputs_mod
     from repro import trunk
     frozen = trunk.depth(model, setting(config, "train_blocks"), config["model"])
-    data = inputs.data
-    key = ("trunk", data.name, str(data.root), config["data_fingerprint"], config["model"], config["image_size"],
-           config["max_length"], frozen, config["augment"], str(inputs.device),
-           bool(config["pretrained"]) or config["seed"])  # a random-init trunk is its seed's
+    key = ("trunk", *trunk_key(config), str(inputs.device))
     states = inputs_mod._cached(key, lambda: trunk.cached(model.backbone, inputs, config, frozen))
     return trunk.freeze(model, frozen), trunk.TrunkInputs(inputs, states, config)
 
