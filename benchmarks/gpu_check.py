@@ -71,10 +71,27 @@ def _not_finite(obj) -> int:
     return int(isinstance(obj, float) and not math.isfinite(obj))
 
 
-def erm_runs(data_root: str, store: Path, steps: int) -> list[dict]:
+def _erm_facts(path: Path, store: Path) -> tuple[dict, dict, dict]:
+    """(what every ERM line reports, the run's config, its metrics) of a finished ERM run folder."""
     import torch
 
-    from repro import erm, runs
+    from repro import runs
+
+    config = json.loads((path / "config.json").read_text())
+    meta = json.loads((path / "meta.json").read_text())
+    metrics = runs.read_metrics("erm", path.name, store)
+    facts = {"model": config["model"], "device": meta.get("device", {}).get("device"),
+             # nc1_heldout is null by design (nc1_every 0) and reads back as NaN: not counted
+             "not_finite": _not_finite({k: v for k, v in metrics.items() if k != "nc1_heldout"}),
+             "not_finite_keys": sorted(k for k, v in metrics.items() if _not_finite(v)),
+             "features": sorted(p.name for p in path.glob("features*")), "test_acc_avg": metrics.get("test_acc_avg"),
+             "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+             if torch.cuda.is_available() else None}
+    return facts, config, metrics
+
+
+def erm_runs(data_root: str, store: Path, steps: int) -> list[dict]:
+    from repro import erm
 
     rows = []
     for dataset in ("waterbirds", "multinli"):
@@ -83,18 +100,8 @@ def erm_runs(data_root: str, store: Path, steps: int) -> list[dict]:
             path = erm.run(dataset, "paper", store=store, data_root=data_root, seed=1, precision=precision,
                            max_steps=steps, balance="none")
             seconds = time.perf_counter() - start
-            meta = json.loads((path / "meta.json").read_text())
-            metrics = runs.read_metrics("erm", path.name, store)
-            feats = sorted(p.name for p in path.glob("features*"))
-            rows.append({"dataset": dataset, "model": json.loads((path / "config.json").read_text())["model"],
-                         "precision": precision, "seconds": round(seconds, 2),
-                         "device": meta.get("device", {}).get("device"),
-                         # nc1_heldout is null by design (nc1_every 0) and reads back as NaN: not counted
-                         "not_finite": _not_finite({k: v for k, v in metrics.items() if k != "nc1_heldout"}),
-                         "not_finite_keys": sorted(k for k, v in metrics.items() if _not_finite(v)),
-                         "features": feats, "test_acc_avg": metrics.get("test_acc_avg"),
-                         "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
-                         if torch.cuda.is_available() else None})
+            facts, _, _ = _erm_facts(path, store)
+            rows.append({"dataset": dataset, "precision": precision, "seconds": round(seconds, 2), **facts})
             _log("erm", json.dumps(rows[-1]))
     return rows
 
@@ -220,10 +227,8 @@ def _fresh_data(pristine: Path, data_root: Path) -> None:
 
 def trunk_erm(dataset: str, data_root: Path, store: Path, steps: int) -> tuple[dict, Path]:
     """One ERM run of the cpu profile's pretrained model of `dataset`, `steps` steps; (row, run folder)."""
-    import torch
-
     from repro import device as devices
-    from repro import erm, hparams, runs
+    from repro import erm, hparams
 
     hp = hparams.erm(dataset, "cpu", "pretrained")
     missing = _missing_weights(hp["model"])
@@ -232,24 +237,13 @@ def trunk_erm(dataset: str, data_root: Path, store: Path, steps: int) -> tuple[d
     path = erm.run(dataset, "cpu", store=store, backbones="pretrained", data_root=str(data_root), seed=1,
                    max_steps=steps, **extra)
     seconds = time.perf_counter() - start
-    config = json.loads((path / "config.json").read_text())
-    meta = json.loads((path / "meta.json").read_text())
-    metrics = runs.read_metrics("erm", path.name, store)
+    facts, config, metrics = _erm_facts(path, store)
     trunk = _trunk_files(data_root, dataset, hp["model"])
-    row = {"dataset": dataset, "model": config["model"], "train_blocks": config.get("train_blocks"),
-           "model_kw": config["model_kw"], "pretrained": config["pretrained"],
-           "weights": f"random weights: {missing}" if missing else "pretrained", "seconds": round(seconds, 2),
-           "device": meta.get("device", {}).get("device"),
-           "device_ok": meta.get("device", {}).get("device") == str(devices.resolve()),
-           "max_steps": steps, "epochs_trained": metrics.get("epochs_trained"),
-           # nc1_heldout is null by design (nc1_every 0) and reads back as NaN: not counted
-           "not_finite": _not_finite({k: v for k, v in metrics.items() if k != "nc1_heldout"}),
-           "not_finite_keys": sorted(k for k, v in metrics.items() if _not_finite(v)),
-           "features": sorted(p.name for p in path.glob("features*")), "trunk_cache": trunk,
-           "trunk_cache_ok": bool(trunk),
-           "test_acc_avg": metrics.get("test_acc_avg"), "test_acc_wg": metrics.get("test_acc_wg"),
-           "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
-           if torch.cuda.is_available() else None}
+    row = {"dataset": dataset, "train_blocks": config.get("train_blocks"), "model_kw": config["model_kw"],
+           "pretrained": config["pretrained"], "weights": f"random weights: {missing}" if missing else "pretrained",
+           "seconds": round(seconds, 2), **facts, "device_ok": facts["device"] == str(devices.resolve()),
+           "max_steps": steps, "epochs_trained": metrics.get("epochs_trained"), "trunk_cache": trunk,
+           "trunk_cache_ok": bool(trunk), "test_acc_wg": metrics.get("test_acc_wg")}
     return row, path
 
 
