@@ -19,15 +19,75 @@ def cpu_root(tmp_path_factory):
 
 
 def test_cpu_twins_reproduce_table2_proportions(cpu_root):
+    """Train and val splits keep the paper's proportions; the test split only over-samples groups below 100."""
     ours = data.composition(cpu_root)
     paper = data.PAPER_TABLE2
     assert ours[["dataset", "group"]].equals(paper[["dataset", "group"]])
-    for col in ("p_y", "p_g", "p_y_given_s"):
-        assert np.abs(ours[col] - paper[col]).max() < 0.005, col
+    for name in datasets.names():
+        real, twin = synth.table_counts(name), synth.counts(name, "cpu")
+        for s in (0, 1):  # the proportions of each class and group within the split
+            assert np.abs(twin[s] / twin[s].sum() - real[s] / real[s].sum()).max() < 0.005, (name, s)
+        scaled = np.floor(real[2] * synth.resolve_scale(name, "cpu")[2] + 0.5)
+        assert np.array_equal(twin[2], np.maximum(scaled, 100)), name
     train = ours.groupby("dataset")["train"].sum()
-    # text twins are smaller: the cpu profile fine-tunes a MiniLM layer on them (about 4x the cost of an image run)
+    # text twins' training sets are smaller: the cpu profile fine-tunes a MiniLM layer on them
     assert train[["waterbirds", "celeba"]].between(2000, 5000).all() and train.between(800, 5000).all(), train
     assert (ours[["train", "val", "test"]] >= 4).all().all()
+
+
+def _cpu_seeds() -> list[int]:
+    """Every seed a section of the cpu profile trains ERM with (the held-out split is the ERM seed's)."""
+    from repro import book, sections
+
+    root = Path(__file__).resolve().parents[1]
+    seeds = set()
+    for section in sections.SECTIONS:
+        values = {**book.template_parameters(root / "book" / f"{section}.ipynb"),
+                  **book.load_params(root, section, "cpu")}
+        seeds.update(values.get("seeds", []))
+    return sorted(seeds)
+
+
+def test_cpu_twins_make_every_group_measurable(cpu_root):
+    """At least 100 test examples and 30 held-out examples in every group, for every dataset and seed of the cpu
+    profile. Waterbirds' held-out set (20% of train) is drawn as the real one is, from a training split of the
+    real size, so its smallest group expects what the real one holds (11.2 waterbirds on land; 10-12 for the
+    real seeds 1-3): a twin never grows beyond its real dataset."""
+    seeds = _cpu_seeds()
+    assert seeds == [1, 2, 3]
+    for name in datasets.names():
+        d = data.load(name, cpu_root)
+        assert synth.resolve_scale(name, "cpu")[0 if name == "waterbirds" else 1] == synth.heldout_scale(name)
+        for seed in seeds:
+            _, held, test = split.heldout(d, seed)
+            held_counts = np.bincount(d.g[held], minlength=d.n_groups)
+            assert np.bincount(d.g[test], minlength=d.n_groups).min() >= 100, (name, seed)
+            if name == "waterbirds":
+                assert np.array_equal(synth.counts(name, "cpu")[0], synth.table_counts(name)[0])
+                assert held_counts.min() >= 1, (name, seed, held_counts)  # every group present
+            else:
+                assert held_counts.min() >= 30, (name, seed, held_counts)
+
+
+def test_heldout_scale_is_the_smallest_that_measures(monkeypatch):
+    """heldout_scale: the expected held-out count of the smallest group, less 3 sd, reaches 30 at the scale and
+    not one step below; it is capped at the real size."""
+    for name in ("celeba", "civilcomments", "multinli"):
+        s, m = synth.heldout_scale(name), synth.table_counts(name)[1].min()
+        for scale, ok in ((s, True), (s - synth.SCALE_STEP, False)):
+            e = 0.5 * scale * m
+            assert bool(e - 3 * np.sqrt(e * 0.5) >= 30) == ok, (name, scale)
+    assert synth.heldout_scale("waterbirds") == 1.0
+
+
+def test_twin_test_accuracy_is_weighted_to_the_real_proportions(cpu_root, tmp_path):
+    """A twin carries the real test proportions; the same files without SYNTHETIC.json (real data) do not."""
+    d = data.load("celeba", cpu_root)
+    real = synth.table_counts("celeba")[2].ravel()
+    assert np.allclose(d.test_weights, real / real.sum()) and np.isclose(d.test_weights.sum(), 1)
+    folder = synth.write("civilcomments", tmp_path, "smoke")
+    (folder / "SYNTHETIC.json").unlink()
+    assert data.load("civilcomments", tmp_path).test_weights is None
 
 
 def test_written_twins_hold_the_counts_of_their_profile(cpu_root):
@@ -60,7 +120,7 @@ def test_files_keep_the_official_layout(cpu_root):
     wb = (cpu_root / "waterbirds" / "metadata.csv").read_text().splitlines()[0]
     assert wb == "img_id,img_filename,y,split,place,place_filename"
     lines = (cpu_root / "celeba" / "list_attr_celeba.txt").read_bytes().split(b"\r\n")
-    assert lines[0] == b"8054" and len(lines[1].split()) == 40 and lines[2].startswith(b"000001.jpg ")
+    assert lines[0] == str(synth.counts("celeba", "cpu").sum()).encode() and len(lines[1].split()) == 40 and lines[2].startswith(b"000001.jpg ")
     assert (cpu_root / "celeba" / "img_align_celeba" / "000001.jpg").is_file()
     assert (cpu_root / "multinli" / "metadata_random.csv").read_text().startswith(",gold_label,sentence2_has_negation")
 

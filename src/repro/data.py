@@ -33,6 +33,7 @@ class GroupData:
     split: np.ndarray
     root: str = ""
     tokens: dict | None = field(default=None, repr=False)
+    test_weights: np.ndarray | None = field(default=None, repr=False)  # see real_test_weights
 
     @property
     def n_classes(self) -> int:
@@ -127,6 +128,14 @@ def composition(root) -> "pandas.DataFrame":
     return pd.concat(frames, ignore_index=True)
 
 
+def real_test_weights(name: str) -> np.ndarray:
+    """(n_groups,) the real test split's group proportions (Table 2 with its record's fixes). A synthetic twin's
+    test split may over-sample small groups (repro.synth.MIN_COUNTS), so its average accuracy is reweighted to
+    these; worst-group accuracy does not depend on them."""
+    counts = datasets.get(name).paper_counts()[TEST].ravel().astype(np.float64)
+    return counts / counts.sum()
+
+
 def load(name: str, root, **opts) -> GroupData:
     """Dataset `name` from data root `root` (options: those of its record's loader, e.g. check_files=False)."""
     import inspect
@@ -142,5 +151,6 @@ def load(name: str, root, **opts) -> GroupData:
     folder = folder.resolve() if record.kind == "image" else folder  # image paths are absolute
     frame = metadata.read(name, root)
     inputs, tokens = record.load(folder, frame, **opts)
+    twin = (folder / "SYNTHETIC.json").is_file()  # written by repro.synth with every twin
     return GroupData(name, record.kind, inputs, frame["y"].to_numpy(), frame["a"].to_numpy(), frame["split"].to_numpy(),
-                     root=str(folder), tokens=tokens)
+                     root=str(folder), tokens=tokens, test_weights=real_test_weights(name) if twin else None)

@@ -270,8 +270,9 @@ def evaluate(model, inputs: Inputs, idx: dict, data, config: dict, splits_: list
         for s in splits_:
             out[s] = features.predict(model, inputs, idx[s])
     for s, (_, logits) in out.items():
+        weights = data.test_weights if s == "test" else None  # a twin's test split: real proportions
         row.update({f"{s}_{k}": v for k, v in metrics.summarize(
-            logits.argmax(1).cpu(), data.y[idx[s]], data.g[idx[s]], data.n_groups, props).items()})
+            logits.argmax(1).cpu(), data.y[idx[s]], data.g[idx[s]], data.n_groups, props, weights).items()})
     return row, out
 
 

@@ -3,7 +3,8 @@
 At each saved epoch E, an ERM run directory holds features_epoch{E}.safetensors with, for each split s in
 train (the ERM training set), heldout and test:
   features_s (n_s, d) float32, logits_s (n_s, C) float32, y_s, g_s, idx_s (n_s,) int64 (indices into the dataset)
-and the ERM head: head_weight (C, d), head_bias (C,). Features are extracted once, in eval mode, without
+and the ERM head: head_weight (C, d), head_bias (C,); on a synthetic twin also test_weights (n_groups,) float64,
+the real test proportions that average test accuracy is weighted by (repro.data.real_test_weights). Features are extracted once, in eval mode, without
 augmentation. `load(run, epoch)` is the one entry point for reading them.
 """
 from __future__ import annotations
@@ -63,6 +64,8 @@ def save(path, model, out: dict, data, idx: dict, metadata: dict | None = None) 
                         f"y_{split}": torch.from_numpy(data.y[i].astype(np.int64)),
                         f"g_{split}": torch.from_numpy(data.g[i].astype(np.int64)),
                         f"idx_{split}": torch.from_numpy(i)})
+    if getattr(data, "test_weights", None) is not None:  # a twin: the real test proportions (repro.data)
+        tensors["test_weights"] = torch.from_numpy(np.asarray(data.test_weights, dtype=np.float64))
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     runs.save_safetensors(tmp, tensors, metadata=metadata or {})  # canonical header: equal runs, equal bytes

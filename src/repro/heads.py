@@ -40,7 +40,10 @@ def _evaluate_heads(f: dict, W, b, n_groups: int) -> list[dict]:
         for split in ("heldout", "test"):
             x, y, g = f[f"features_{split}"], f[f"y_{split}"], f[f"g_{split}"]
             logits = x.double() @ W[h].double().T + b[h].double()
-            row.update({f"{split}_{k}": v for k, v in metrics.summarize(logits.argmax(1), y, g, n_groups).items()})
+            weights = f.get("test_weights") if split == "test" else None  # a twin's test split (repro.data)
+            weights = None if weights is None else weights.cpu().numpy()
+            row.update({f"{split}_{k}": v for k, v in metrics.summarize(logits.argmax(1), y, g, n_groups,
+                                                                        avg_weights=weights).items()})
         m = metrics.margins(f["features_heldout"], f["y_heldout"], W[h], b[h])
         gm = metrics.group_margins(m, f["g_heldout"].cpu().numpy(), n_groups)
         row["margin_min"] = [None if np.isnan(v) else float(v) for v in gm["min"]]
@@ -87,7 +90,8 @@ def fit_batch(configs: list[dict], store=None) -> list:
             solver = runs.import_function(last_layer.SOLVED[spec.pop("method")])
             W[i], b[i], extra[i] = solver(x, y, g, features_train=f["features_train"], n_classes=n_classes, **spec)
         W, b = torch.stack(W), torch.stack(b)
-        on_device = {k: v.to(device) for k, v in f.items() if k.endswith(("_heldout", "_test"))}  # what is evaluated
+        evaluated_keys = [k for k in f if k.endswith(("_heldout", "_test")) or k == "test_weights"]
+        on_device = {k: f[k].to(device) for k in evaluated_keys}
         evaluated = [{**row, **more} for row, more in zip(_evaluate_heads(on_device, W.to(device), b.to(device),
                                                                           n_groups), extra)]
 

@@ -72,10 +72,14 @@ def weighted_average_accuracy(pred, y, g, group_weights) -> float:
     return float(np.sum(acc[present] * w[present]) / np.sum(w[present]))
 
 
-def summarize(pred, y, g, n_groups: int, train_group_props=None) -> dict:
-    """Fixed-key summary: acc_avg, acc_wavg (only if train_group_props given), acc_wg, acc_g0 .. acc_g{n-1}."""
+def summarize(pred, y, g, n_groups: int, train_group_props=None, avg_weights=None) -> dict:
+    """Fixed-key summary: acc_avg, acc_wavg (only if train_group_props given), acc_wg, acc_g0 .. acc_g{n-1}.
+
+    avg_weights: (n_groups,) group proportions to weight acc_avg by instead of the examples' own (a synthetic
+    twin's test split, whose small groups are over-sampled: the real test proportions)."""
     acc = group_accuracy(pred, y, g, n_groups)
-    out = {"acc_avg": average_accuracy(pred, y)}
+    out = {"acc_avg": average_accuracy(pred, y) if avg_weights is None else
+           weighted_average_accuracy(pred, y, g, avg_weights)}
     if train_group_props is not None:
         out["acc_wavg"] = weighted_average_accuracy(pred, y, g, train_group_props)
     out["acc_wg"] = float(np.nanmin(acc))

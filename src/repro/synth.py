@@ -23,14 +23,50 @@ def table_counts(name: str) -> np.ndarray:
     return datasets.get(name).paper_counts()
 
 
-def counts(name: str, scale, min_count: int | list = 4) -> np.ndarray:
+# The fewest examples of a group in each split [train, val, test], per twin profile (default 4 in every split).
+# cpu: every test group has at least 100 examples, so worst-group accuracy moves in steps of at most 0.01. Only
+# groups below 100 are over-sampled, and only in the test split: worst-group accuracy does not depend on the test
+# set's group proportions, and average accuracy on a twin's test set is reweighted to the real dataset's test
+# proportions (GroupData.test_weights). Held-out sets are grown at the real proportions instead (the records'
+# twin_scales), because last-layer retraining learns from their proportions.
+MIN_COUNTS = {"cpu": [4, 4, 100]}
+DEFAULT_MIN_COUNT = 4
+
+
+def min_count_of(scale, min_count=None):
+    """The per-group floor of a twin: min_count if given, else the profile's (MIN_COUNTS) when scale names one."""
+    if min_count is not None:
+        return min_count
+    return MIN_COUNTS.get(scale, DEFAULT_MIN_COUNT) if isinstance(scale, str) else DEFAULT_MIN_COUNT
+
+
+def counts(name: str, scale, min_count: int | list | None = None) -> np.ndarray:
     """(3, n_classes, n_attrs) example counts of the twin per split, class and attribute: Table 2 x scale, and at
-    least min_count per group (one number, or [train, val, test])."""
+    least min_count per group (one number, or [train, val, test]; default: the profile's MIN_COUNTS)."""
+    min_count = min_count_of(scale, min_count)
     factors = np.asarray(resolve_scale(name, scale), dtype=float).reshape(3, 1, 1)
     floor = np.asarray(min_count, dtype=np.int64).reshape(-1, 1, 1)
     if floor.shape[0] not in (1, 3) or (floor < 1).any():
         raise ValueError(f"min_count must be a positive number or three [train, val, test] numbers, got {min_count}")
     return np.maximum(np.floor(table_counts(name) * factors + 0.5).astype(np.int64), floor)
+
+
+HELDOUT_MIN, HELDOUT_Z, SCALE_STEP = 30, 3.0, 0.001  # held-out groups the cpu twins are sized for
+
+
+def heldout_scale(name: str, n_min: int = HELDOUT_MIN, z: float = HELDOUT_Z) -> float:
+    """The smallest scale (a multiple of SCALE_STEP, at most 1: never beyond the real dataset) of the split a
+    held-out set is drawn from (val, or train for Waterbirds) at which its smallest group's expected held-out
+    count minus z standard deviations (binomial, as a random held-out draw has) is at least n_min. The cpu
+    twins' scale of that split is this value (tests/test_synth.py checks the records and every seed's counts)."""
+    record = datasets.get(name)
+    source = table_counts(name)[0 if record.erm_train_pct is not None else 1].min()
+    frac = 1 - record.erm_train_pct / 100 if record.erm_train_pct is not None else 0.5
+    for k in range(1, int(round(1 / SCALE_STEP)) + 1):
+        expected = frac * k * SCALE_STEP * source
+        if expected - z * np.sqrt(expected * (1 - frac)) >= n_min:
+            return round(k * SCALE_STEP, 6)
+    return 1.0
 
 
 def _rows(name: str, scale, rng, min_count: int):
@@ -58,13 +94,14 @@ def resolve_scale(name: str, scale) -> list[float]:
     return factors
 
 
-def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min_count: int = 4) -> Path:
+def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min_count=None) -> Path:
     """Write the twin of `name` to root/<name>/ unless that very twin is already there; returns its folder.
 
     Under the lock root/.<name>.lock, so concurrent writers write it once and readers never see it half
     written: it is built in a temporary folder and renamed into place; a twin with other settings is renamed
     aside first, never rewritten in place. Temporary folders left by a killed writer are removed."""
     record = datasets.get(name)
+    min_count = min_count_of(scale, min_count)
     scale = resolve_scale(name, scale)
     root = Path(root)
     if root.exists() and not root.is_dir():
@@ -109,9 +146,9 @@ def _current(folder: Path, name: str, info: dict) -> bool:
         return False
 
 
-def _identity(name: str, scale, seed: int, image_size: int = 32, min_count: int = 4) -> dict:
+def _identity(name: str, scale, seed: int, image_size: int = 32, min_count=None) -> dict:
     return dict(synthetic=True, name=name, scale=resolve_scale(name, scale), seed=seed, image_size=image_size,
-                min_count=min_count)
+                min_count=min_count_of(scale, min_count))
 
 
 def ensure(root, names=None, scale="cpu", seed: int = 0, **opts) -> list[str]:

@@ -91,7 +91,8 @@ DATASET = Dataset(
     marker="all_data_with_identities.csv", read=read, load=load, write_twin=write_twin,
     table2=((.887, ((.551, .921, 148186, 25159, 74780), (.336, .836, 90337, 14966, 43778))),
             (.113, ((.047, .079, 12731, 2111, 6455), (.066, .164, 17784, 2944, 8769)))),
-    twin_scales={"smoke": 0.001, "cpu": 0.004, "rehearse": [0.0002, 0.0005, 0.0002]},
+    # cpu: val grown at the real proportions until every held-out group has 30 (synth.heldout_scale)
+    twin_scales={"smoke": 0.001, "cpu": [0.004, 0.042, 0.004], "rehearse": [0.0002, 0.0005, 0.0002]},
     paper_minority=(1, 2),
     sources=(  # WILDS v1.0 codalab bundle (a tar.gz); WILDS pins only its size
         dict(name="civilcomments_v1.0.tar.gz", size=90_644_480, unpack=True,
