@@ -136,6 +136,28 @@ def real_test_weights(name: str) -> np.ndarray:
     return counts / counts.sum()
 
 
+def heldout_and_test_counts(root, seeds) -> "pandas.DataFrame":
+    """Examples per group of each seed's held-out set (repro.split.heldout, the paper's held-out set) and of the
+    test set, for every dataset under data root `root` (metadata only): columns dataset, group, name, set
+    ("held-out" | "test"), seed (None for the test set, which no seed changes), count."""
+    import pandas as pd
+
+    from repro import metadata, split
+
+    rows = []
+    for name in metadata.available(root):
+        frame = metadata.read(name, root)
+        d = GroupData(name, datasets.get(name).kind, np.arange(len(frame)), frame["y"].to_numpy(),
+                      frame["a"].to_numpy(), frame["split"].to_numpy())
+        names, g = d.group_names, d.g
+        test = np.bincount(g[d.split == TEST], minlength=d.n_groups)
+        rows += [(name, k, names[k], "test", None, int(test[k])) for k in range(d.n_groups)]
+        for seed in seeds:
+            held = np.bincount(g[split.heldout(d, seed)[1]], minlength=d.n_groups)
+            rows += [(name, k, names[k], "held-out", seed, int(held[k])) for k in range(d.n_groups)]
+    return pd.DataFrame(rows, columns=["dataset", "group", "name", "set", "seed", "count"])
+
+
 def load(name: str, root, **opts) -> GroupData:
     """Dataset `name` from data root `root` (options: those of its record's loader, e.g. check_files=False)."""
     import inspect

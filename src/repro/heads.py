@@ -131,14 +131,15 @@ def svm_path(config: dict, workdir) -> dict:
         f = features.load(runs.run_dir("erm", config["erm"], _store_of(workdir)))
         x, y = f["features_heldout"], f["y_heldout"].numpy()
         standard = sgd_steps(len(y), config["llr_epochs"], config["batch_size"])
+        shape = {"n_heldout": int(x.shape[0]), "dim": int(x.shape[1])}  # n <= dim + 1: separable by dimension
         last = int(config["factor"] * standard)
         steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
         if not metrics.linearly_separable(x.numpy(), y):
             return {"steps": steps, "direction_error": None, "standard_steps": standard, "separable": False,
-                    "svm_bias": None}
+                    "svm_bias": None, **shape}
         theta_svm, b_svm = metrics.hard_margin_svm(x.numpy(), y, separable=True)
         W, _ = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
                                    batch_size=config["batch_size"], n_classes=1)
         errors = [metrics.direction_error(W[i, 0, 0].numpy(), theta_svm) for i in range(len(steps))]
     return {"steps": steps, "direction_error": errors, "standard_steps": standard, "separable": True,
-            "svm_bias": b_svm}
+            "svm_bias": b_svm, **shape}

@@ -215,3 +215,73 @@ def hparams_markdown(rows: list[dict]) -> str:
     frame = pd.DataFrame(rows).set_index("dataset").drop(columns=["llr"], errors="ignore")
     frame = frame.map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
     return frame.T.rename_axis("hyperparameter").reset_index().to_markdown(index=False)
+
+
+def sizes_markdown(counts: pd.DataFrame, heldout_min: int, test_min: int) -> str:
+    """`data.heldout_and_test_counts` as one narrow table per dataset (rows: groups; columns: each seed's
+    held-out set, then the test set), counts below heldout_min / test_min flagged, and one sentence that names
+    every shortfall (or says there is none)."""
+    if not len(counts):
+        return "No dataset under this data root."
+    out, short = [], []
+    for dataset, part in counts.groupby("dataset", sort=False):
+        held = part[part["set"] == "held-out"]
+        table = held.pivot_table(index=["group", "name"], columns="seed", values="count", aggfunc="sum")
+        table.columns = [f"held-out, seed {int(s)}" for s in table.columns]
+        table["test"] = part[part["set"] == "test"].set_index(["group", "name"])["count"]
+        for col in table.columns:
+            floor = test_min if col == "test" else heldout_min
+            low = table[col] < floor
+            short += [f"{dataset} {name} ({col}: {int(n)})" for (_, name), n in table.loc[low, col].items()]
+            table[col] = [f"{int(n)} {FLAG}" if n < floor else str(int(n)) for n in table[col]]
+        table = table.reset_index().drop(columns="group").rename(columns={"name": "group"})
+        out.append(f"**{dataset}**\n\n" + table.to_markdown(index=False, colalign=["left"] + ["right"] * (table.shape[1] - 1)))
+    line = (f"Every group has at least {heldout_min} examples in every seed's held-out set and at least {test_min} "
+            "in the test set." if not short else
+            f"Below {heldout_min} held-out or {test_min} test examples ({FLAG}): " + "; ".join(short) + ".")
+    return line + "\n\n" + "\n\n".join(out)
+
+
+def twin_sizes_rule(profile: str) -> str:
+    """How the twins of `profile` are sized so that every group is measurable (empty for other profiles)."""
+    from repro import synth
+
+    floors = synth.MIN_COUNTS.get(profile)
+    if not floors:
+        return ""
+    from repro import datasets
+
+    wb = datasets.get("waterbirds")
+    frac = 1 - wb.erm_train_pct / 100
+    expected = frac * synth.table_counts("waterbirds")[0].min()
+    return (f"The `{profile}` twins are sized for this. Every test group has at least {floors[2]} examples: groups "
+            "that would have fewer at the twin's scale are over-sampled, and average test accuracy is then "
+            "weighted by the real dataset's test proportions (worst-group accuracy does not depend on them). The "
+            "split a held-out set is drawn from is grown at the real proportions, to the smallest scale at which "
+            f"its smallest group expects at least {synth.HELDOUT_MIN} held-out examples less "
+            f"{synth.HELDOUT_Z:g} standard deviations (`repro.synth.heldout_scale`). Waterbirds cannot grow "
+            f"that far: its held-out set is {frac:.0%} of the training split, which its twin already holds at the "
+            "real size, and a twin never outgrows its dataset; so, as in the real held-out set (first table), "
+            f"{expected:.1f} waterbirds on land are held out on average, and the seed decides how many.")
+
+
+def separability_note(paths: pd.DataFrame) -> str:
+    """Whether each dataset's held-out set has more examples than feature dimensions. With n <= d + 1 points in
+    general position any labelling is linearly separable, so a hard-margin SVM exists by dimension alone."""
+    if not len(paths) or "dim" not in paths:
+        return ""
+    sizes = paths.groupby("dataset", sort=False).agg(n_min=("n_heldout", "min"), n_max=("n_heldout", "max"),
+                                                     dim=("dim", "first"))
+    parts, automatic = [], []
+    for dataset, r in sizes.iterrows():
+        n = f"{r['n_min']}" if r["n_min"] == r["n_max"] else f"{r['n_min']}-{r['n_max']}"
+        parts.append(f"{dataset} {n} examples in {r['dim']} dimensions")
+        if r["n_min"] <= r["dim"] + 1:
+            automatic.append(dataset)
+    text = "Held-out sets: " + "; ".join(parts) + "."
+    if automatic:
+        text += (f" On {', '.join(automatic)} the held-out set has no more examples than dimensions (plus one), so "
+                 "its features are linearly separable whatever they encode (any n <= d + 1 points in general "
+                 "position are): there the SVM's existence says nothing about the features, only the direction "
+                 "error does. The paper's CelebA held-out set (about 9,900 points, d = 512) is not in that case.")
+    return text

@@ -73,12 +73,13 @@ KINDS: dict[str, Kind] = {
     # svm 2: the exact hard-margin SVM with a bias (None where the held-out features are not separable);
     # erm 3: a text top trained over a cached trunk with a [CLS] pool computes its last layer for the first
     # token only (models.first_token_layer: the same law, other float rounding and dropout draws);
-    # erm 4, heads 3: a twin's test average accuracy is weighted by the real test proportions (repro.data)
+    # erm 4, heads 3: a twin's test average accuracy is weighted by the real test proportions (repro.data);
+    # svm 3: records the held-out set's size and dimension
     "erm": Kind("repro.erm:train", 4, _erm_artifacts, rough_seconds=8.0,
                 prepare=("repro.erm:trunk_warmups", "repro.erm:warm_trunk")),
     "heads": Kind("repro.heads:compute_head", 3, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",
                   group_by=("erm", "epochs", "lr", "batch_size"), rough_seconds=2.0),  # one head on cached features
-    "svm": Kind("repro.heads:svm_path", 2, rough_seconds=2.0),
+    "svm": Kind("repro.heads:svm_path", 3, rough_seconds=2.0),
 }
 
 MANIFEST = "manifest.json"

@@ -114,7 +114,8 @@ def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor
         dataset = base.loc[row["erm"], "dataset"]
         errors = row["direction_error"] if row["separable"] else [np.nan] * len(row["steps"])  # no SVM: no error
         paths += [{"dataset": dataset, "seed": row["seed"], "step": s, "direction_error": e,
-                   "standard_steps": row["standard_steps"], "separable": bool(row["separable"])}
+                   "standard_steps": row["standard_steps"], "separable": bool(row["separable"]),
+                   "n_heldout": row["n_heldout"], "dim": row["dim"]}
                   for s, e in zip(row["steps"], errors)]
     points = []
     for _, row in heads.iterrows():

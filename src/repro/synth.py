@@ -29,7 +29,8 @@ def table_counts(name: str) -> np.ndarray:
 # set's group proportions, and average accuracy on a twin's test set is reweighted to the real dataset's test
 # proportions (GroupData.test_weights). Held-out sets are grown at the real proportions instead (the records'
 # twin_scales), because last-layer retraining learns from their proportions.
-MIN_COUNTS = {"cpu": [4, 4, 100]}
+TEST_MIN = 100
+MIN_COUNTS = {"cpu": [4, 4, TEST_MIN]}
 DEFAULT_MIN_COUNT = 4
 
 
