@@ -72,12 +72,14 @@ KINDS: dict[str, Kind] = {
     # erm 2: group-ratio subsets round each group's count up (paper's code); heads 2: AFR's N / n_c weights;
     # svm 2: the exact hard-margin SVM with a bias (None where the held-out features are not separable);
     # erm 3: a text top trained over a cached trunk with a [CLS] pool computes its last layer for the first
-    # token only (models.first_token_layer: the same law, other float rounding and dropout draws)
-    "erm": Kind("repro.erm:train", 3, _erm_artifacts, rough_seconds=8.0,
+    # token only (models.first_token_layer: the same law, other float rounding and dropout draws);
+    # erm 4, heads 3, svm 3: every split's summary counts the classes predicted (pred_classes), and
+    # dfr_l1's tuning halves are stratified by group
+    "erm": Kind("repro.erm:train", 4, _erm_artifacts, rough_seconds=8.0,
                 prepare=("repro.erm:trunk_warmups", "repro.erm:warm_trunk")),
-    "heads": Kind("repro.heads:compute_head", 2, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",
+    "heads": Kind("repro.heads:compute_head", 3, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",
                   group_by=("erm", "epochs", "lr", "batch_size"), rough_seconds=2.0),  # one head on cached features
-    "svm": Kind("repro.heads:svm_path", 2, rough_seconds=2.0),
+    "svm": Kind("repro.heads:svm_path", 3, rough_seconds=2.0),
 }
 
 MANIFEST = "manifest.json"
