@@ -106,7 +106,7 @@ def test_a_group_too_small_for_both_halves_is_recorded_not_dropped_silently():
     assert missing == [1, 4]  # one example: training half only; group 4: none at all
     assert (g[train] == 1).sum() == 1 and (g[score] == 1).sum() == 0
     _, _, info = dfr_l1.fit(x, y, g, seed=0, features_train=x, n_classes=2, n_resamples=2, n_groups=4)
-    assert info["dfr_tuning_groups_missing"] == [1] and info["dfr_final_per_group"] == 1
+    assert info["dfr_tuning_groups_missing"] == [1] and info["dfr_group_counts"][1] == 1
 
 
 def test_time_per_fit_is_modest():

@@ -235,8 +235,12 @@ def test_tables_count_one_class_heads():
 def test_dfr_tuning_note_counts_the_heads_with_a_group_missing():
     bars = pd.DataFrame({"dataset": ["civilcomments", "civilcomments", "celeba", "celeba"],
                          "method": [sections.DFR_L1] * 3 + ["class-balanced ERM"],
-                         "dfr_tuning_groups_missing": [[2], [], [], None], "dfr_final_per_group": [1, 5, 9, None]})
+                         "dfr_tuning_groups_missing": [[2], [], [], None],
+                         "dfr_group_counts": [[5, 6, 1, 7], [5, 6, 5, 7], [9, 9, 9, 9], None]})
     note = report.dfr_tuning_note(bars)
     assert note.startswith("Kirichenko et al.'s DFR tunes C on halves of the held-out set stratified by group: 1 of 3 heads")
-    assert "(civilcomments: 1 (groups [2])); their final fits balance to 1 example(s) per group." in note
+    assert note.endswith(": civilcomments, 1 head (groups [2]), their final fits balanced to 1 example(s) per group.")
+    bars.at[0, "dfr_group_counts"] = [5, 6, 0, 7]
+    assert report.dfr_tuning_note(bars).endswith("balanced to 5 example(s) per group, leaving out group(s) [2] that "
+                                                 "have no held-out example in some seed.")
     assert "0 of 1 heads" in report.dfr_tuning_note(bars.iloc[[1]])

@@ -96,8 +96,8 @@ def fit(features, y, g, seed: int, *, features_train, n_classes: int, n_resample
         n_groups: int | None = None):
     """One DFR head (Kirichenko et al.) on the held-out set: W (n_classes, d), b (n_classes,) float32 torch
     tensors on raw features, plus {"C": chosen C, "wga_by_C": tuning scores, "dfr_tuning_groups_missing":
-    groups (of n_groups, else of those present) missing from a tuning half, "dfr_final_per_group": examples
-    per group in each group-balanced resample of the final fit (the smallest present group's size)}.
+    groups (of n_groups, else of those present) missing from a tuning half, "dfr_group_counts": held-out
+    examples per group (the final fit's resamples balance the groups present to the smallest count)}.
 
     features (n, d), y, g (n,): the held-out set; features_train: the ERM training-set features (their
     final fit standardizes with the training set's statistics). A binary problem gives a 2-logit head
@@ -128,4 +128,4 @@ def fit(features, y, g, seed: int, *, features_train, n_classes: int, n_resample
                          "held-out set")
     return torch.as_tensor(W, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), \
         {"C": C, "wga_by_C": {str(c): v for c, v in scores.items()}, "dfr_tuning_groups_missing": missing,
-         "dfr_final_per_group": int(min(np.bincount(g)[np.bincount(g) > 0]))}
+         "dfr_group_counts": np.bincount(g, minlength=n_groups or 0).tolist()}

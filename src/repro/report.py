@@ -307,7 +307,8 @@ def one_class_note(tables: dict, shares: pd.DataFrame | None = None) -> str:
 
 def dfr_tuning_note(bars: pd.DataFrame) -> str:
     """Appendix A: how many of Kirichenko et al.'s DFR heads lack a group in a tuning half (a group of fewer
-    than 2 held-out examples cannot be in both stratified halves) and how small their final resamples are."""
+    than 2 held-out examples cannot be in both stratified halves), per dataset, with the groups, and the
+    examples per group of their final fits' resamples (a group with none is left out of them)."""
     if "dfr_tuning_groups_missing" not in bars:
         return ""
     part = bars[bars["dfr_tuning_groups_missing"].notna()]
@@ -316,8 +317,17 @@ def dfr_tuning_note(bars: pd.DataFrame) -> str:
             f"{len(part)} heads have a group of fewer than 2 held-out examples, missing from a tuning half")
     if not len(hit):
         return text + "."
-    where = "; ".join(f"{d}: {len(p)} (groups {sorted({k for m in p['dfr_tuning_groups_missing'] for k in m})})"
-                      for d, p in hit.groupby("dataset", sort=False))
-    smallest = int(hit["dfr_final_per_group"].min()) if "dfr_final_per_group" in hit else None
-    return text + f" ({where})" + (f"; their final fits balance to {smallest} example(s) per group" if smallest
-                                   is not None else "") + "."
+    return text + ": " + "; ".join(_dfr_shortfall(d, p) for d, p in hit.groupby("dataset", sort=False)) + "."
+
+
+def _dfr_shortfall(dataset: str, heads: pd.DataFrame) -> str:
+    """"dataset: k heads, groups [...] missing; no held-out example of group g in j; final fits n per group"."""
+    groups = sorted({k for m in heads["dfr_tuning_groups_missing"] for k in m})
+    text = f"{dataset}, {len(heads)} head{'s' * (len(heads) != 1)} (groups {groups})"
+    if "dfr_group_counts" not in heads:
+        return text
+    counts = [np.asarray(c) for c in heads["dfr_group_counts"]]
+    empty = sorted({int(k) for c in counts for k in np.flatnonzero(c == 0)})
+    sizes = sorted({int(c[c > 0].min()) for c in counts})
+    text += f", their final fits balanced to {_listing(sizes)} example(s) per group"
+    return text + (f", leaving out group(s) {empty} that have no held-out example in some seed" if empty else "")

@@ -316,7 +316,7 @@ def appendix_a(datasets, seeds, profile, data_root, dfr_resamples=20, workers=1,
                            for _, r in dyn.iterrows() for h in r["history"] if "test_acc_wg" in h])
     cb = ermt[(ermt["balance_by"] == "class") & (ermt["train_set"] == "train+heldout")]
     cols = ["dataset", "seed", "balance", "method", "test_acc_wg"]
-    dfr_cols = [c for c in ("dfr_tuning_groups_missing", "dfr_final_per_group") if c in dfr_l1]
+    dfr_cols = [c for c in ("dfr_tuning_groups_missing", "dfr_group_counts") if c in dfr_l1]
     bars = pd.concat([
         _tidy(cb.assign(method="class-balanced ERM"), cols),
         _tidy(dfr.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "spec.balance": "balance"})
