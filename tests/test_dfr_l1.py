@@ -30,7 +30,8 @@ def test_the_head_is_their_averaged_model_on_standardized_features():
     assert info["C"] in dfr_l1.C_OPTIONS and max(info["wga_by_C"].values()) == info["wga_by_C"][str(info["C"])]
     # replay their procedure with the same generator: tune, then 4 group-balanced fits, coefficients averaged
     rng = np.random.default_rng(3)
-    C, _ = dfr_l1.tune_c(x, y, g, rng)
+    C, _, missing = dfr_l1.tune_c(x, y, g, rng)
+    assert missing == [] and info["dfr_tuning_groups_missing"] == []
     scaler = StandardScaler().fit(train)
     fits = []
     for _ in range(4):
@@ -83,7 +84,29 @@ def test_heads_route_it_beside_sgd_methods(monkeypatch):
     for compute in heads.fit_batch(configs):
         results.append(compute(None, _tmp := __import__("tempfile").mkdtemp()))
     assert results[0]["C"] in dfr_l1.C_OPTIONS and "C" not in results[1]
+    assert results[0]["dfr_tuning_groups_missing"] == [] and results[1]["test_pred_classes"] == 2
     assert {"test_acc_wg", "heldout_acc_wg", "margin_min"} <= set(results[0]) & set(results[1])
+
+
+def test_tuning_halves_are_stratified_and_reproducible():
+    g = np.repeat([0, 1, 2, 3], [50, 7, 2, 41])
+    score, train, missing = dfr_l1.stratified_halves(g, np.random.default_rng(4))
+    assert missing == [] and not set(score) & set(train) and len(score) + len(train) == len(g)
+    assert np.bincount(g[score]).tolist() == [25, 3, 1, 20] and np.bincount(g[train]).tolist() == [25, 4, 1, 21]
+    again = dfr_l1.stratified_halves(g, np.random.default_rng(4))
+    assert np.array_equal(score, again[0]) and np.array_equal(train, again[1])  # same seed, same split
+    assert not np.array_equal(score, dfr_l1.stratified_halves(g, np.random.default_rng(5))[0])
+
+
+def test_a_group_too_small_for_both_halves_is_recorded_not_dropped_silently():
+    x, y, g = _spurious(n=400)
+    keep = np.r_[np.flatnonzero(g != 1), np.flatnonzero(g == 1)[:1]]  # group 1 keeps a single example
+    x, y, g = x[keep], y[keep], g[keep]
+    score, train, missing = dfr_l1.stratified_halves(g, np.random.default_rng(0), n_groups=5)
+    assert missing == [1, 4]  # one example: training half only; group 4: none at all
+    assert (g[train] == 1).sum() == 1 and (g[score] == 1).sum() == 0
+    _, _, info = dfr_l1.fit(x, y, g, seed=0, features_train=x, n_classes=2, n_resamples=2, n_groups=4)
+    assert info["dfr_tuning_groups_missing"] == [1] and info["dfr_group_counts"][1] == 1
 
 
 def test_time_per_fit_is_modest():

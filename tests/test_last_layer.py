@@ -124,3 +124,24 @@ def test_sgd_path_records_the_head_after_the_given_steps():
     assert torch.equal(W[0, 0], last_layer.init_head(12, 1, 0)[0])
     W2, b2 = last_layer.fit_heads(x, y, [np.arange(96)], n_classes=1, epochs=2, seeds=[1], lr=1e-2)
     assert (W[2, 1] - W2[0]).abs().max() <= 1e-7
+
+
+def test_the_svm_path_counts_the_classes_its_head_predicts_on_test(monkeypatch, tmp_path):
+    """heads.svm_path records, per recorded step, how many classes the LLR head predicts on the test set: a
+    test set on one side of the data gets one class once the head is trained."""
+    from repro import features, heads, runs
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    x = rng.normal(size=(40, 3)) + 4.0 * (2 * y[:, None] - 1)  # separable along every axis
+    f = {"features_heldout": torch.tensor(x, dtype=torch.float32), "y_heldout": torch.tensor(y),
+         "features_test": torch.tensor(np.r_[x[:5], x[-5:]], dtype=torch.float32)}
+    monkeypatch.setattr(features, "load", lambda *a, **k: f)
+    monkeypatch.setattr(runs, "run_dir", lambda *a, **k: "unused")
+    config = {"erm": "e", "lr": 1e-2, "batch_size": 8, "llr_epochs": 2, "factor": 2.0, "n_points": 4, "seed": 1}
+    both = heads.svm_path(config, tmp_path / "svm" / "work")
+    assert both["separable"] and len(both["test_pred_classes"]) == len(both["steps"])
+    assert both["test_pred_classes"][-1] == 2
+    f["features_test"] = f["features_test"][:5]  # class 0's side only
+    one = heads.svm_path(config, tmp_path / "svm" / "work")["test_pred_classes"]
+    assert one[-1] == 1 and set(one) <= {1, 2}  # trained: all on class 0's side

@@ -17,9 +17,17 @@ def test_group_accuracy_worst_group_and_summary_on_hand_built_case():
     assert metrics.average_accuracy(torch.tensor(pred), torch.tensor(y)) == pytest.approx(4 / 7)
     assert metrics.weighted_average_accuracy(pred, y, g, [0.5, 0.25, 0.25, 0.0]) == pytest.approx(0.25 + 0.1875)
     out = metrics.summarize(pred, y, g, 4, train_group_props=[0.5, 0.25, 0.25, 0.0])
-    assert list(out) == ["acc_avg", "acc_wavg", "acc_wg", "acc_g0", "acc_g1", "acc_g2", "acc_g3"]
-    assert out["acc_wg"] == 0.0 and np.isnan(out["acc_g3"])
-    assert list(metrics.summarize(pred, y, g, 4)) == ["acc_avg", "acc_wg", "acc_g0", "acc_g1", "acc_g2", "acc_g3"]
+    assert list(out) == ["acc_avg", "acc_wavg", "acc_wg", "acc_g0", "acc_g1", "acc_g2", "acc_g3", "pred_classes"]
+    assert out["acc_wg"] == 0.0 and np.isnan(out["acc_g3"]) and out["pred_classes"] == 2
+    assert list(metrics.summarize(pred, y, g, 4)) == ["acc_avg", "acc_wg", "acc_g0", "acc_g1", "acc_g2", "acc_g3",
+                                                      "pred_classes"]
+
+
+def test_a_classifier_that_predicts_one_class_is_counted_as_such():
+    y, g = np.array([0, 1, 2, 2]), np.array([0, 1, 2, 2])
+    one = metrics.summarize(torch.full((4,), 2), y, g, 3)
+    assert one["pred_classes"] == 1 and one["acc_g0"] == one["acc_g1"] == 0.0 and one["acc_g2"] == 1.0
+    assert metrics.summarize(np.array([0, 1, 2, 0]), y, g, 3)["pred_classes"] == 3
 
 
 def test_empty_groups_never_decide_the_worst_group():

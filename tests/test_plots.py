@@ -16,7 +16,8 @@ RATIOS = [0.05, 0.2, 1.0]
 GAMMAS = [0.0, 2.0, 8.0]
 
 
-def _tables(seeds):
+def _tables(seeds, trivial=True):
+    """Hand-made tidy tables; with `trivial`, some CivilComments runs and heads predict one class (one_class)."""
     rng = np.random.default_rng(0)
     grid = [(d, s) for d in DATASETS for s in seeds]
     t = {}
@@ -45,11 +46,21 @@ def _tables(seeds):
     t["bars"] = pd.DataFrame([{"dataset": d, "seed": s, "balance": b, "method": m, "test_acc_wg": rng.random()}
                               for d, s in grid for b in BALANCES[1:]
                               for m in ("class-balanced ERM", "group-balanced DFR", sections.DFR_L1)])
+    if trivial:
+        cc = {name: frame["dataset"] == "civilcomments" for name, frame in t.items()}
+        marks = {"paths": t["paths"]["step"] == 1, "erm4": t["erm4"]["ratio"] == 0.05,
+                 "llr4": t["llr4"]["llr_ratio"] == 0.05, "llr5": t["llr5"]["llr_balance"] == "none",
+                 "afr": t["afr"]["gamma"] >= 2, "curves": t["curves"]["epoch"] == 4,
+                 "bars": (t["bars"]["method"] == sections.DFR_L1) & (t["bars"]["balance"] == "subsetting")}
+        for name, rows in marks.items():
+            t[name]["one_class"] = cc[name] & rows
+            if "test_acc_wg" in t[name]:
+                t[name].loc[t[name]["one_class"], "test_acc_wg"] = 0.0  # a binary head of one class: WGA 0
     return t
 
 
-def _draw(name: str, seeds=(1, 2, 3)) -> plots.Plot:
-    t = _tables(list(seeds))
+def _draw(name: str, seeds=(1, 2, 3), trivial=True) -> plots.Plot:
+    t = _tables(list(seeds), trivial)
     if name == "figure1":
         train, held = toy.make(200, 0.9, 0), toy.make(100, 0.9, 1)
         collapsed = (toy.collapse(train[0], train[1]), train[1], train[2])
@@ -165,3 +176,71 @@ def test_undefined_correlations_say_why():
     assert table["why n/a"].iloc[1] == ("min margin: min margin undefined for 2 of 3 heads (no held-out point of "
                                         "the group is classified correctly)")
     assert "nan" not in table.to_string().lower()
+
+
+@pytest.mark.parametrize("name", ["figure3", "figure4", "figure5", "figure_afr", "figure6", "figure7"])
+def test_one_class_runs_are_marked_not_drawn_as_missing_bars(name):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    plot = _draw(name)
+    fig = plot.figure
+    marks = [m for m in fig.findobj(Line2D) if m.get_gid() == plots.ONE_CLASS]
+    assert marks and all(m.get_marker() == "x" for m in marks)
+    legend = fig.findobj(Legend)[0]
+    assert any("predicts one class" in t.get_text() for t in legend.get_texts())
+    assert "predicts one class for every test example" in plot.shows
+    hatched = [r for r in fig.findobj(Rectangle) if r.get_gid() == plots.ONE_CLASS]
+    if name in ("figure5", "figure7"):  # bars: hatched, the × at height 0 where the WGA is 0
+        assert hatched and all(r.get_hatch() == "///" for r in hatched)
+        assert any(m.get_ydata()[0] == 0.0 for m in marks)
+        ax = next(ax for ax in fig.axes if ax.get_title() == "civilcomments")
+        assert all(r.axes is ax for r in hatched)  # only the CivilComments bars
+    clean = _draw(name, trivial=False)
+    assert not [m for m in clean.figure.findobj(Line2D) if m.get_gid() == plots.ONE_CLASS]
+    assert "one class" not in clean.shows
+
+
+def test_one_class_note_counts_and_compares():
+    t = _tables([1, 2, 3])
+    note = report.one_class_note({"ERM": (t["erm5"], ["balance"]), "LLR": (t["llr5"], ["erm_balance", "llr_balance"])})
+    assert note.startswith("**12 of 240 runs or heads predict one class")  # 4 ERM balancings x 3 seeds: 4 x 3
+    assert "On civilcomments, LLR (erm_balance none, llr_balance none): 3 of 3; " in note
+    assert "the same methods on the other datasets: 0 of 36; the other methods on civilcomments: 0 of 48" in note
+    rows = [" ".join(line.split()) for line in note.splitlines() if line.startswith("| LLR")]
+    assert "neither alone" in note and len(rows) == 4  # only the variants with a one-class head
+    assert rows[0] == "| LLR (erm_balance none, llr_balance none) | 0 of 3 | 0 of 3 | 3 of 3 | 0 of 3 |"
+    shares = pd.DataFrame({"dataset": ["civilcomments"] * 4, "seed": [1, 1, 2, 2], "class": [0, 1, 0, 1],
+                           "share": [0.9, 0.1, 0.8, 0.2]})
+    assert "civilcomments 0.85." in report.one_class_note({"LLR": (t["llr5"], ["llr_balance"])}, shares)
+    clean = _tables([1], trivial=False)
+    assert report.one_class_note({"AFR": (clean["afr"], ["gamma"])}) == \
+        "No run or head of this page predicts one class for every test example (12 checked)."
+
+
+def test_tables_count_one_class_heads():
+    points = pd.DataFrame({"dataset": "civilcomments", "group": [0, 1] * 3, "group_name": ["a", "b"] * 3,
+                           "margin_min": [0.1, 0.2, 0.3, 0.1, 0.2, 0.4], "margin_avg": [1.0, 2.0, 3.0, 1, 2, 3],
+                           "test_acc": [0.5, 0.6, 1.0, 0.0, 0.7, 0.2], "one_class": [False, False, True, True, False, False]})
+    table = report.margin_table(sections.margin_correlations(points), points)
+    assert table["one-class heads"].tolist() == [1, 1]
+    assert "one-class heads" not in report.margin_table(sections.margin_correlations(points),
+                                                        points.assign(one_class=False))
+    t = _tables([1, 2])
+    ratio = report.ratio_table(sections.ratio_correlations(t["erm4"], t["llr4"]), t["erm4"], t["llr4"])
+    cc = ratio[ratio["dataset"] == "civilcomments"].iloc[0]
+    assert cc["one-class ERM runs"] == 2 and cc["one-class LLR heads"] == 6
+
+
+def test_dfr_tuning_note_counts_the_heads_with_a_group_missing():
+    bars = pd.DataFrame({"dataset": ["civilcomments", "civilcomments", "celeba", "celeba"],
+                         "method": [sections.DFR_L1] * 3 + ["class-balanced ERM"],
+                         "dfr_tuning_groups_missing": [[2], [], [], None],
+                         "dfr_group_counts": [[5, 6, 1, 7], [5, 6, 5, 7], [9, 9, 9, 9], None]})
+    note = report.dfr_tuning_note(bars)
+    assert note.startswith("Kirichenko et al.'s DFR tunes C on halves of the held-out set stratified by group: 1 of 3 heads")
+    assert note.endswith(": civilcomments, 1 head (groups [2]), their final fits balanced to 1 example(s) per group.")
+    bars.at[0, "dfr_group_counts"] = [5, 6, 0, 7]
+    assert report.dfr_tuning_note(bars).endswith("balanced to 5 example(s) per group, leaving out group(s) [2] that "
+                                                 "have no held-out example in some seed.")
+    assert "0 of 1 heads" in report.dfr_tuning_note(bars.iloc[[1]])

@@ -44,16 +44,47 @@ def test_margins_carry_separable_into_the_paths_table(monkeypatch):
     import pandas as pd
 
     ermt = pd.DataFrame([{"run_id": "a", "dataset": "waterbirds"}, {"run_id": "b", "dataset": "celeba"}])
-    heads = pd.DataFrame([{"erm_dataset": "waterbirds", "erm_seed": 1, "spec.seed": 1, "margin_min": [0.1] * 4,
-                           "margin_avg": [0.2] * 4, **{f"test_acc_g{k}": 0.5 for k in range(4)}}])
+    heads = pd.DataFrame([{"erm_dataset": "waterbirds", "erm_seed": 1, "spec.seed": s, "margin_min": [0.1] * 4,
+                           "margin_avg": [0.2] * 4, "test_pred_classes": c, **{f"test_acc_g{k}": 0.5 for k in range(4)}}
+                          for s, c in ((1, 2), (2, 1))])
     svm = pd.DataFrame([{"erm": "a", "seed": 1, "steps": [1, 10], "direction_error": [0.9, 0.5], "standard_steps": 5,
-                         "separable": True},
+                         "separable": True, "test_pred_classes": [1, 2]},
                         {"erm": "b", "seed": 1, "steps": [1, 10], "direction_error": None, "standard_steps": 5,
-                         "separable": False}])
+                         "separable": False, "test_pred_classes": None}])
     monkeypatch.setattr(sections, "_execute", lambda *a, **k: (ermt, heads))
     monkeypatch.setattr(sections, "_run", lambda *a, **k: svm)
     monkeypatch.setattr(sections, "margins_configs", lambda *a, **k: {"erm": [], "heads": [], "svm": []})
-    paths, _, _ = sections.margins(["waterbirds", "celeba"], [1], "smoke", "unused")
+    paths, points, _ = sections.margins(["waterbirds", "celeba"], [1], "smoke", "unused")
     wb, ca = paths[paths["dataset"] == "waterbirds"], paths[paths["dataset"] == "celeba"]
     assert wb["separable"].all() and wb["direction_error"].tolist() == [0.9, 0.5]
     assert not ca["separable"].any() and np.isnan(ca["direction_error"]).all() and ca["step"].tolist() == [1, 10]
+    assert wb["one_class"].tolist() == [True, False] and not ca["one_class"].any()  # one class at step 1 only
+    assert points.groupby("llr_seed")["one_class"].all().to_dict() == {1: False, 2: True}  # per head, every group
+
+
+def test_tidy_tables_mark_one_class_runs_and_carry_the_dfr_tuning_record(monkeypatch):
+    import pandas as pd
+
+    base = {"dataset": "civilcomments", "seed": 1, "test_acc_wg": 0.0, "test_acc_avg": 0.9, "train_set": "train+heldout",
+            "balance_by": "class", "history": []}
+    ermt = pd.DataFrame([{**base, "balance": b, "test_pred_classes": c} for b, c in (("none", 1), ("subsetting", 2))])
+    heads = pd.DataFrame([{"erm_dataset": "civilcomments", "erm_seed": 1, "erm_balance": "none", "spec.method": m,
+                           "spec.balance": b, "spec.gamma": 1.0, "test_acc_wg": 0.0, "test_acc_avg": 0.9,
+                           "test_pred_classes": c, "dfr_tuning_groups_missing": miss}
+                          for m, b, c, miss in (("llr", None, 1, None), ("cbllr", "subsetting", 2, None),
+                                                ("afr", None, 1, None), ("dfr", "subsetting", 2, None),
+                                                ("dfr_l1", None, 2, [2]))])
+    monkeypatch.setattr(sections, "_execute", lambda *a, **k: (ermt, heads))
+    erm_rows, llr_rows, afr_rows = sections.class_balance(["civilcomments"], [1], "smoke", "unused")
+    assert erm_rows["one_class"].tolist() == [True, False] and llr_rows["one_class"].tolist() == [True, False]
+    assert afr_rows["one_class"].tolist() == [True]
+    _, bars = sections.appendix_a(["civilcomments"], [1], "smoke", "unused")
+    assert bars["one_class"].tolist() == [True, False, False, False]
+    assert bars["dfr_tuning_groups_missing"].iloc[-1] == [2] and bars["dfr_tuning_groups_missing"].iloc[:3].isna().all()
+
+
+def test_heldout_class_shares_sum_to_one_per_seed(tmp_path):
+    synth.ensure(tmp_path, ["civilcomments"], scale="smoke")
+    shares = sections.heldout_class_shares(["civilcomments"], [1, 2], str(tmp_path))
+    assert sorted(shares["seed"].unique()) == [1, 2] and set(shares["class"]) == {0, 1}
+    assert shares.groupby("seed")["share"].sum().round(12).tolist() == [1.0, 1.0]

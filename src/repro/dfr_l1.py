@@ -5,7 +5,10 @@ half of the held-out set, the final head averaged over group-balanced resamples 
 The paper's LLR/DFR (repro.last_layer "dfr") is plain SGD on unscaled features; this module is the original
 method beside it (Figure 7), so a reader can see how much of a gap is the optimizer. Following their code:
 - tuning (dfr_on_validation_tune, one round): a seeded random half of the held-out set, group-balanced by
-  subsetting every group to the smallest group's size, is the training set; a StandardScaler is fit on it;
+  subsetting every group to the smallest group's size, is the training set; unlike their plain random half,
+  the halves are stratified by group (`stratified_halves`), so every group with at least 2 examples is in both;
+  a group with fewer (or none) cannot be, and the head records it (`tuning_groups_missing`) instead of
+  balancing silently over the groups present (their code would fail there); a StandardScaler is fit on it;
   each C in C_OPTIONS is fit and scored by worst-group accuracy on the other (unbalanced) half; the first C
   with the best score wins (np.argmax);
 - final fit (dfr_on_validation_eval): a StandardScaler fit on the ERM training-set features; `n_resamples`
@@ -34,6 +37,21 @@ def balanced_subset(g, rng) -> np.ndarray:
     return np.concatenate([rng.permutation(idx)[:smallest] for idx in groups])
 
 
+def stratified_halves(g, rng, n_groups: int | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Split indices into (scoring half, training half) within every group: a group of n_k examples gives
+    n_k // 2 to the scoring half and the rest to the training half, after a permutation drawn from rng. Returns
+    the two index arrays and the groups (of 0 .. n_groups-1, else of those present) missing from either half:
+    those with fewer than 2 examples (a single example goes to the training half)."""
+    n_groups = int(g.max()) + 1 if n_groups is None else n_groups
+    score, train, missing = [], [], []
+    for k in range(n_groups):
+        idx = rng.permutation(np.flatnonzero(g == k))
+        score.append(idx[:len(idx) // 2]), train.append(idx[len(idx) // 2:])
+        if len(idx) < 2:
+            missing.append(k)
+    return np.sort(np.concatenate(score)), np.sort(np.concatenate(train)), missing
+
+
 def _fit(x, y, C: float, rng) -> tuple[np.ndarray, np.ndarray]:
     """L1 logistic regression by liblinear (their LogisticRegression(penalty="l1", solver="liblinear"); l1_ratio=1
     is the same model in scikit-learn >= 1.8), liblinear's shuffling seeded from rng. More than two classes:
@@ -57,14 +75,12 @@ def _predict(x, coef, intercept, classes) -> np.ndarray:
     return classes[(z[:, 0] > 0).astype(int)] if coef.shape[0] == 1 else classes[z.argmax(1)]
 
 
-def tune_c(x, y, g, rng, c_options=C_OPTIONS) -> tuple[float, dict]:
-    """C by worst-group accuracy: train on a group-balanced random half, score on the other half.
-    Returns (best C, {C: worst-group accuracy})."""
+def tune_c(x, y, g, rng, c_options=C_OPTIONS, n_groups: int | None = None) -> tuple[float, dict, list[int]]:
+    """C by worst-group accuracy: train on a group-balanced random half, score on the other half (halves
+    stratified by group). Returns (best C, {C: worst-group accuracy}, groups missing from either half)."""
     from sklearn.preprocessing import StandardScaler
 
-    idx = rng.permutation(len(y))
-    half = len(y) // 2
-    score_idx, train_idx = idx[:half], idx[half:]
+    score_idx, train_idx, missing = stratified_halves(g, rng, n_groups)
     train_idx = train_idx[balanced_subset(g[train_idx], rng)]
     scaler = StandardScaler().fit(x[train_idx])
     xt, xs = scaler.transform(x[train_idx]), scaler.transform(x[score_idx])
@@ -73,12 +89,15 @@ def tune_c(x, y, g, rng, c_options=C_OPTIONS) -> tuple[float, dict]:
         pred = _predict(xs, *_fit(xt, y[train_idx], C, rng), np.unique(y[train_idx]))
         correct = pred == y[score_idx]
         scores[C] = float(min(correct[g[score_idx] == k].mean() for k in np.unique(g[score_idx])))
-    return max(scores, key=lambda c: (scores[c], -c_options.index(c))), scores
+    return max(scores, key=lambda c: (scores[c], -c_options.index(c))), scores, missing
 
 
-def fit(features, y, g, seed: int, *, features_train, n_classes: int, n_resamples: int = 20):
+def fit(features, y, g, seed: int, *, features_train, n_classes: int, n_resamples: int = 20,
+        n_groups: int | None = None):
     """One DFR head (Kirichenko et al.) on the held-out set: W (n_classes, d), b (n_classes,) float32 torch
-    tensors on raw features, plus {"C": chosen C, "wga_by_C": tuning scores}.
+    tensors on raw features, plus {"C": chosen C, "wga_by_C": tuning scores, "dfr_tuning_groups_missing":
+    groups (of n_groups, else of those present) missing from a tuning half, "dfr_group_counts": held-out
+    examples per group (the final fit's resamples balance the groups present to the smallest count)}.
 
     features (n, d), y, g (n,): the held-out set; features_train: the ERM training-set features (their
     final fit standardizes with the training set's statistics). A binary problem gives a 2-logit head
@@ -91,7 +110,7 @@ def fit(features, y, g, seed: int, *, features_train, n_classes: int, n_resample
         raise ValueError(f"dfr_l1 needs n_resamples >= 1, got {n_resamples}")
     x, y, g = _np(features, np.float64), _np(y, np.int64), _np(g, np.int64)
     rng = np.random.default_rng(seed)
-    C, scores = tune_c(x, y, g, rng)
+    C, scores, missing = tune_c(x, y, g, rng, n_groups=n_groups)
     scaler = StandardScaler().fit(_np(features_train, np.float64))
     z = scaler.transform(x)
     coefs, intercepts = [], []
@@ -108,4 +127,5 @@ def fit(features, y, g, seed: int, *, features_train, n_classes: int, n_resample
         raise ValueError(f"dfr_l1 learned {W.shape[0]} rows for {n_classes} classes: a class is missing from the "
                          "held-out set")
     return torch.as_tensor(W, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), \
-        {"C": C, "wga_by_C": {str(c): v for c, v in scores.items()}}
+        {"C": C, "wga_by_C": {str(c): v for c, v in scores.items()}, "dfr_tuning_groups_missing": missing,
+         "dfr_group_counts": np.bincount(g, minlength=n_groups or 0).tolist()}

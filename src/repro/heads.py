@@ -88,7 +88,8 @@ def fit_batch(configs: list[dict], store=None) -> list:
         for i in solved:  # e.g. Kirichenko et al.'s DFR (repro.dfr_l1): its own solver on the same features
             spec = dict(configs[i]["spec"])
             solver = runs.import_function(last_layer.SOLVED[spec.pop("method")])
-            W[i], b[i], extra[i] = solver(x, y, g, features_train=f["features_train"], n_classes=n_classes, **spec)
+            W[i], b[i], extra[i] = solver(x, y, g, features_train=f["features_train"], n_classes=n_classes,
+                                          n_groups=n_groups, **spec)
         W, b = torch.stack(W), torch.stack(b)
         evaluated_keys = [k for k in f if k.endswith(("_heldout", "_test")) or k == "test_weights"]
         on_device = {k: f[k].to(device) for k in evaluated_keys}
@@ -123,7 +124,8 @@ def svm_path(config: dict, workdir) -> dict:
     hard-margin SVM with a bias (paper Sec. 2.2) on the held-out features, over SGD steps.
 
     The SVM exists only where the held-out features are linearly separable (an LP decides): otherwise the
-    run records separable = False and no direction errors (no soft-margin stand-in)."""
+    run records separable = False and no direction errors (no soft-margin stand-in). test_pred_classes: per
+    step, how many classes the LLR head predicts on the test set (1: a trivial head)."""
     from repro import device as devices
     from repro import features, last_layer, metrics
 
@@ -136,10 +138,12 @@ def svm_path(config: dict, workdir) -> dict:
         steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
         if not metrics.linearly_separable(x.numpy(), y):
             return {"steps": steps, "direction_error": None, "standard_steps": standard, "separable": False,
-                    "svm_bias": None, **shape}
+                    "svm_bias": None, **shape, "test_pred_classes": None}
         theta_svm, b_svm = metrics.hard_margin_svm(x.numpy(), y, separable=True)
-        W, _ = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
+        W, b = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
                                    batch_size=config["batch_size"], n_classes=1)
         errors = [metrics.direction_error(W[i, 0, 0].numpy(), theta_svm) for i in range(len(steps))]
+        z = f["features_test"].double() @ W[:, 0, 0].double().T + b[:, 0, 0].double()  # (n_test, steps)
+        classes = [len(np.unique((z[:, i] > 0).numpy())) for i in range(len(steps))]
     return {"steps": steps, "direction_error": errors, "standard_steps": standard, "separable": True,
-            "svm_bias": b_svm, **shape}
+            "svm_bias": b_svm, **shape, "test_pred_classes": classes}

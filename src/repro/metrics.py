@@ -2,7 +2,8 @@
 
 Accuracy: per-group accuracy, worst-group accuracy (WGA, empty groups never count), average accuracy, and
 the Waterbirds-style average weighted by training group proportions; `summarize` returns fixed keys
-acc_avg, acc_wavg (only with proportions), acc_wg, acc_g0 ... acc_g{n_groups-1}.
+acc_avg, acc_wavg (only with proportions), acc_wg, acc_g0 ... acc_g{n_groups-1}, and pred_classes (how many
+distinct classes the classifier predicts: 1 marks a trivial classifier that gives every example one class).
 
 NC1 (paper Sec. 2.1): NC1 = (1/K) tr(Sigma_A Sigma_R^+) on the penultimate features, K = number of classes.
 Margins (paper Sec. 2.2): y f(x) / ||theta|| of the linear head on the features, per group min and average.
@@ -73,7 +74,8 @@ def weighted_average_accuracy(pred, y, g, group_weights) -> float:
 
 
 def summarize(pred, y, g, n_groups: int, train_group_props=None, avg_weights=None) -> dict:
-    """Fixed-key summary: acc_avg, acc_wavg (only if train_group_props given), acc_wg, acc_g0 .. acc_g{n-1}.
+    """Fixed-key summary: acc_avg, acc_wavg (only if train_group_props given), acc_wg, acc_g0 .. acc_g{n-1},
+    pred_classes (number of distinct predicted classes).
 
     avg_weights: (n_groups,) group proportions to weight acc_avg by instead of the examples' own (a synthetic
     twin's test split, whose small groups are over-sampled: the real test proportions)."""
@@ -84,6 +86,7 @@ def summarize(pred, y, g, n_groups: int, train_group_props=None, avg_weights=Non
         out["acc_wavg"] = weighted_average_accuracy(pred, y, g, train_group_props)
     out["acc_wg"] = float(np.nanmin(acc))
     out.update({f"acc_g{k}": float(a) for k, a in enumerate(acc)})
+    out["pred_classes"] = int(len(np.unique(_np(pred))))
     return out
 
 

@@ -108,28 +108,66 @@ def _spread(kind: str, *frames) -> str:
     return kind if len(_seeds(*frames)) > 1 else ""
 
 
+ONE_CLASS = "one class"  # gid of the marks drawn on values of runs or heads that predict one class
+ONE_CLASS_MARK = {"marker": "x", "ms": 7, "mew": 1.8, "color": "black", "ls": ""}
+
+
+def _trivial(df: pd.DataFrame) -> pd.Series:
+    """Per row, whether it is a run or head predicting one class for every test example (column one_class)."""
+    return df["one_class"].fillna(False).astype(bool) if "one_class" in df else pd.Series(False, index=df.index)
+
+
+def one_class_handle(*frames) -> list:
+    """The legend entry of the one-class marks, if any frame has a one-class row (else none)."""
+    if not any(_trivial(f).any() for f in frames):
+        return []
+    return [Line2D([], [], **ONE_CLASS_MARK, label="×, hatched: predicts one class")]
+
+
+def one_class_said(*frames) -> str:
+    """The caption's sentence on the one-class marks, when the figure draws some."""
+    return (" A black × (and hatching, on bars) marks a value where at least one seed's run or head predicts one "
+            "class for every test example.") if one_class_handle(*frames) else ""
+
+
 def line(ax, df: pd.DataFrame, x: str, value: str, colour, label: str, marker="o", **kw) -> Line2D:
-    """Seed-mean line of `value` over `x`, with a ± std band when there is more than one seed."""
+    """Seed-mean line of `value` over `x`, with a ± std band when there is more than one seed, and a black ×
+    on every mean that some one-class run or head enters."""
     stats = mean_std(df, [x], value).sort_values(x)
     (handle,) = ax.plot(stats[x], stats["mean"], marker=marker, ms=4, color=colour, label=label, **kw)
     if stats["n"].max() > 1:
         ax.fill_between(stats[x], stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=colour, alpha=0.2,
                         lw=0)
+    mark_one_class(ax, df, x, value)
     return handle
 
 
+def mark_one_class(ax, df: pd.DataFrame, x: str, value: str) -> None:
+    """A black × on the seed mean of `value` at every x that a one-class run or head enters."""
+    trivial = set(df.loc[_trivial(df), x])
+    if trivial:
+        marked = mean_std(df[df[x].isin(trivial)], [x], value)
+        ax.plot(marked[x], marked["mean"], **ONE_CLASS_MARK, clip_on=False, zorder=5, gid=ONE_CLASS)
+
+
 def bars(ax, df: pd.DataFrame, group: str, hue: str, order, hue_order, colours, value: str = "test_acc_wg"):
-    """Grouped bars of the seed mean, with ± std error bars when there is more than one seed.
+    """Grouped bars of the seed mean, with ± std error bars when there is more than one seed; a bar that some
+    one-class run or head enters is hatched and carries a black × (visible even at height 0).
 
     colours: function (hue value, group value) -> colour."""
     stats = mean_std(df, [group, hue], value)
+    trivial = df.assign(_t=_trivial(df)).groupby([group, hue])["_t"].any()
     width = 0.8 / len(hue_order)
     for j, h in enumerate(hue_order):
         part = stats[stats[hue] == h].set_index(group).reindex(order)
         xs = np.arange(len(order)) + (j - (len(hue_order) - 1) / 2) * width
         err = part["std"] if part["n"].max() > 1 else None
         fill = [colours(h, g) for g in order]  # edges in the fill colour: a bar at 0 still shows as a line
-        ax.bar(xs, part["mean"], width, yerr=err, color=fill, edgecolor=fill, linewidth=1.5, capsize=2)
+        drawn = ax.bar(xs, part["mean"], width, yerr=err, color=fill, edgecolor=fill, linewidth=1.5, capsize=2)
+        for patch, x, g, mean in zip(drawn.patches, xs, order, part["mean"]):
+            if trivial.get((g, h), False):
+                patch.set_hatch("///"), patch.set_edgecolor("black"), patch.set_gid(ONE_CLASS)
+                ax.plot([x], [mean], **ONE_CLASS_MARK, clip_on=False, zorder=5, gid=ONE_CLASS)
     ax.set_xticks(np.arange(len(order)), order)
 
 
@@ -232,13 +270,15 @@ def figure3(paths: pd.DataFrame) -> Plot:
         if n_not:
             ax.set_title(f"{dataset} ({n_not} of {n_seeds} seeds not separable)", fontsize=NORMAL)
     if h is not None:
-        shared_legend(fig, [h, h_std], ["distance of the LLR direction to the SVM direction",
-                                        "standard number of LLR steps"], ncols=2)
+        extra = one_class_handle(paths)
+        shared_legend(fig, [h, h_std, *extra], ["distance of the LLR direction to the SVM direction",
+                                                "standard number of LLR steps", *[e.get_label() for e in extra]],
+                      ncols=2)
     return Plot(fig, "Distance between the unit-norm direction of a logistic-loss LLR head and that of the "
                 "hard-margin SVM with a bias, over SGD steps (log scale); the dashed line marks the standard "
                 "number of LLR steps. Where a seed's held-out features are not linearly separable the SVM does "
-                "not exist and that seed is left out (a panel says so when no seed is separable).",
-                datasets, _seeds(paths), _spread("bands", paths[separable]))
+                "not exist and that seed is left out (a panel says so when no seed is separable)."
+                + one_class_said(paths[separable]), datasets, _seeds(paths), _spread("bands", paths[separable]))
 
 
 # ------------------------------------------------------------------------------------------------ Figure 4
@@ -263,15 +303,17 @@ def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) 
         err = stats["std"] if stats["n"].max() > 1 else None
         handles["erm"] = ax.errorbar(stats["ratio"], stats["mean"], err, fmt="^", color=ERM_COLOUR, ms=7,
                                      label="ERM on 100% of the data")
+        mark_one_class(ax, erm_rows[erm_rows["dataset"] == dataset], "ratio", "test_acc_wg")
         ticks_at(ax, part["llr_ratio"], log=True)
         rv = r.get(dataset, float("nan"))
         _label(ax, f"{dataset} (r = {rv:.3f})" if np.isfinite(rv) else f"{dataset} (r = n/a)", "group ratio",
                "test WGA", ylim=WGA_LIM)
-    shared_legend(fig, list(handles.values()), [h.get_label() for h in handles.values()])
+    handles = [*handles.values(), *one_class_handle(erm_rows, llr_rows)]
+    shared_legend(fig, handles, [h.get_label() for h in handles])
     return Plot(fig, "Test worst-group accuracy over the group ratio (log scale): each coloured line is LLR "
                 "retrained on the held-out set at the ratio on the x-axis after ERM trained on its split at one "
                 "ratio; grey triangles are ERM trained on all the data at that ratio. The panel title gives "
-                "Pearson r between the two (table below).",
+                "Pearson r between the two (table below)." + one_class_said(erm_rows, llr_rows),
                 datasets, _seeds(erm_rows, llr_rows), _spread("bands and error bars", erm_rows, llr_rows))
 
 
@@ -292,11 +334,11 @@ def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> Plot:
     handles = [Patch(color=ERM_COLOUR, label="ERM on 100% of the data")]
     handles += [Patch(color=BALANCE_COLOURS[b], label=f"LLR, {b}" if b != "none" else "LLR, no balancing")
                 for b in BALANCES]
-    shared_legend(fig, handles)
+    shared_legend(fig, handles + one_class_handle(both))
     return Plot(fig, "Test worst-group accuracy for each class-balancing method of ERM (x-axis): grey bars are "
                 "ERM trained on all the data with that balancing; coloured bars are LLR retrained on the held-out "
-                "set, class-balanced by the method of its colour, after ERM trained on its split.",
-                datasets, _seeds(erm_rows, llr_rows), _spread("error bars", erm_rows, llr_rows))
+                "set, class-balanced by the method of its colour, after ERM trained on its split."
+                + one_class_said(both), datasets, _seeds(erm_rows, llr_rows), _spread("error bars", erm_rows, llr_rows))
 
 
 def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> Plot:
@@ -316,10 +358,10 @@ def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> Pl
         ticks_at(ax, afr_rows["gamma"])
     _label(left, "AFR: test WGA", "gamma", "test WGA", ylim=WGA_LIM)
     _label(right, "minority groups' weight share", "gamma", "share of total weight", ylim=(0, 1))
-    shared_legend(fig, handles, ncols=4)
+    shared_legend(fig, handles + one_class_handle(afr_rows), ncols=4)
     return Plot(fig, "AFR over its parameter gamma: test worst-group accuracy (left), and the share of the total "
                 "AFR weight that falls on the minority groups of the held-out set (right; dotted: their share of "
-                "the examples).", datasets, _seeds(afr_rows), _spread("bands", afr_rows))
+                "the examples)." + one_class_said(afr_rows), datasets, _seeds(afr_rows), _spread("bands", afr_rows))
 
 
 # ---------------------------------------------------------------------------------------------- Figures 6-7
@@ -338,9 +380,9 @@ def figure6(curves: pd.DataFrame) -> Plot:
         if part["epoch"].nunique() <= 12:
             ticks_at(ax, part["epoch"])
         _label(ax, dataset, "epoch", "test WGA", ylim=WGA_LIM)
-    shared_legend(fig, list(handles.values()))
+    shared_legend(fig, [*handles.values(), *one_class_handle(curves)])
     return Plot(fig, "Test worst-group accuracy after every epoch of ERM trained on all the data, group-balanced "
-                "by the method of each colour.", datasets, _seeds(curves), _spread("bands", curves))
+                "by the method of each colour." + one_class_said(curves), datasets, _seeds(curves), _spread("bands", curves))
 
 
 def figure7(bars_df: pd.DataFrame) -> Plot:
@@ -362,11 +404,12 @@ def figure7(bars_df: pd.DataFrame) -> Plot:
     handles += [Patch(color=BALANCE_COLOURS[b], label=f"group-balanced DFR, {b}") for b in order]
     if DFR_L1 in methods:
         handles.append(Patch(color=DFR_L1_COLOUR, label="Kirichenko et al.'s DFR (right bar)"))
-    shared_legend(fig, handles, ncols=2)
+    shared_legend(fig, handles + one_class_handle(bars_df), ncols=2)
     also = (" The right bar (one colour) is Kirichenko et al.'s DFR on the same features: L1 logistic regression on "
             "standardized features, C tuned on half of the held-out set, averaged over group-balanced resamples."
             if DFR_L1 in methods else "")
     return Plot(fig, "Test worst-group accuracy per balancing method (x-axis): ERM trained on all the data, "
                 "class-balanced by the method (grey, left bar), against DFR, i.e. LLR on the held-out set "
-                "group-balanced by the method after ERM class-balanced by it on its split (coloured)." + also,
+                "group-balanced by the method after ERM class-balanced by it on its split (coloured)." + also
+                + one_class_said(bars_df),
                 datasets, _seeds(bars_df), _spread("error bars", bars_df))

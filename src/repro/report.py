@@ -118,7 +118,8 @@ def margin_table(corr: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     """Table 1 for the page: r per dataset and group, and "n/a" with the reason wherever r is undefined.
 
     A group's minimum margin (over its correctly classified held-out points) is undefined for a head that
-    classifies none of them correctly; such heads drop out of the minimum-margin correlation."""
+    classifies none of them correctly; such heads drop out of the minimum-margin correlation. Column "one-class
+    heads" (only when some head is): heads that predict one class for every test example."""
     rows = []
     for _, row in corr.iterrows():
         part = points[(points["dataset"] == row["dataset"]) & (points["group"] == row["group"])]
@@ -134,14 +135,26 @@ def margin_table(corr: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
                                                           label, "test accuracy", "head", MISSING[margin],
                                                           MISSING["test_acc"]))
         out["why n/a"] = "; ".join(notes)
+        out["one-class heads"] = _trivial(part)
         rows.append(out)
-    table = pd.DataFrame(rows)
-    return table if table["why n/a"].any() else table.drop(columns=["why n/a"])
+    return _drop_empty(pd.DataFrame(rows))
+
+
+def _trivial(frame: pd.DataFrame) -> int:
+    """How many rows of a tidy table predict one class (column one_class; none without it)."""
+    return int(frame["one_class"].fillna(False).astype(bool).sum()) if "one_class" in frame else 0
+
+
+def _drop_empty(table: pd.DataFrame) -> pd.DataFrame:
+    """Without the "why n/a" column when no r is undefined and the one-class columns when no run predicts one class."""
+    empty = [c for c in table.columns if (c == "why n/a" and not table[c].any())
+             or (c.startswith("one-class") and not table[c].astype(bool).any())]
+    return table.drop(columns=empty)
 
 
 def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.DataFrame:
     """The Figure 4 correlations for the page, with the reason wherever r is undefined (pairs as in
-    repro.sections.ratio_correlations)."""
+    repro.sections.ratio_correlations), and the one-class ERM runs and LLR heads (only when there are some)."""
     erm_mean = erm_rows.groupby(["dataset", "ratio"])["test_acc_wg"].mean()
     llr_mean = llr_rows.groupby(["dataset", "erm_ratio", "llr_ratio"])["test_acc_wg"].mean().reset_index()
     rows = []
@@ -153,9 +166,10 @@ def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFra
             part = llr_mean[llr_mean["dataset"] == row["dataset"]]
             x = erm_mean.loc[row["dataset"]].loc[part["llr_ratio"]].to_numpy()
             out["why n/a"] = why_undefined(x, part["test_acc_wg"], "ERM test WGA", "LLR test WGA")
+        out["one-class ERM runs"] = _trivial(erm_rows[erm_rows["dataset"] == row["dataset"]])
+        out["one-class LLR heads"] = _trivial(llr_rows[llr_rows["dataset"] == row["dataset"]])
         rows.append(out)
-    table = pd.DataFrame(rows)
-    return table if table["why n/a"].any() else table.drop(columns=["why n/a"])
+    return _drop_empty(pd.DataFrame(rows))
 
 
 def nc1_table(end: pd.DataFrame) -> pd.DataFrame:
@@ -285,3 +299,103 @@ def separability_note(paths: pd.DataFrame) -> str:
                  "position are): there the SVM's existence says nothing about the features, only the direction "
                  "error does. The paper's CelebA held-out set (about 9,900 points, d = 512) is not in that case.")
     return text
+# ------------------------------------------------------------------ trivial classifiers and DFR's tuning split
+
+def _method_label(name: str, row, by) -> str:
+    """"name (col value, ...)" of a method variant; without a name only the values; without columns the name."""
+    fmt = [f"{row[c]:g}" if isinstance(row[c], float) else str(row[c]) for c in by]
+    if not name:
+        return ", ".join(fmt)
+    return f"{name} ({', '.join(f'{c} {v}' for c, v in zip(by, fmt))})" if by else name
+
+
+def one_class_counts(tables: dict) -> pd.DataFrame:
+    """Runs and one-class runs per method and dataset: tables maps a method name to (tidy table with columns
+    dataset and one_class, columns naming its variants), e.g. {"LLR": (llr_rows, ["erm_balance",
+    "llr_balance"])}. Returns columns method, dataset, runs, one_class (count), in the tables' order."""
+    rows = []
+    for name, (frame, by) in tables.items():
+        if not len(frame):
+            continue
+        trivial = frame["one_class"].fillna(False).astype(bool) if "one_class" in frame else pd.Series(False, frame.index)
+        for key, part in frame.assign(_trivial=trivial).groupby([*by, "dataset"], sort=False, dropna=False):
+            rows.append({"method": _method_label(name, part.iloc[0], by), "dataset": part["dataset"].iloc[0],
+                         "runs": len(part), "one_class": int(part["_trivial"].sum())})
+    return pd.DataFrame(rows, columns=["method", "dataset", "runs", "one_class"])
+
+
+def _why(counts: pd.DataFrame, dataset: str) -> str:
+    """One sentence: which methods predict one class on `dataset`, against the same methods elsewhere and the
+    other methods on it, and what that points to."""
+    here = counts["dataset"] == dataset
+    bad = counts[here & (counts["one_class"] > 0)]
+    same = counts[~here & counts["method"].isin(bad["method"])]
+    other = counts[here & ~counts["method"].isin(bad["method"])]
+    listed = "; ".join(f"{r.method}: {r.one_class} of {r.runs}" for r in bad.itertuples())
+    k2, n2, k3, n3 = same["one_class"].sum(), same["runs"].sum(), other["one_class"].sum(), other["runs"].sum()
+    if n2 and not k2 and not (n3 and k3):
+        cause = "so it is these methods on this dataset's data, neither alone"
+    elif n2 and not k2:
+        cause = "so it follows the dataset more than the method"
+    elif k2 and n3 and not k3:
+        cause = "so it follows the method more than the dataset"
+    elif k2:
+        cause = "so both the method and the dataset play a part"
+    else:
+        cause = "no other dataset or method to compare with"
+    return (f"On {dataset}, {listed} predict one class for every test example; the same methods on the other "
+            f"datasets: {k2} of {n2}; the other methods on {dataset}: {k3} of {n3}; {cause}.")
+
+
+def one_class_note(tables: dict, shares: pd.DataFrame | None = None) -> str:
+    """What the page says about trivial classifiers: how many runs or heads predict one class for every test
+    example (a black × in figures, `one_class` in the CSVs), by method and dataset, and a sentence
+    per dataset comparing them with the same methods on other datasets and other methods on the same one.
+    shares (optional, repro.sections.heldout_class_shares): the held-out set's majority-class share, quoted."""
+    counts = one_class_counts(tables)
+    total, k = int(counts["runs"].sum()), int(counts["one_class"].sum())
+    if not k:
+        return f"No run or head of this page predicts one class for every test example ({total} checked)."
+    text = [f"**{k} of {total} runs or heads predict one class for every test example** (a trivial classifier: "
+            "its worst-group accuracy is 0 and its group accuracies 0 or 1); figures mark their "
+            "values with a black × (bars also hatched) and the CSVs' column `one_class` is true for them."]
+    for dataset in dict.fromkeys(counts.loc[counts["one_class"] > 0, "dataset"]):
+        text.append(_why(counts, dataset))
+    if shares is not None and len(shares):
+        major = shares.groupby(["dataset", "class"], sort=False)["share"].mean().groupby("dataset", sort=False).max()
+        text.append("The majority class's share of the held-out set (mean over seeds): "
+                    + ", ".join(f"{d} {v:.2f}" for d, v in major.items()) + ".")
+    table = counts[counts["method"].isin(counts.loc[counts["one_class"] > 0, "method"])]
+    wide = table.assign(cell=[f"{r.one_class} of {r.runs}" for r in table.itertuples()]).pivot(
+        index="method", columns="dataset", values="cell").reindex(index=list(dict.fromkeys(table["method"])),
+                                                                  columns=list(dict.fromkeys(counts["dataset"])))
+    return "\n\n".join([" ".join(text), "One-class runs per method (rows with any):",
+                        wide.fillna("").reset_index().to_markdown(index=False)])
+
+
+def dfr_tuning_note(bars: pd.DataFrame) -> str:
+    """Appendix A: how many of Kirichenko et al.'s DFR heads lack a group in a tuning half (a group of fewer
+    than 2 held-out examples cannot be in both stratified halves), per dataset, with the groups, and the
+    examples per group of their final fits' resamples (a group with none is left out of them)."""
+    if "dfr_tuning_groups_missing" not in bars:
+        return ""
+    part = bars[bars["dfr_tuning_groups_missing"].notna()]
+    hit = part[[len(m) > 0 for m in part["dfr_tuning_groups_missing"]]]
+    text = (f"Kirichenko et al.'s DFR tunes C on halves of the held-out set stratified by group: {len(hit)} of "
+            f"{len(part)} heads have a group of fewer than 2 held-out examples, missing from a tuning half")
+    if not len(hit):
+        return text + "."
+    return text + ": " + "; ".join(_dfr_shortfall(d, p) for d, p in hit.groupby("dataset", sort=False)) + "."
+
+
+def _dfr_shortfall(dataset: str, heads: pd.DataFrame) -> str:
+    """"dataset: k heads, groups [...] missing; no held-out example of group g in j; final fits n per group"."""
+    groups = sorted({k for m in heads["dfr_tuning_groups_missing"] for k in m})
+    text = f"{dataset}, {len(heads)} head{'s' * (len(heads) != 1)} (groups {groups})"
+    if "dfr_group_counts" not in heads:
+        return text
+    counts = [np.asarray(c) for c in heads["dfr_group_counts"]]
+    empty = sorted({int(k) for c in counts for k in np.flatnonzero(c == 0)})
+    sizes = sorted({int(c[c > 0].min()) for c in counts})
+    text += f", their final fits balanced to {_listing(sizes)} example(s) per group"
+    return text + (f", leaving out group(s) {empty} that have no held-out example in some seed" if empty else "")

@@ -73,8 +73,9 @@ KINDS: dict[str, Kind] = {
     # svm 2: the exact hard-margin SVM with a bias (None where the held-out features are not separable);
     # erm 3: a text top trained over a cached trunk with a [CLS] pool computes its last layer for the first
     # token only (models.first_token_layer: the same law, other float rounding and dropout draws);
-    # erm 4, heads 3: a twin's test average accuracy is weighted by the real test proportions (repro.data);
-    # svm 3: records the held-out set's size and dimension
+    # erm 4, heads 3, svm 3: a twin's test average accuracy is weighted by the real test proportions
+    # (repro.data); every split's summary counts the classes predicted (pred_classes); dfr_l1's tuning halves
+    # are stratified by group; svm paths record the held-out set's size and dimension
     "erm": Kind("repro.erm:train", 4, _erm_artifacts, rough_seconds=8.0,
                 prepare=("repro.erm:trunk_warmups", "repro.erm:warm_trunk")),
     "heads": Kind("repro.heads:compute_head", 3, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",

@@ -50,6 +50,18 @@ def _execute(plan: dict, workers: int, executor: str = "local", slurm: dict | No
     return ermt, heads
 
 
+def one_class(frame: pd.DataFrame) -> pd.Series:
+    """Per row, whether the run or head predicts one class for every test example (test_pred_classes == 1,
+    from repro.metrics.summarize): a trivial classifier, marked as such in tables, figures and CSVs."""
+    classes = frame["test_pred_classes"] if "test_pred_classes" in frame else pd.Series(np.nan, index=frame.index)
+    return classes.eq(1)
+
+
+def _tidy(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """The columns `cols` of a run table, plus `one_class`, indexed from 0."""
+    return frame[cols].assign(one_class=one_class(frame)).reset_index(drop=True)
+
+
 def _model(models, dataset) -> dict:
     """ERM overrides choosing the section's model (e.g. ResNet-18 / BERT-Tiny in Figures 2 and 3)."""
     return {"model": models[dataset]} if models and dataset in models else {}
@@ -113,17 +125,19 @@ def margins(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), svm_factor
     for _, row in _run("svm", plan["svm"], workers, executor, slurm).iterrows():
         dataset = base.loc[row["erm"], "dataset"]
         errors = row["direction_error"] if row["separable"] else [np.nan] * len(row["steps"])  # no SVM: no error
+        classes = row.get("test_pred_classes")
+        classes = classes if isinstance(classes, list) else [np.nan] * len(row["steps"])
         paths += [{"dataset": dataset, "seed": row["seed"], "step": s, "direction_error": e,
                    "standard_steps": row["standard_steps"], "separable": bool(row["separable"]),
-                   "n_heldout": row["n_heldout"], "dim": row["dim"]}
-                  for s, e in zip(row["steps"], errors)]
+                   "n_heldout": row["n_heldout"], "dim": row["dim"], "one_class": c == 1}
+                  for s, e, c in zip(row["steps"], errors, classes)]
     points = []
-    for _, row in heads.iterrows():
+    for (_, row), trivial in zip(heads.iterrows(), one_class(heads)):
         dataset = row["erm_dataset"]
         for k, name in enumerate(data.group_names(dataset)):
             points.append({"dataset": dataset, "erm_seed": row["erm_seed"], "llr_seed": row["spec.seed"], "group": k,
                            "group_name": name, "margin_min": row["margin_min"][k], "margin_avg": row["margin_avg"][k],
-                           "test_acc": row.get(f"test_acc_g{k}")})
+                           "test_acc": row.get(f"test_acc_g{k}"), "one_class": bool(trivial)})
     points = pd.DataFrame(points)
     return pd.DataFrame(paths), points, margin_correlations(points)
 
@@ -177,11 +191,11 @@ def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5
     CPU profiles, whose models start from scratch; the paper keeps the epochs)."""
     plan = group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps, backbones=backbones)
     ermt, heads = _execute(plan, workers, executor, slurm)
-    erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "group_ratio", "test_acc_wg", "test_acc_avg"]]
-    erm_rows = erm_rows.rename(columns={"group_ratio": "ratio"}).reset_index(drop=True)
-    llr_rows = heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "erm_group_ratio": "erm_ratio",
-                                     "spec.r": "llr_ratio"})[["dataset", "seed", "erm_ratio", "llr_ratio",
-                                                              "test_acc_wg", "test_acc_avg"]]
+    erm_rows = _tidy(ermt[ermt["train_set"] == "train+heldout"].rename(columns={"group_ratio": "ratio"}),
+                     ["dataset", "seed", "ratio", "test_acc_wg", "test_acc_avg"])
+    llr_rows = _tidy(heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "erm_group_ratio": "erm_ratio",
+                                           "spec.r": "llr_ratio"}),
+                     ["dataset", "seed", "erm_ratio", "llr_ratio", "test_acc_wg", "test_acc_avg"])
     return erm_rows, llr_rows, ratio_correlations(erm_rows, llr_rows)
 
 
@@ -220,13 +234,15 @@ def class_balance(datasets, seeds, profile, data_root, gammas=(0.0, 1.0, 2.0, 4.
     """Figure 5: ERM (100%) and LLR (split) under each class-balancing method; AFR over gamma."""
     plan = class_balance_configs(datasets, seeds, profile, data_root, gammas, backbones=backbones)
     ermt, heads = _execute(plan, workers, executor, slurm)
-    erm_rows = ermt[ermt["train_set"] == "train+heldout"][["dataset", "seed", "balance", "test_acc_wg", "test_acc_avg"]]
+    erm_rows = _tidy(ermt[ermt["train_set"] == "train+heldout"], ["dataset", "seed", "balance", "test_acc_wg",
+                                                                 "test_acc_avg"])
     heads = heads.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed"})
     heads["llr_balance"] = np.where(heads["spec.method"] == "cbllr", heads.get("spec.balance"), "none")
     cols = ["dataset", "seed", "erm_balance", "llr_balance", "test_acc_wg", "test_acc_avg"]
-    llr_rows = heads[heads["spec.method"].isin(["llr", "cbllr"])][cols]
-    afr_rows = heads[heads["spec.method"] == "afr"][["dataset", "seed", "spec.gamma", "test_acc_wg", "test_acc_avg"]]
-    return erm_rows.reset_index(drop=True), llr_rows.reset_index(drop=True), afr_rows.rename(columns={"spec.gamma": "gamma"})
+    llr_rows = _tidy(heads[heads["spec.method"].isin(["llr", "cbllr"])], cols)
+    afr_rows = _tidy(heads[heads["spec.method"] == "afr"].rename(columns={"spec.gamma": "gamma"}),
+                     ["dataset", "seed", "gamma", "test_acc_wg", "test_acc_avg"])
+    return erm_rows, llr_rows, afr_rows
 
 
 def afr_group_mass(datasets, seeds, profile, data_root, gammas, backbones="") -> pd.DataFrame:
@@ -245,6 +261,24 @@ def afr_group_mass(datasets, seeds, profile, data_root, gammas, backbones="") ->
             mass = np.bincount(g, weights=w, minlength=len(names))
             rows += [{"dataset": c["dataset"], "seed": c["seed"], "gamma": gamma, "group": k, "group_name": n,
                       "weight_share": mass[k]} for k, n in enumerate(names)]
+    return pd.DataFrame(rows)
+
+
+def heldout_class_shares(datasets, seeds, data_root) -> pd.DataFrame:
+    """Each class's share of the held-out set (repro.split.heldout) per dataset and seed, from the metadata:
+    columns dataset, seed, class, share (for the page's sentence on one-class heads)."""
+    from types import SimpleNamespace
+
+    from repro import metadata, split
+
+    rows = []
+    for d in datasets:
+        frame = metadata.read(d, data_root)
+        y = frame["y"].to_numpy()
+        for s in seeds:
+            _, held, _ = split.heldout(SimpleNamespace(name=d, split=frame["split"].to_numpy()), s)
+            counts = np.bincount(y[held], minlength=record(d).n_classes)
+            rows += [{"dataset": d, "seed": s, "class": k, "share": c / counts.sum()} for k, c in enumerate(counts)]
     return pd.DataFrame(rows)
 
 
@@ -272,22 +306,24 @@ def appendix_a(datasets, seeds, profile, data_root, dfr_resamples=20, workers=1,
                backbones=""):
     """Figure 6 (test WGA over epochs of group-balanced ERM) and Figure 7 (class-balanced ERM vs DFR: the paper's
     SGD DFR group-balanced by each method, and Kirichenko et al.'s DFR, both after ERM class-balanced by the
-    method of the x-axis)."""
+    method of the x-axis). Kirichenko et al.'s rows also carry the groups missing from a tuning half and the
+    examples per group of the final fit's resamples (repro.dfr_l1); the other rows leave them empty."""
     ermt, heads = _execute(appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples, backbones=backbones),
                            workers, executor, slurm)
     dfr, dfr_l1 = heads[heads["spec.method"] == "dfr"], heads[heads["spec.method"] == "dfr_l1"]
     dyn = ermt[ermt["balance_by"] == "group"]
     curves = pd.DataFrame([{"dataset": r["dataset"], "seed": r["seed"], "balance": r["balance"], "epoch": h["epoch"],
-                            "test_acc_wg": h["test_acc_wg"]} for _, r in dyn.iterrows() for h in r["history"]
-                           if "test_acc_wg" in h])
+                            "test_acc_wg": h["test_acc_wg"], "one_class": h.get("test_pred_classes") == 1}
+                           for _, r in dyn.iterrows() for h in r["history"] if "test_acc_wg" in h])
     cb = ermt[(ermt["balance_by"] == "class") & (ermt["train_set"] == "train+heldout")]
     cols = ["dataset", "seed", "balance", "method", "test_acc_wg"]
+    dfr_cols = [c for c in ("dfr_tuning_groups_missing", "dfr_group_counts") if c in dfr_l1]
     bars = pd.concat([
-        cb.assign(method="class-balanced ERM")[cols],
-        dfr.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "spec.balance": "balance"})
-           .assign(method="group-balanced DFR")[cols],
-        dfr_l1.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "erm_balance": "balance"})
-              .assign(method=DFR_L1)[cols]], ignore_index=True)
+        _tidy(cb.assign(method="class-balanced ERM"), cols),
+        _tidy(dfr.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "spec.balance": "balance"})
+              .assign(method="group-balanced DFR"), cols),
+        _tidy(dfr_l1.rename(columns={"erm_dataset": "dataset", "erm_seed": "seed", "erm_balance": "balance"})
+              .assign(method=DFR_L1), cols + dfr_cols)], ignore_index=True)
     return curves, bars
 
 
