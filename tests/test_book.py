@@ -246,6 +246,20 @@ def test_every_executed_page_opens_with_what_its_data_are(smoke_book):
         assert want and shown and shown[0]["data"]["text/markdown"] == want, f"{name}: {shown[:1]}"
 
 
+def test_console_verdict_line_is_plain_text_and_says_when_it_is_on_twins():
+    from repro import claims, hparams
+
+    verdicts = dict(zip([c.key for c in claims.CLAIMS], ["supported", "supported", "not supported", "inconclusive"]))
+    counts = claims.counts_markdown(verdicts)
+    assert "{bdg-" in counts  # the front page and the scorecard keep their badges
+    plain = (f"{len(claims.CLAIMS)} claims: 2 supported, 1 not supported, 1 inconclusive, "
+             f"{len(claims.CLAIMS) - 4} not evaluated in this build")
+    for profile in hparams.TWIN_PROFILES:
+        line = book.verdict_line(counts, profile)
+        assert line == f"verdicts on synthetic twins ({profile} profile), not the paper's data: {plain}"
+    assert book.verdict_line(counts, "paper") == f"verdicts: {plain}"
+
+
 @pytest.mark.slow
 def test_appendix_b_table2_from_the_vendored_metadata(smoke_book):
     import re
