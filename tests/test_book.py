@@ -209,6 +209,58 @@ def test_plumbing_is_hidden_and_short(name):
     assert max(len("".join(c["source"]).splitlines()) for c in plumbing) <= 16, f"{name}: move repeated code to repro"
 
 
+def _toy(source: str) -> bool:
+    """Whether a page draws the toy problem (it imports repro.toy) rather than the benchmarks' data."""
+    import re
+
+    return bool(re.search(r"from repro import [^\n]*\btoy\b", source))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_page_opens_with_its_title_then_what_its_data_are(name):
+    """The title has a cell of its own; then come the folded parameters and the set-up cell, whose first output
+    is the line saying what the page's data are (repro.page.data_line), so no text comes between the two."""
+    nb = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
+    title, params, setup = nb["cells"][:3]
+    heading = "".join(title["source"]).strip()
+    assert title["cell_type"] == "markdown" and heading.startswith("# ") and "\n" not in heading, \
+        f"{name}: the first cell holds the title only (the introduction follows the set-up cell)"
+    assert "parameters" in params["metadata"]["tags"]
+    source, tags = "".join(setup["source"]), set(setup["metadata"]["tags"])
+    assert "page.begin(profile, params_yaml" in source and "remove-input" in tags
+    assert not tags & {"remove-cell", "remove-output", "hide-output", "hide-cell"}, f"{name}: begin's output is shown"
+    assert ("toy=True" in source) == _toy(source), f"{name}: a page of the toy problem says so (page.begin(toy=True))"
+
+
+@pytest.mark.slow
+def test_every_executed_page_opens_with_what_its_data_are(smoke_book):
+    import nbformat
+
+    from repro import page
+
+    for name in NOTEBOOKS:
+        nb = nbformat.read(str(smoke_book.parent / "src" / "book" / f"{name}.ipynb"), 4)
+        shown = [o for c in nb.cells[:4] if c.cell_type == "code" for o in c.outputs
+                 if "text/markdown" in o.get("data", {})]
+        setup = next(c.source for c in nb.cells if "page.begin(" in c.source)  # after papermill's injected cell
+        want = page.data_line("smoke", toy=_toy(setup))
+        assert want and shown and shown[0]["data"]["text/markdown"] == want, f"{name}: {shown[:1]}"
+
+
+def test_console_verdict_line_is_plain_text_and_says_when_it_is_on_twins():
+    from repro import claims, hparams
+
+    verdicts = dict(zip([c.key for c in claims.CLAIMS], ["supported", "supported", "not supported", "inconclusive"]))
+    counts = claims.counts_markdown(verdicts)
+    assert "{bdg-" in counts  # the front page and the scorecard keep their badges
+    plain = (f"{len(claims.CLAIMS)} claims: 2 supported, 1 not supported, 1 inconclusive, "
+             f"{len(claims.CLAIMS) - 4} not evaluated in this build")
+    for profile in hparams.TWIN_PROFILES:
+        line = book.verdict_line(counts, profile)
+        assert line == f"verdicts on synthetic twins ({profile} profile), not the paper's data: {plain}"
+    assert book.verdict_line(counts, "paper") == f"verdicts: {plain}"
+
+
 @pytest.mark.slow
 def test_appendix_b_table2_from_the_vendored_metadata(smoke_book):
     import re

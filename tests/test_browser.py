@@ -3,7 +3,8 @@
 The book built once per session (conftest.smoke_book) is served from 127.0.0.1; Chromium can resolve no other
 host and every request to one is aborted and recorded. Each page is loaded at a 1400-px window, MathJax is
 awaited, and the tests below check: no request left the book, every formula typeset, every image loaded,
-no console error, every internal link and download resolves, no table wider than the text column.
+no console error, every internal link and download resolves, no table wider than the text column, and every
+section page opens with the line saying that its data are synthetic twins.
 Needs the Debian `chromium` package (skipped, with the install command, where no Chromium exists).
 """
 from __future__ import annotations
@@ -43,6 +44,12 @@ MEASURE = """() => {
     typeset: [...document.querySelectorAll(".math")].filter(m => m.querySelector("mjx-container")).length,
     mathErrors: [...document.querySelectorAll("mjx-merror")].map(e => e.getAttribute("data-mjx-error") || e.textContent),
     text: text.innerText,
+    lead: (() => {  // the first paragraph after the page title, outside folded cells
+      const h1 = column.querySelector("h1");
+      const p = h1 && [...column.querySelectorAll("p")].find(e => !e.closest("details") &&
+        (h1.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING));
+      return p ? {text: p.innerText, links: [...p.querySelectorAll("a[href]")].map(a => a.href)} : {text: "", links: []};
+    })(),
     images: [...document.images].map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
     links: [...document.querySelectorAll("a[href]")].map(a => a.href),
     columnWidth: columnWidth,
@@ -219,3 +226,20 @@ def test_no_table_wider_than_the_text_column(visits):
             problems[page] = wide
     assert not problems, f"tables wider than the text column at a {WIDTH}-px window:\n" + _report(problems)
     assert sum(len(v.measured["tables"]) for v in visits.values()) > 0, "no table in the whole book?"
+
+
+def test_every_section_page_opens_with_what_its_data_are(visits, served):
+    """Right under the title of every section page (a notebook of the TOC): the smoke profile's twin line
+    (repro.page.data_line), linking to the deviations page."""
+    base, _ = served
+    problems = {}
+    for name in book.notebooks(REPO):
+        lead = visits[f"book/{name}.html"].measured["lead"]
+        text = " ".join(lead["text"].split())
+        found = [f"first paragraph: {text[:120]!r}"] if not (
+            text.startswith("What these numbers are:") and "synthetic twins" in text and "smoke" in text) else []
+        if base + "book/deviations.html" not in lead["links"]:
+            found.append(f"no link to the deviations page: {lead['links']}")
+        if found:
+            problems[f"book/{name}.html"] = found
+    assert not problems, "section pages that do not open with what their data are:\n" + _report(problems)

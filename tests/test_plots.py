@@ -59,20 +59,21 @@ def _tables(seeds, trivial=True):
     return t
 
 
-def _draw(name: str, seeds=(1, 2, 3), trivial=True) -> plots.Plot:
+def _draw(name: str, seeds=(1, 2, 3), trivial=True, **kw) -> plots.Plot:
     t = _tables(list(seeds), trivial)
     if name == "figure1":
         train, held = toy.make(200, 0.9, 0), toy.make(100, 0.9, 1)
         collapsed = (toy.collapse(train[0], train[1]), train[1], train[2])
         return plots.figure1(train, collapsed, held, toy.class_mean_classifier(collapsed[0], collapsed[1]),
                              toy.svm(held[0], held[1]))
-    calls = {"figure2": lambda: plots.figure2(t["curve"], t["end"]),
-             "figure3": lambda: plots.figure3(t["paths"]),
-             "figure4": lambda: plots.figure4(t["erm4"], t["llr4"], sections.ratio_correlations(t["erm4"], t["llr4"])),
-             "figure5": lambda: plots.figure5(t["erm5"], t["llr5"]),
-             "figure_afr": lambda: plots.figure_afr(t["afr"], t["mass"], sections.minority(DATASETS)),
-             "figure6": lambda: plots.figure6(t["curves"]),
-             "figure7": lambda: plots.figure7(t["bars"])}
+    calls = {"figure2": lambda: plots.figure2(t["curve"], t["end"], **kw),
+             "figure3": lambda: plots.figure3(t["paths"], **kw),
+             "figure4": lambda: plots.figure4(t["erm4"], t["llr4"], sections.ratio_correlations(t["erm4"], t["llr4"]),
+                                              **kw),
+             "figure5": lambda: plots.figure5(t["erm5"], t["llr5"], **kw),
+             "figure_afr": lambda: plots.figure_afr(t["afr"], t["mass"], sections.minority(DATASETS), **kw),
+             "figure6": lambda: plots.figure6(t["curves"], **kw),
+             "figure7": lambda: plots.figure7(t["bars"], **kw)}
     return calls[name]()
 
 
@@ -108,6 +109,25 @@ def test_figure_fits_the_column(name):
     box = legends[0].get_window_extent(renderer)
     for ax in panels:
         assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: the legend covers a panel"
+
+
+@pytest.mark.parametrize("name", [f for f in FIGURES if f != "figure1"])  # Figure 1: the toy, in every profile
+def test_titles_say_twin_on_the_twins(name):
+    for twin in (True, False):
+        fig = _draw(name, twin=twin).figure
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+        assert titles and all(("twin" in t) == twin for t in titles), (twin, titles)
+    plot = _draw(name, twin=True)
+    for dataset in plot.datasets if name != "figure_afr" else ():  # AFR: one panel for all datasets
+        assert any(t.startswith(f"{dataset} (twin)") for t in (ax.get_title() for ax in plot.figure.axes))
+
+
+def test_twin_figures_fit_the_column():
+    for name in FIGURES[1:]:
+        fig = _draw(name, twin=True).figure
+        fig.canvas.draw()
+        drawn, canvas = fig.get_tightbbox(fig.canvas.get_renderer()), fig.bbox_inches
+        assert drawn.x0 >= -0.01 and drawn.x1 <= canvas.x1 + 0.01, f"{name}: a longer title leaves the canvas"
 
 
 def test_methods_keep_their_colour_across_figures():

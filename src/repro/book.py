@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import yaml
 
 from . import provenance
 from .datasets import REGISTRY as _DATASETS
-from .hparams import PROFILES
+from .hparams import PROFILES, TWIN_PROFILES
 
 # Parameters every template defines and the runner sets itself (a params file may not set them).
 RUNNER_KEYS = ("profile", "params_yaml")
@@ -347,7 +348,7 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
             log(f"[{i}/{len(todo)}] {futures[future]}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
     from repro import claims
 
-    log("verdicts: " + claims.stage_counts(stage))  # counted from the glued verdicts, shown by intro and scorecard
+    log(verdict_line(claims.stage_counts(stage), profile))  # the glued verdicts, as the front page counts them
     log("building HTML with jupyter-book (warnings are errors) ...")
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output", str(root),
            "-W", "-n", "--keep-going"]
@@ -355,5 +356,16 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
     if proc.returncode != 0:
         raise BookError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     index = root / "_build" / "html" / "index.html"
-    log(f"book built in {time.time() - t0:.1f} s: {index}")
+    log(f"book built in {time.time() - t0:.1f} s")  # the caller prints the path of index.html
     return index
+
+
+_ROLE = re.compile(r"\{[\w:-]+\}`([^`]*)`")  # a MyST role: {bdg-success}`3 supported`
+
+
+def verdict_line(counts: str, profile: str) -> str:
+    """The console's line for the verdict counts of `repro.claims.counts_markdown`: plain text (each badge
+    becomes its words, badges separated by commas), saying when the verdicts are on synthetic twins."""
+    text = _ROLE.sub(r"\1", re.sub(r"`\s+(?=\{[\w:-]+\}`)", "`, ", counts))
+    where = f" on synthetic twins ({profile} profile), not the paper's data" if profile in TWIN_PROFILES else ""
+    return f"verdicts{where}: {text}"

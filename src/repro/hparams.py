@@ -67,9 +67,9 @@ ERM = {"paper": _PAPER_ERM, "cpu": _CPU_ERM, "smoke": _SMOKE_ERM}
 BACKBONES = {"cpu": {"pretrained": _PRETRAINED_ERM, "scratch": _SCRATCH_ERM}}
 
 # Appendix B.2: LLR is SGD, lr 1e-2, no weight decay, no schedule, batch 32, as many epochs as ERM.
-# On the twins ERM runs 3-5 epochs, after which a re-initialized head has taken too few SGD steps (DFR by
-# subsetting on the Waterbirds twin keeps ~24 examples: ~1 step per epoch), so the CPU profiles fix LLR's
-# epochs instead (a deviation listed in the book).
+# The CPU profiles' ERM runs 2-5 epochs, after which a re-initialized head has taken too few SGD steps (DFR by
+# subsetting keeps (groups) x (smallest held-out group) examples: a few batches per epoch), so the CPU
+# profiles fix LLR's epochs instead (a deviation listed in the book).
 _LLR = dict(optimizer="sgd", lr=1e-2, momentum=0.0, weight_decay=0.0, schedule="constant", batch_size=32)
 _LLR_EPOCHS = {"cpu": 100, "smoke": 20}
 

@@ -1,5 +1,5 @@
-"""What every section page does around its own figures: `begin` (device, rehearsal banner, synthetic data,
-provenance) after the parameters, `figure` for each figure (the image at column size, then its caption) and
+"""What every section page does around its own figures: `begin` (what the data are, device, rehearsal banner,
+synthetic data, provenance) right after the title and the parameters, `figure` for each figure (the image at column size, then its caption) and
 `finish` (the provenance table) as the last cell. Notebooks hold no functions, so this is where they live.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ import io
 from dataclasses import dataclass, field
 
 from repro import device as devices
-from repro import provenance, rehearse, report
+from repro import hparams, provenance, rehearse, report
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,11 @@ class Setup:
     record: provenance.Record
     model_overrides: dict = field(default_factory=dict)
     backbones: str = ""
+
+    @property
+    def twin(self) -> bool:
+        """Whether the page runs on synthetic twins (a profile of repro.hparams.TWIN_PROFILES)."""
+        return self.profile in hparams.TWIN_PROFILES
 
 
 def _show(*objs) -> None:
@@ -34,10 +39,34 @@ def markdown(text: str) -> None:
     _show(Markdown(text))
 
 
+def data_line(profile: str, toy: bool = False) -> str:
+    """The line that opens every section page on a twin profile (repro.hparams.TWIN_PROFILES): what the page's
+    numbers come from, what they can and cannot show, and a link to the deviations page. `toy`: the page draws
+    a toy problem (the same in every profile) instead. "" on other profiles: the paper profile reads the real
+    data, and a rehearsal of it shows its own banner (repro.rehearse)."""
+    if profile not in hparams.TWIN_PROFILES:
+        return ""
+    limits = ("They can show whether a mechanism the paper describes appears on such stand-ins; they are not the "
+              "paper's data, so no number here reproduces or refutes one of the paper's "
+              "(see [Deviations from the paper](deviations.md)).")
+    if toy:
+        return (f"**What these numbers are:** a two-feature toy problem (`repro.toy`), the same in every profile; "
+                f"the other pages of this `{profile}` build run on synthetic twins of the benchmarks. The toy "
+                "illustrates the hypothesis in two dimensions; it cannot show that the hypothesis holds for the "
+                "paper's networks (see [Deviations from the paper](deviations.md)).")
+    return (f"**What these numbers are:** synthetic twins of the `{profile}` profile, small generated stand-ins "
+            "for the four benchmarks with the paper's group proportions, trained with CPU-sized models. " + limits)
+
+
 def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_root: str = "",
-          synth_profile: str = "", model_overrides: dict | None = None, backbones: str = "") -> Setup:
-    """Set up a page: select the device, show the rehearsal banner if this is one, write the synthetic twins
-    (when `synth_profile` names a scale) and start the provenance record."""
+          synth_profile: str = "", model_overrides: dict | None = None, backbones: str = "",
+          toy: bool = False) -> Setup:
+    """Set up a page: say what its data are (`data_line`; the first output of the page), select the device,
+    show the rehearsal banner if this is one, write the synthetic twins (when `synth_profile` names a scale)
+    and start the provenance record."""
+    line = data_line(profile, toy)
+    if line:
+        markdown(line)
     devices.select(device)
     if rehearse.active():
         markdown(rehearse.banner())

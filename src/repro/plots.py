@@ -1,6 +1,7 @@
 """Figures of the book, drawn at the size the page shows them: the text column is 772 px wide, so every figure
 is COLUMN_INCHES x DPI = 772 px wide, one or two panels per row, text of at least MIN_POINTS, and one legend per
-figure outside the panels. Each function takes tidy tables (one row per run or per seed) and returns a `Plot`:
+figure outside the panels; on the synthetic twins (`twin=True`) every dataset in a title reads "<dataset>
+(twin)". Each function takes tidy tables (one row per run or per seed) and returns a `Plot`:
 the figure and what its caption must say (which datasets are drawn, over which seeds, what the marks mean).
 Means and standard deviations over seeds are computed here (ddof 0, as the paper's code).
 """
@@ -175,6 +176,11 @@ def _datasets(df: pd.DataFrame) -> tuple:
     return tuple(dict.fromkeys(df["dataset"]))
 
 
+def _name(dataset: str, twin: bool) -> str:
+    """A panel's dataset as its title names it: "waterbirds (twin)" when the data are a synthetic twin."""
+    return f"{dataset} (twin)" if twin else dataset
+
+
 # ------------------------------------------------------------------------------------------------ Figure 1
 
 def _boundary(ax, w, b, colour, lim=2.5) -> Line2D:
@@ -221,7 +227,7 @@ def figure1(train, collapsed, heldout, mean_rule, svm_rule) -> Plot:
 
 # ------------------------------------------------------------------------------------------------ Figure 2
 
-def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> Plot:
+def figure2(curve: pd.DataFrame, end: pd.DataFrame, twin: bool = False) -> Plot:
     """NC1 of training features over epochs, the standard number of epochs dashed, and the mean held-out NC1
     at the end of training as a star."""
     datasets = _datasets(curve)
@@ -237,7 +243,7 @@ def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> Plot:
         ax.margins(x=0.06, y=0.12)
         if curve["epoch"].nunique() <= 12:
             ticks_at(ax, curve["epoch"])
-        _label(ax, dataset, "epoch", "NC1")
+        _label(ax, _name(dataset, twin), "epoch", "NC1")
     shared_legend(fig, [h_train, h_std, h_held], ["training NC1", "standard number of epochs",
                                                   "held-out NC1 at the end"])
     return Plot(fig, "NC1 of the training features after every epoch of ERM (log scale); the dashed line marks "
@@ -247,7 +253,7 @@ def figure2(curve: pd.DataFrame, end: pd.DataFrame) -> Plot:
 
 # ------------------------------------------------------------------------------------------------ Figure 3
 
-def figure3(paths: pd.DataFrame) -> Plot:
+def figure3(paths: pd.DataFrame, twin: bool = False) -> Plot:
     """Directional error between the LLR head and the hard-margin SVM over SGD steps (log axis). A dataset
     whose held-out features are not linearly separable (column `separable`) has no SVM: its panel says so."""
     datasets = _datasets(paths)
@@ -258,7 +264,7 @@ def figure3(paths: pd.DataFrame) -> Plot:
         part = paths[(paths["dataset"] == dataset) & separable]
         n_seeds, n_not = paths.loc[paths["dataset"] == dataset, "seed"].nunique(), \
             paths.loc[(paths["dataset"] == dataset) & ~separable, "seed"].nunique()
-        _label(ax, dataset, "SGD steps", "directional error")
+        _label(ax, _name(dataset, twin), "SGD steps", "directional error")
         if not len(part):
             ax.text(0.5, 0.5, "held-out features not\nlinearly separable:\nno hard-margin SVM", ha="center",
                     va="center", transform=ax.transAxes, fontsize=NORMAL)
@@ -268,7 +274,7 @@ def figure3(paths: pd.DataFrame) -> Plot:
         ax.set_xscale("log")
         h_std = ax.axvline(part["standard_steps"].iloc[0], color="grey", ls="--")
         if n_not:
-            ax.set_title(f"{dataset} ({n_not} of {n_seeds} seeds not separable)", fontsize=NORMAL)
+            ax.set_title(f"{_name(dataset, twin)} ({n_not} of {n_seeds} seeds not separable)", fontsize=NORMAL)
     if h is not None:
         extra = one_class_handle(paths)
         shared_legend(fig, [h, h_std, *extra], ["distance of the LLR direction to the SVM direction",
@@ -283,7 +289,7 @@ def figure3(paths: pd.DataFrame) -> Plot:
 
 # ------------------------------------------------------------------------------------------------ Figure 4
 
-def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) -> Plot:
+def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame, twin: bool = False) -> Plot:
     """Test WGA over the group ratio: one LLR line per ERM training ratio, ERM (100% data) as grey triangles."""
     import matplotlib
 
@@ -306,7 +312,8 @@ def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) 
         mark_one_class(ax, erm_rows[erm_rows["dataset"] == dataset], "ratio", "test_acc_wg")
         ticks_at(ax, part["llr_ratio"], log=True)
         rv = r.get(dataset, float("nan"))
-        _label(ax, f"{dataset} (r = {rv:.3f})" if np.isfinite(rv) else f"{dataset} (r = n/a)", "group ratio",
+        _label(ax, f"{_name(dataset, twin)} (r = {rv:.3f})" if np.isfinite(rv) else f"{_name(dataset, twin)} (r = n/a)",
+               "group ratio",
                "test WGA", ylim=WGA_LIM)
     handles = [*handles.values(), *one_class_handle(erm_rows, llr_rows)]
     shared_legend(fig, handles, [h.get_label() for h in handles])
@@ -319,7 +326,7 @@ def figure4(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, corr: pd.DataFrame) 
 
 # ------------------------------------------------------------------------------------------------ Figure 5
 
-def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> Plot:
+def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, twin: bool = False) -> Plot:
     """Per dataset and ERM class-balancing method: ERM on 100% (grey) and LLR under each balancing method."""
     both = pd.concat([llr_rows.assign(kind=llr_rows["llr_balance"]),
                       erm_rows.rename(columns={"balance": "erm_balance"}).assign(kind="ERM")])
@@ -330,7 +337,7 @@ def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> Plot:
         bars(ax, both[both["dataset"] == dataset], "erm_balance", "kind", BALANCES, kinds,
              lambda k, _: ERM_COLOUR if k == "ERM" else BALANCE_COLOURS[k])
         ax.set_xticks(range(len(BALANCES)), ["none", "subset", "upsample", "upweight"])
-        _label(ax, dataset, "class balancing of ERM", "test WGA", ylim=(0, 1))
+        _label(ax, _name(dataset, twin), "class balancing of ERM", "test WGA", ylim=(0, 1))
     handles = [Patch(color=ERM_COLOUR, label="ERM on 100% of the data")]
     handles += [Patch(color=BALANCE_COLOURS[b], label=f"LLR, {b}" if b != "none" else "LLR, no balancing")
                 for b in BALANCES]
@@ -341,7 +348,7 @@ def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> Plot:
                 + one_class_said(both), datasets, _seeds(erm_rows, llr_rows), _spread("error bars", erm_rows, llr_rows))
 
 
-def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> Plot:
+def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict, twin: bool = False) -> Plot:
     """AFR: test WGA over gamma (left); minority groups' share of the held-out weight over gamma (right)."""
     datasets = _datasets(afr_rows)
     fig, (left, right), _ = new_figure(2, panel_height=2.8, legend_rows=1)
@@ -356,8 +363,9 @@ def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> Pl
         right.axhline(base.get(dataset, np.nan), color=c, ls=":", lw=1)
     for ax in (left, right):
         ticks_at(ax, afr_rows["gamma"])
-    _label(left, "AFR: test WGA", "gamma", "test WGA", ylim=WGA_LIM)
-    _label(right, "minority groups' weight share", "gamma", "share of total weight", ylim=(0, 1))
+    on = " (twins)" if twin else ""
+    _label(left, f"AFR: test WGA{on}", "gamma", "test WGA", ylim=WGA_LIM)
+    _label(right, f"minority groups' weight share{on}", "gamma", "share of total weight", ylim=(0, 1))
     shared_legend(fig, handles + one_class_handle(afr_rows), ncols=4)
     return Plot(fig, "AFR over its parameter gamma: test worst-group accuracy (left), and the share of the total "
                 "AFR weight that falls on the minority groups of the held-out set (right; dotted: their share of "
@@ -366,7 +374,7 @@ def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict) -> Pl
 
 # ---------------------------------------------------------------------------------------------- Figures 6-7
 
-def figure6(curves: pd.DataFrame) -> Plot:
+def figure6(curves: pd.DataFrame, twin: bool = False) -> Plot:
     """Test WGA over ERM epochs for group balancing by subsetting, upsampling and upweighting."""
     datasets = _datasets(curves)
     fig, axes, _ = new_figure(len(datasets), legend_rows=1)
@@ -379,13 +387,13 @@ def figure6(curves: pd.DataFrame) -> Plot:
                               b, marker=".")
         if part["epoch"].nunique() <= 12:
             ticks_at(ax, part["epoch"])
-        _label(ax, dataset, "epoch", "test WGA", ylim=WGA_LIM)
+        _label(ax, _name(dataset, twin), "epoch", "test WGA", ylim=WGA_LIM)
     shared_legend(fig, [*handles.values(), *one_class_handle(curves)])
     return Plot(fig, "Test worst-group accuracy after every epoch of ERM trained on all the data, group-balanced "
                 "by the method of each colour." + one_class_said(curves), datasets, _seeds(curves), _spread("bands", curves))
 
 
-def figure7(bars_df: pd.DataFrame) -> Plot:
+def figure7(bars_df: pd.DataFrame, twin: bool = False) -> Plot:
     """Class-balanced ERM (grey) against the paper's group-balanced SGD DFR (coloured by balancing method) and,
     where the table has it, Kirichenko et al.'s DFR (one colour) after the same ERM."""
     from repro.sections import DFR_L1
@@ -399,7 +407,7 @@ def figure7(bars_df: pd.DataFrame) -> Plot:
     for dataset, ax in zip(datasets, axes):
         bars(ax, bars_df[bars_df["dataset"] == dataset], "balance", "method", order, methods,
              lambda m, b: colour[m](b))
-        _label(ax, dataset, None, "test WGA", ylim=(0, 1))
+        _label(ax, _name(dataset, twin), None, "test WGA", ylim=(0, 1))
     handles = [Patch(color=ERM_COLOUR, label="class-balanced ERM (left bar)")]
     handles += [Patch(color=BALANCE_COLOURS[b], label=f"group-balanced DFR, {b}") for b in order]
     if DFR_L1 in methods:
