@@ -10,6 +10,7 @@ import ast
 import concurrent.futures
 import contextlib
 import io
+import math
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from . import provenance
+from . import files, provenance
 from .datasets import REGISTRY as _DATASETS
 from .hparams import PROFILES
 
@@ -43,13 +44,13 @@ def repo_root(start: Path | None = None) -> Path:
 
 def toc_entries(root: Path) -> list[str]:
     """Every `file:` of `_toc.yml` in order, as paths relative to the root without suffix."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files = [toc["root"]]
+    toc = files.read_yaml(root / "_toc.yml")
+    entries = [toc["root"]]
 
     def walk(items):
         for item in items or []:
             if "file" in item:
-                files.append(item["file"])
+                entries.append(item["file"])
             walk(item.get("sections"))
             for part in item.get("parts", []) if isinstance(item, dict) else []:
                 walk(part.get("chapters"))
@@ -57,7 +58,7 @@ def toc_entries(root: Path) -> list[str]:
     walk(toc.get("chapters"))
     for part in toc.get("parts", []):
         walk(part.get("chapters"))
-    return files
+    return entries
 
 
 def notebooks(root: Path) -> list[str]:
@@ -104,28 +105,79 @@ PARAM_RULES = {
 }
 
 
+def _device_ok(name: str) -> bool:
+    from . import device
+    try:
+        return name == "" or bool(device.check(name))
+    except ValueError:
+        return False
+
+
+PARAM_RULES["device"] = (_device_ok, "'' (REPRO_DEVICE or auto), cpu, cuda, cuda:N or mps")
+PARAM_RULES["dfr_resamples"] = (lambda v: v >= 1, "an integer >= 1")
+
+
+def _number_problem(value) -> str | None:
+    """What a number (or each element of a list of numbers) must be, if it is not finite or is an integer beyond
+    files.MAX_INT; else None."""
+    many = isinstance(value, list)
+    for v in value if many else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            return "a list of finite numbers" if many else "a finite number"
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > files.MAX_INT:
+            return f"{'a list of integers' if many else 'an integer'} of at most {files.MAX_INT}"
+    return None
+
+
 def _check_param(where: str, key: str, default, value) -> None:
-    """Type (and element type, for lists) against the template default, then PARAM_RULES; BookError if bad."""
+    """Type (and element type, for lists) against the template default, finite numbers and bounded integers,
+    then PARAM_RULES and the slurm options (repro.sweep.SLURM_OPTIONS); BookError if bad."""
     def fail(want):
-        raise BookError(f"{where}: key {key!r} must be {want}, got {value!r}")
+        raise BookError(f"{where}: key {key!r} must be {want}, got {files.quote(value)}")
 
     if not _type_ok(default, value):
-        fail(f"{type(default).__name__} (template default {default!r})")
+        fail(f"{type(default).__name__} (template default {files.quote(default)})")
     if isinstance(default, list) and default:
         if not value:
-            fail(f"a non-empty list (template default {default!r})")
+            fail(f"a non-empty list (template default {files.quote(default)})")
         bad = [v for v in value if not _type_ok(default[0], v)]
         if bad:
-            fail(f"a list of {type(default[0]).__name__} (template default {default!r}); {bad[0]!r} is not")
+            fail(f"a list of {type(default[0]).__name__} (template default {files.quote(default)}); "
+                 f"{files.quote(bad[0], 60)} is not")
+    problem = _number_problem(value)
+    if problem:
+        fail(problem)
     test, words = PARAM_RULES.get(key, (None, ""))
     if test is not None and value is not None:
         if not all(test(v) for v in (value if isinstance(value, list) else [value])):
             fail(words)
+    if key == "slurm":
+        from . import sweep
+
+        problem = sweep.slurm_problem(value)
+        if problem:
+            fail(problem)
 
 
-def load_params(root: Path, name: str, profile: str) -> dict:
+# A section's grid is the product of the lengths of its list parameters (datasets x seeds x ratios ...); each
+# combination is a few runs. The paper profile's largest grid is 60 (4 datasets x 3 seeds x 5 ratios or gammas).
+GRID_MAX = 10_000
+
+
+def _check_grid(where, values: dict, defaults: dict) -> None:
+    """Stop before a grid larger than GRID_MAX is expanded into run configs (BookError saying how to proceed)."""
+    sizes = {k: len(v) for k, v in {**defaults, **values}.items() if isinstance(v, list) and k not in RUNNER_KEYS}
+    grid = math.prod(sizes.values())
+    if grid > GRID_MAX:
+        factors = " x ".join(f"{n:,} {k}" for k, n in sizes.items())
+        raise BookError(f"{where}: a grid of {grid:,} combinations ({files.quote(factors, 100)}), each a few runs, "
+                        f"is more than {GRID_MAX:,}; shorten the lists, or pass --yes to plan and run it anyway")
+
+
+def load_params(root: Path, name: str, profile: str, yes: bool = False) -> dict:
     """Read and validate params/<profile>/<name>.yml against the template's parameters cell: keys, types,
-    element types of lists, non-empty grids and value ranges (PARAM_RULES). Every error names file and key."""
+    element types of lists, non-empty grids, value ranges (PARAM_RULES) and, unless `yes`, the grid's size
+    (GRID_MAX). Every error names file and key."""
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     path = root / "params" / profile / f"{name}.yml"
@@ -134,13 +186,9 @@ def load_params(root: Path, name: str, profile: str) -> dict:
         raise BookError(f"missing params file {where} for notebook {name!r} "
                         f"(every notebook in _toc.yml needs one per profile); create it with the {profile} values")
     try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise BookError(f"{where}: not valid YAML{at} ({getattr(err, 'problem', None) or type(err).__name__})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise BookError(f"{where}: cannot read it ({err})") from None
+        values = files.read_yaml(path, where)  # data only: no aliases, no repeated keys, bounded size
+    except ValueError as err:
+        raise BookError(str(err)) from None
     if not values:
         raise BookError(f"{where} is empty: the notebook would run the template's cpu defaults under the {profile} "
                         f"profile; set at least the keys that differ (e.g. data_root)")
@@ -152,13 +200,15 @@ def load_params(root: Path, name: str, profile: str) -> dict:
         if key not in allowed:
             raise BookError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
         _check_param(str(where), key, defaults[key], value)
+    if not yes:
+        _check_grid(where, values, defaults)
     return values
 
 
 def _stage(root: Path, stage: Path, profile: str) -> None:
     """Copy config, TOC and Markdown pages into the staging folder; the profile becomes a substitution."""
     stage.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((root / "_config.yml").read_text())
+    config = files.read_yaml(root / "_config.yml")
     parse = config.setdefault("parse", {})
     parse.setdefault("myst_substitutions", {})["profile"] = profile
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -237,24 +287,25 @@ def _relative_paths(path: Path, root: Path) -> None:
 
 
 def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None = None, log=print,
-          rehearse: bool = False) -> Path:
+          rehearse: bool = False, yes: bool = False) -> Path:
     """Execute the notebooks (all, or `only`) and build the HTML book; return the path of index.html.
 
-    rehearse: run the paper profile end to end on a CPU with shrunk sizes (repro.rehearse)."""
+    rehearse: run the paper profile end to end on a CPU with shrunk sizes (repro.rehearse).
+    yes: run grids larger than GRID_MAX."""
     root = root or repo_root()
     if rehearse:
         if profile != "paper":
             raise BookError(f"--rehearse rehearses the paper profile; use --profile paper (got {profile!r})")
         saved = {k: os.environ.get(k) for k in ("REPRO_REHEARSE", "REPRO_RUNS")}
         try:
-            return _build(profile, only, root, log, rehearse)
+            return _build(profile, only, root, log, rehearse, yes)
         finally:  # leave the environment of the calling process as it was
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-    return _build(profile, only, root, log, rehearse)
+    return _build(profile, only, root, log, rehearse, yes)
 
 
 def precompute(root: Path, names: list[str], profile: str, params: dict, log=print) -> dict[str, int]:
@@ -312,12 +363,12 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
         os.chdir(here)
 
 
-def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool) -> Path:
+def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool, yes: bool = False) -> Path:
     names = notebooks(root)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise BookError(f"unknown notebook(s) {', '.join(unknown)}; the TOC lists: {', '.join(names)}")
-    params = {name: load_params(root, name, profile) for name in names}  # validate everything first
+    params = {name: load_params(root, name, profile, yes) for name in names}  # validate everything first
     if rehearse:
         from repro import rehearse as rehearsal
 
