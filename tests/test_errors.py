@@ -49,6 +49,19 @@ def params(section: str, text: str | None, *extra):
     return build
 
 
+def only_section(section: str, text: str):
+    """params(), then `--only section`, the other notebooks already built (so only its runs are planned)."""
+    def build(tmp, mp):
+        args = params(section, text, "--only", section)(tmp, mp)
+        (tmp / "repo" / "_build" / "src" / "book").mkdir(parents=True)
+        for name in book.notebooks(tmp / "repo"):
+            if name != section:
+                (tmp / "repo" / "_build" / "src" / "book" / f"{name}.ipynb").write_text("{}")
+        (tmp / "repo" / "_build" / "src" / ".profile").write_text("smoke")
+        return args
+    return build
+
+
 def sets(*pairs, dataset="waterbirds"):
     def build(tmp, mp):
         mp.setenv("REPRO_RUNS", str(tmp / "runs"))
@@ -332,6 +345,9 @@ BOUNDED = {
     "set: an alias": (sets("model_kw={a: &x [1], b: *x}"), ["--set", "model_kw", "alias"]),
     "set: a repeated key": (sets("model_kw={a: 1, a: 2}"), ["--set", "model_kw", "'a' appears twice on line 1"]),
     "set: a long value is quoted briefly": (sets(f"optimizer={'y' * 100_000}"), ["'optimizer'", "yyy..."]),
+    "set: a run of 86,257 hours": (sets(f"epochs={2**31 - 1}"), ["this run is estimated at", "hours", "--yes"]),
+    "params: runs of 416,000 hours": (only_section("neural_collapse", "datasets: [multinli]\nepoch_factor: 1.0e+9\n"),
+                                     ["missing runs of neural_collapse are estimated at", "hours", "--yes"]),
     "option: long device name": (argv("run", "erm", "--dataset", "waterbirds", "--device", "z" * 100_000),
                                  ["unknown device", "zzz..."]),
     "env: exotic digit": (environ("REPRO_THREADS", "\u00b2"), ["REPRO_THREADS='\u00b2'", "digits 0-9"]),

@@ -308,7 +308,7 @@ def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None
     return _build(profile, only, root, log, rehearse, yes)
 
 
-def precompute(root: Path, names: list[str], profile: str, params: dict, log=print) -> dict[str, int]:
+def precompute(root: Path, names: list[str], profile: str, params: dict, log=print, yes: bool = False) -> dict[str, int]:
     """Compute every run that the sections among `names` need before their notebooks execute, so that the
     notebooks find them in the run store: the ERM runs of all sections in one sweep, longest first, then their
     heads and SVM runs, in one process pool (repro.sweep.pool) of the largest `workers` of those sections.
@@ -316,8 +316,9 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
     The configs are the sections' own (repro.sections, from the template defaults and `params`, listed with
     the repository as working directory, as the notebooks do), so the runs, their ids and their bytes are
     those a notebook computes alone. A section on Slurm or on its own `device`, or whose data are missing,
-    is left to its notebook. Returns {kind: runs computed}; shows repro.sweep.Progress on stderr."""
-    from repro import metadata, runs, sections, sweep, synth
+    is left to its notebook. Missing runs estimated above repro.cost.HOURS_MAX start only with `yes`.
+    Returns {kind: runs computed}; shows repro.sweep.Progress on stderr."""
+    from repro import cost, metadata, runs, sections, sweep, synth
 
     wanted: dict[str, list[dict]] = {}
     workers = 1
@@ -347,6 +348,9 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
                           if not runs.is_done(runs.run_dir(kind, rid))} for kind, configs in wanted.items()}
         if not any(missing.values()):
             return {kind: 0 for kind in wanted}
+        if not yes:
+            cost.check_hours(sum(cost.cost(k, c) for k, todo in missing.items() for c in todo.values()),
+                             f"the missing runs of {', '.join(local)}")
         log(f"computing the runs of {len(names)} notebook(s) first: "
             + ", ".join(f"{len(v)} {k}" for k, v in missing.items() if v) + f", {workers} worker(s)")
         for kind, todo in missing.items():
@@ -387,7 +391,7 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
     (stage / "book").mkdir(parents=True, exist_ok=True)
     todo = [n for n in names if not only or n in only or not (stage / "book" / f"{n}.ipynb").is_file()]
     t0 = time.time()
-    precompute(root, todo, profile, params, log)
+    precompute(root, todo, profile, params, log, yes)
     workers = max([int(params[n].get("workers", 1)) for n in todo] or [1])
     log(f"executing {len(todo)} notebook(s), {min(workers, len(todo))} at a time ...")
     with concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(todo)))) as notebooks_:

@@ -4,7 +4,7 @@
     repro data table [--root DIR] [--format csv|markdown]
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
     repro data download NAME --root DIR
-    repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...]
+    repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
 
 A bad input (params file, option, REPRO_* variable, data file, run store) stops with one line `error: ...` and exit
@@ -109,12 +109,14 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 
 def _run_erm(args) -> int:
-    from . import erm
+    from . import cost, erm
 
     devices.select(args.device)
     overrides = _parse_sets(args.set)
     if "data_root" not in overrides:
         overrides["data_root"] = default_data_root(args.profile, args.dataset)
+    if not args.yes:
+        cost.check_hours(cost.cost("erm", erm.default_config(args.dataset, args.profile, **overrides)), "this run")
     path = erm.run(args.dataset, args.profile, **overrides)
     print(path)
     return 0
@@ -165,8 +167,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (others reuse their last run)")
     b.add_argument("--dry-run", action="store_true", help="print the runs the profile needs and exit")
     b.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
-    b.add_argument("--yes", action="store_true", help="plan and run a grid larger than repro.book.GRID_MAX "
-                   "combinations (without it, such a params file stops before any run config is built)")
+    b.add_argument("--yes", action="store_true", help="plan and run a section's grid larger than "
+                   "repro.book.GRID_MAX combinations, and missing runs estimated above repro.cost.HOURS_MAX hours "
+                   "(without it, either stops before any run starts)")
     b.add_argument("--rehearse", action="store_true", help="with --profile paper: run every notebook end to end on "
                    "this machine with shrunk sizes and random weights (repro.rehearse), to catch bugs before a "
                    "GPU run; the book says so on every page")
@@ -210,6 +213,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default="smoke", choices=PROFILES)
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")
     e.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
+    e.add_argument("--yes", action="store_true", help="start a run estimated above repro.cost.HOURS_MAX hours")
     e.set_defaults(func=_run_erm)
 
     rs = sub.add_parser("runs", help="inspect the run store", description="Check the run store.")
