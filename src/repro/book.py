@@ -86,25 +86,6 @@ def _type_ok(default, value) -> bool:
     return isinstance(value, type(default))
 
 
-# Allowed values of the section parameters (each element, for a list): key -> (test, words for the error).
-PARAM_RULES = {
-    "datasets": (lambda v: v in _DATASETS, f"dataset names ({', '.join(_DATASETS)})"),
-    "seeds": (lambda v: v >= 0, "integers >= 0"), "llr_seeds": (lambda v: v >= 0, "integers >= 0"),
-    "seed": (lambda v: v >= 0, "an integer >= 0"), "synth_seed": (lambda v: v >= 0, "an integer >= 0"),
-    "gammas": (lambda v: v >= 0, "numbers >= 0"), "ratios": (lambda v: 0 < v <= 1, "numbers in (0, 1]"),
-    "workers": (lambda v: v >= 1, "an integer >= 1"), "executor": (lambda v: v in ("local", "slurm"), "local or slurm"),
-    "synth_profile": (lambda v: v in ("", "smoke", "cpu"), "'smoke', 'cpu' or '' (real data)"),
-    "epoch_factor": (lambda v: v > 0, "a number > 0"), "svm_factor": (lambda v: v > 0, "a number > 0"),
-    "svm_points": (lambda v: v >= 2, "an integer >= 2"), "n_train": (lambda v: v >= 1, "an integer >= 1"),
-    "n_heldout": (lambda v: v >= 1, "an integer >= 1"), "p_major": (lambda v: 0 < v < 1, "a number in (0, 1)"),
-    "noise": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "backbones": (lambda v: v in ("", "pretrained", "scratch"),
-                  "'pretrained' or 'scratch' (cpu profile; repro.hparams.BACKBONES) or '' (the profile's models)"),
-    "model_overrides": (lambda v: set(v) <= set(_DATASETS) and all(isinstance(m, str) for m in v.values()),
-                        f"a mapping of dataset names ({', '.join(_DATASETS)}) to model names"),
-}
-
-
 def _device_ok(name: str) -> bool:
     from . import device
     try:
@@ -113,8 +94,40 @@ def _device_ok(name: str) -> bool:
         return False
 
 
-PARAM_RULES["device"] = (_device_ok, "'' (REPRO_DEVICE or auto), cpu, cuda, cuda:N or mps")
-PARAM_RULES["dfr_resamples"] = (lambda v: v >= 1, "an integer >= 1")
+def _models_ok(overrides: dict) -> bool:
+    if not overrides:
+        return True
+    from . import models  # (lazy: imports torch)
+    return set(overrides) <= set(_DATASETS) and all(m in models.REGISTRY for m in overrides.values())
+
+
+def _folder_ok(name: str) -> bool:
+    return name != "" and "\0" not in name
+
+
+# Allowed values of the section parameters (each element, for a list): key -> (test, words for the error). Upper
+# bounds only keep a value from exhausting the machine (far above any profile's value).
+PARAM_RULES = {
+    "datasets": (lambda v: v in _DATASETS, f"dataset names ({', '.join(_DATASETS)})"),
+    "seeds": (lambda v: v >= 0, "integers >= 0"), "llr_seeds": (lambda v: v >= 0, "integers >= 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"), "synth_seed": (lambda v: v >= 0, "an integer >= 0"),
+    "gammas": (lambda v: v >= 0, "numbers >= 0"), "ratios": (lambda v: 0 < v <= 1, "numbers in (0, 1]"),
+    "workers": (lambda v: 1 <= v <= 1024, "an integer >= 1 and <= 1024"),
+    "executor": (lambda v: v in ("local", "slurm"), "local or slurm"),
+    "synth_profile": (lambda v: v in ("", "smoke", "cpu"), "'smoke', 'cpu' or '' (real data)"),
+    "epoch_factor": (lambda v: v > 0, "a number > 0"), "svm_factor": (lambda v: v > 0, "a number > 0"),
+    "svm_points": (lambda v: 2 <= v <= 10_000, "an integer >= 2 and <= 10000"),
+    "n_train": (lambda v: 1 <= v <= 10**6, "an integer >= 1 and <= 1000000"),
+    "n_heldout": (lambda v: 1 <= v <= 10**6, "an integer >= 1 and <= 1000000"),
+    "p_major": (lambda v: 0 < v < 1, "a number in (0, 1)"), "noise": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "dfr_resamples": (lambda v: 1 <= v <= 10_000, "an integer >= 1 and <= 10000"),
+    "backbones": (lambda v: v in ("", "pretrained", "scratch"),
+                  "'pretrained' or 'scratch' (cpu profile; repro.hparams.BACKBONES) or '' (the profile's models)"),
+    "model_overrides": (_models_ok, f"a mapping of dataset names ({', '.join(_DATASETS)}) to model names "
+                                    "(repro.models.REGISTRY)"),
+    "device": (_device_ok, "'' (REPRO_DEVICE or auto), cpu, cuda, cuda:N or mps"),
+    "data_root": (_folder_ok, "a folder name"), "real_metadata_root": (_folder_ok, "a folder name"),
+}
 
 
 def _number_problem(value) -> str | None:
@@ -170,7 +183,7 @@ def _check_grid(where, values: dict, defaults: dict) -> None:
     grid = math.prod(sizes.values())
     if grid > GRID_MAX:
         factors = " x ".join(f"{n:,} {k}" for k, n in sizes.items())
-        raise BookError(f"{where}: a grid of {grid:,} combinations ({files.quote(factors, 100)}), each a few runs, "
+        raise BookError(f"{where}: a grid of {grid:,} combinations ({factors}), each a few runs, "
                         f"is more than {GRID_MAX:,}; shorten the lists, or pass --yes to plan and run it anyway")
 
 
