@@ -304,7 +304,7 @@ def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None
     """Execute the notebooks (all, or `only`) and build the HTML book; return the path of index.html.
 
     rehearse: run the paper profile end to end on a CPU with shrunk sizes (repro.rehearse).
-    yes: run grids larger than GRID_MAX."""
+    yes: plan grids larger than GRID_MAX and start runs estimated above repro.cost.HOURS_MAX hours."""
     root = root or repo_root()
     if rehearse:
         if profile != "paper":

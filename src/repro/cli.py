@@ -91,7 +91,7 @@ def _parse_sets(pairs: list[str]) -> dict:
     """{key: value} of --set KEY=VALUE pairs; VALUE is a YAML literal (1e-3 counts as a number)."""
     import re
 
-    from .files import YAMLDataError, load_yaml, quote
+    from .files import YAMLDataError, load_yaml
 
     out = {}
     for pair in pairs:
