@@ -2,10 +2,12 @@
 culprit (file, key or value), never a traceback. Each case builds its bad input in a temporary folder, then runs
 `repro ...` in-process; none of them trains or downloads anything."""
 import dataclasses
+import math
 import gzip
 import io
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +17,9 @@ import pytest
 from repro import book, cli, datasets, erm, runs
 
 REPO = Path(__file__).resolve().parents[1]
+LINE_MAX = 600  # characters of an error line, temporary paths included
+BOUNDED_LINE_MAX = 300  # ... of the BOUNDED cases (a value is quoted in at most repro.files.QUOTE_CHARS)
+SECONDS_MAX = 30  # per case, on a loaded machine: every case stops before any heavy work
 FIXTURES = REPO / "tests" / "fixtures" / "root"
 
 
@@ -41,6 +46,19 @@ def params(section: str, text: str | None, *extra):
         else:
             path.write_text(text)
         return ["book", "--profile", "smoke", *extra]
+    return build
+
+
+def only_section(section: str, text: str):
+    """params(), then `--only section`, the other notebooks already built (so only its runs are planned)."""
+    def build(tmp, mp):
+        args = params(section, text, "--only", section)(tmp, mp)
+        (tmp / "repo" / "_build" / "src" / "book").mkdir(parents=True)
+        for name in book.notebooks(tmp / "repo"):
+            if name != section:
+                (tmp / "repo" / "_build" / "src" / "book" / f"{name}.ipynb").write_text("{}")
+        (tmp / "repo" / "_build" / "src" / ".profile").write_text("smoke")
+        return args
     return build
 
 
@@ -148,6 +166,28 @@ def fetching(name: str, served: dict | None, sources: list | None = None):
         if sources is not None:
             mp.setitem(datasets.REGISTRY, name, dataclasses.replace(datasets.get(name), sources=tuple(sources)))
         return ["data", "download", name, "--root", str(tmp / "real")]
+    return build
+
+
+def environ(name: str, value: str | None = None):
+    """`repro runs verify` (which reads no REPRO_* variable but the store's) with one variable set (a file if None)."""
+    def build(tmp, mp):
+        (tmp / "afile").write_text("")
+        mp.setenv(name, str(tmp / "afile") if value is None else value)
+        return ["runs", "verify", "--store", str(tmp / "nothing")]
+    return build
+
+
+def _bomb() -> str:
+    """A YAML flow list holding an alias bomb: nine levels of nine aliases each, 9^9 leaves once expanded."""
+    levels = [f"&a0 [{', '.join(['1'] * 9)}]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return f"[{', '.join(levels)}, *a8]"
+
+
+def big_params(section: str, text):
+    """params(), the text made when the case runs (a large file)."""
+    def build(tmp, mp):
+        return params(section, text())(tmp, mp)
     return build
 
 
@@ -274,20 +314,77 @@ CASES = {
 }
 
 
+# Values that were unbounded (alias bombs, huge grids, inf, huge integers, long values) and REPRO_* variables (all
+# checked at start-up, whatever the command): each line is also at most BOUNDED_LINE_MAX characters.
+BOUNDED = {
+    "params: YAML alias bomb": (params("margins", f"seeds: {_bomb()}\n"), ["margins.yml", "line 1", "alias"]),
+    "params: alias bomb under slurm": (params("margins", f"executor: slurm\nslurm: {{partition: {_bomb()}}}\n"),
+                                       ["margins.yml", "line 2", "alias"]),
+    "params: repeated key": (params("margins", "seeds: [1]\ndata_root: d\nseeds: [2]\n"),
+                             ["margins.yml", "'seeds'", "twice at lines 1 and 3"]),
+    "params: a million seeds": (big_params("margins", lambda: f"seeds: {list(range(10**6))}\n"),
+                                ["margins.yml", "MiB", "shorten"]),
+    "params: grid above the bound": (params("margins", f"seeds: {list(range(1000))}\n"),
+                                     ["margins.yml", "12,000 combinations", "1,000 seeds", "--yes"]),
+    "params: unknown slurm option": (params("margins", "slurm: {gpu: 1}\n"), ["'slurm'", "unknown slurm option 'gpu'"]),
+    "params: negative slurm GPUs": (params("margins", "slurm: {gpus_per_node: -1}\n"),
+                                    ["'slurm'", "'gpus_per_node'", ">= 0", "-1"]),
+    "params: slurm time as text": (params("margins", "slurm: {timeout_min: soon}\n"), ["'timeout_min'", "'soon'"]),
+    "params: slurm not a mapping": (params("margins", "slurm: [1]\n"), ["'slurm'", "dict"]),
+    "params: infinite epoch factor": (params("neural_collapse", "epoch_factor: .inf\n"),
+                                      ["neural_collapse.yml", "'epoch_factor'", "a finite number", "inf"]),
+    "params: infinite gamma": (params("class_balance", "gammas: [0.0, .inf]\n"), ["class_balance.yml", "'gammas'", "finite"]),
+    "params: infinite SVM factor": (params("margins", "svm_factor: .inf\n"), ["margins.yml", "'svm_factor'", "finite"]),
+    "params: huge seed": (params("margins", f"seeds: [{10**30}]\n"), ["margins.yml", "'seeds'", "2147483647"]),
+    "params: unknown device": (params("margins", "device: gpu\n"), ["margins.yml", "'device'", "'gpu'"]),
+    "params: zero DFR resamples": (params("appendix_a", "dfr_resamples: 0\n"), ["appendix_a.yml", "'dfr_resamples'"]),
+    "params: unknown model in an override": (params("margins", "model_overrides: {waterbirds: resnet9000}\n"),
+                                             ["'model_overrides'", "resnet9000"]),
+    "params: empty data folder": (params("margins", "data_root: ''\n"), ["margins.yml", "'data_root'", "folder"]),
+    "params: a billion toy examples": (params("hypothesis", "n_train: 1000000000\n"), ["hypothesis.yml", "'n_train'"]),
+    "params: a long value is quoted briefly": (params("margins", f"datasets: [{'x' * 100_000}]\n"),
+                                               ["margins.yml", "'datasets'", "xxx..."]),
+    "set: huge seed": (sets(f"seed={10**30}"), ["'seed'", "2147483647"]),
+    "set: huge image size": (sets(f"image_size={2**40}"), ["'image_size'", "2147483647"]),
+    "set: an alias": (sets("model_kw={a: &x [1], b: *x}"), ["--set", "model_kw", "alias"]),
+    "set: a repeated key": (sets("model_kw={a: 1, a: 2}"), ["--set", "model_kw", "'a' appears twice on line 1"]),
+    "set: a long value is quoted briefly": (sets(f"optimizer={'y' * 100_000}"), ["'optimizer'", "yyy..."]),
+    "set: a run of 86,257 hours": (sets(f"epochs={2**31 - 1}"), ["this run is estimated at", "hours", "--yes"]),
+    "params: runs of 416,000 hours": (only_section("neural_collapse", "datasets: [multinli]\nepoch_factor: 1.0e+9\n"),
+                                     ["missing runs of neural_collapse are estimated at", "hours", "--yes"]),
+    "option: long device name": (argv("run", "erm", "--dataset", "waterbirds", "--device", "z" * 100_000),
+                                 ["unknown device", "zzz..."]),
+    "env: exotic digit": (environ("REPRO_THREADS", "\u00b2"), ["REPRO_THREADS='\u00b2'", "digits 0-9"]),
+    "env: huge thread count": (environ("REPRO_THREADS", "1" * 40), ["REPRO_THREADS", "1..1024"]),
+    "env: loader workers not a number": (environ("REPRO_LOADER_WORKERS", "abc"), ["REPRO_LOADER_WORKERS='abc'"]),
+    "env: deterministic neither 0 nor 1": (environ("REPRO_DETERMINISTIC", "yes"), ["REPRO_DETERMINISTIC", "0 or 1"]),
+    "env: progress neither 0 nor 1": (environ("REPRO_PROGRESS", "off"), ["REPRO_PROGRESS", "0 or 1"]),
+    "env: unknown device": (environ("REPRO_DEVICE", "tpu"), ["REPRO_DEVICE", "'tpu'"]),
+    "env: data folder is a file": (environ("REPRO_DATA"), ["REPRO_DATA", "afile", "is a file"]),
+    "env: no such browser": (environ("REPRO_CHROMIUM", "/nonexistent/chromium"), ["REPRO_CHROMIUM", "not an executable"]),
+    "env: unknown variable": (environ("REPRO_TREADS", "4"), ["REPRO_TREADS", "did you mean REPRO_THREADS"]),
+}
+CASES.update(BOUNDED)
+
+
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
     build, words = CASES[case]
     args = build(tmp_path, monkeypatch)
     capsys.readouterr()
+    start = time.monotonic()
     try:
         code = cli.main(args)
     except SystemExit as exit_:  # argparse
         code = exit_.code
+    seconds = time.monotonic() - start
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
+    assert code == 2, err[:2000]
+    assert len(lines) == 1 and "Traceback" not in err, err[:2000]
     assert "error:" in lines[0]
+    assert len(lines[0]) <= (BOUNDED_LINE_MAX if case in BOUNDED else LINE_MAX), f"{len(lines[0])}: {lines[0][:2000]}"
+    assert seconds < SECONDS_MAX, f"{seconds:.0f} s"  # loose: bounded work; an alias bomb took 80 s
     missing = [w for w in words if w not in lines[0]]
     assert not missing, f"{missing} not in: {lines[0]}"
 
@@ -308,3 +405,39 @@ def test_dry_run_on_a_fresh_clone_lists_missing_twins_and_estimates_from_twin_si
     hours = float(out.split("estimated compute for the missing runs: ")[1].split()[0])
     assert hours <= 0.2  # the smoke book trains in about a minute; real dataset sizes gave hours
     assert plan.train_size("waterbirds", "smoke") < datasets.get("waterbirds").n_train / 10
+
+
+def test_every_repro_variable_the_package_reads_is_checked_at_start_up():
+    import re
+
+    read = set()
+    for path in (REPO / "src" / "repro").rglob("*.py"):
+        read |= set(re.findall(r"\bREPRO_[A-Z_]*[A-Z]\b", path.read_text()))
+    assert read == set(cli.ENVIRONMENT), "add a variable the package reads to repro.cli.ENVIRONMENT, with its check"
+
+
+def test_a_grid_above_the_bound_runs_with_yes_and_the_paper_grids_are_far_below_it(tmp_path, monkeypatch):
+    params("margins", f"seeds: {list(range(1000))}\n")(tmp_path, monkeypatch)
+    root = tmp_path / "repo"
+    with pytest.raises(book.BookError, match="--yes"):
+        book.load_params(root, "margins", "smoke")
+    assert len(book.load_params(root, "margins", "smoke", yes=True)["seeds"]) == 1000
+    for name in book.notebooks(REPO):
+        values = {**book.template_parameters(REPO / "book" / f"{name}.ipynb"), **book.load_params(REPO, name, "paper")}
+        grid = math.prod(len(v) for k, v in values.items() if isinstance(v, list))
+        assert grid * 100 <= book.GRID_MAX, name
+
+
+def test_every_yaml_the_book_reads_refuses_repeated_keys(tmp_path):
+    (tmp_path / "_toc.yml").write_text("root: intro\nchapters: []\nroot: other\n")
+    with pytest.raises(ValueError, match=r"_toc.yml: line 3: key 'root' appears twice at lines 1 and 3"):
+        book.toc_entries(tmp_path)
+
+
+def test_a_quoted_value_is_short_however_large_the_value():
+    from repro import files
+
+    start = time.monotonic()
+    for value in (list(range(10**6)), "x" * 10**6, 10**300, {str(k): [k] * 10 for k in range(10**5)}, [[[[[1]]]]] * 10**5):
+        assert len(files.quote(value)) <= files.QUOTE_CHARS
+    assert time.monotonic() - start < 10

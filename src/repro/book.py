@@ -10,6 +10,7 @@ import ast
 import concurrent.futures
 import contextlib
 import io
+import math
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from . import provenance
+from . import files, provenance
 from .datasets import REGISTRY as _DATASETS
 from .hparams import PROFILES, TWIN_PROFILES
 
@@ -44,13 +45,13 @@ def repo_root(start: Path | None = None) -> Path:
 
 def toc_entries(root: Path) -> list[str]:
     """Every `file:` of `_toc.yml` in order, as paths relative to the root without suffix."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files = [toc["root"]]
+    toc = files.read_yaml(root / "_toc.yml")
+    entries = [toc["root"]]
 
     def walk(items):
         for item in items or []:
             if "file" in item:
-                files.append(item["file"])
+                entries.append(item["file"])
             walk(item.get("sections"))
             for part in item.get("parts", []) if isinstance(item, dict) else []:
                 walk(part.get("chapters"))
@@ -58,7 +59,7 @@ def toc_entries(root: Path) -> list[str]:
     walk(toc.get("chapters"))
     for part in toc.get("parts", []):
         walk(part.get("chapters"))
-    return files
+    return entries
 
 
 def notebooks(root: Path) -> list[str]:
@@ -86,47 +87,111 @@ def _type_ok(default, value) -> bool:
     return isinstance(value, type(default))
 
 
-# Allowed values of the section parameters (each element, for a list): key -> (test, words for the error).
+def _device_ok(name: str) -> bool:
+    from . import device
+    try:
+        return name == "" or bool(device.check(name))
+    except ValueError:
+        return False
+
+
+def _models_ok(overrides: dict) -> bool:
+    if not overrides:
+        return True
+    from . import models  # (lazy: imports torch)
+    return set(overrides) <= set(_DATASETS) and all(m in models.REGISTRY for m in overrides.values())
+
+
+def _folder_ok(name: str) -> bool:
+    return name != "" and "\0" not in name
+
+
+# Allowed values of the section parameters (each element, for a list): key -> (test, words for the error). Upper
+# bounds only keep a value from exhausting the machine (far above any profile's value).
 PARAM_RULES = {
     "datasets": (lambda v: v in _DATASETS, f"dataset names ({', '.join(_DATASETS)})"),
     "seeds": (lambda v: v >= 0, "integers >= 0"), "llr_seeds": (lambda v: v >= 0, "integers >= 0"),
     "seed": (lambda v: v >= 0, "an integer >= 0"), "synth_seed": (lambda v: v >= 0, "an integer >= 0"),
     "gammas": (lambda v: v >= 0, "numbers >= 0"), "ratios": (lambda v: 0 < v <= 1, "numbers in (0, 1]"),
-    "workers": (lambda v: v >= 1, "an integer >= 1"), "executor": (lambda v: v in ("local", "slurm"), "local or slurm"),
+    "workers": (lambda v: 1 <= v <= 1024, "an integer >= 1 and <= 1024"),
+    "executor": (lambda v: v in ("local", "slurm"), "local or slurm"),
     "synth_profile": (lambda v: v in ("", "smoke", "cpu"), "'smoke', 'cpu' or '' (real data)"),
     "epoch_factor": (lambda v: v > 0, "a number > 0"), "svm_factor": (lambda v: v > 0, "a number > 0"),
-    "svm_points": (lambda v: v >= 2, "an integer >= 2"), "n_train": (lambda v: v >= 1, "an integer >= 1"),
-    "n_heldout": (lambda v: v >= 1, "an integer >= 1"), "p_major": (lambda v: 0 < v < 1, "a number in (0, 1)"),
-    "noise": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "svm_points": (lambda v: 2 <= v <= 10_000, "an integer >= 2 and <= 10000"),
+    "n_train": (lambda v: 1 <= v <= 10**6, "an integer >= 1 and <= 1000000"),
+    "n_heldout": (lambda v: 1 <= v <= 10**6, "an integer >= 1 and <= 1000000"),
+    "p_major": (lambda v: 0 < v < 1, "a number in (0, 1)"), "noise": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "dfr_resamples": (lambda v: 1 <= v <= 10_000, "an integer >= 1 and <= 10000"),
     "backbones": (lambda v: v in ("", "pretrained", "scratch"),
                   "'pretrained' or 'scratch' (cpu profile; repro.hparams.BACKBONES) or '' (the profile's models)"),
-    "model_overrides": (lambda v: set(v) <= set(_DATASETS) and all(isinstance(m, str) for m in v.values()),
-                        f"a mapping of dataset names ({', '.join(_DATASETS)}) to model names"),
+    "model_overrides": (_models_ok, f"a mapping of dataset names ({', '.join(_DATASETS)}) to model names "
+                                    "(repro.models.REGISTRY)"),
+    "device": (_device_ok, "'' (REPRO_DEVICE or auto), cpu, cuda, cuda:N or mps"),
+    "data_root": (_folder_ok, "a folder name"), "real_metadata_root": (_folder_ok, "a folder name"),
 }
 
 
+def _number_problem(value) -> str | None:
+    """What a number (or each element of a list of numbers) must be, if it is not finite or is an integer beyond
+    files.MAX_INT; else None."""
+    many = isinstance(value, list)
+    for v in value if many else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            return "a list of finite numbers" if many else "a finite number"
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > files.MAX_INT:
+            return f"{'a list of integers' if many else 'an integer'} of at most {files.MAX_INT}"
+    return None
+
+
 def _check_param(where: str, key: str, default, value) -> None:
-    """Type (and element type, for lists) against the template default, then PARAM_RULES; BookError if bad."""
+    """Type (and element type, for lists) against the template default, finite numbers and bounded integers,
+    then PARAM_RULES and the slurm options (repro.sweep.SLURM_OPTIONS); BookError if bad."""
     def fail(want):
-        raise BookError(f"{where}: key {key!r} must be {want}, got {value!r}")
+        raise BookError(f"{where}: key {key!r} must be {want}, got {files.quote(value)}")
 
     if not _type_ok(default, value):
-        fail(f"{type(default).__name__} (template default {default!r})")
+        fail(f"{type(default).__name__} (template default {files.quote(default)})")
     if isinstance(default, list) and default:
         if not value:
-            fail(f"a non-empty list (template default {default!r})")
+            fail(f"a non-empty list (template default {files.quote(default)})")
         bad = [v for v in value if not _type_ok(default[0], v)]
         if bad:
-            fail(f"a list of {type(default[0]).__name__} (template default {default!r}); {bad[0]!r} is not")
+            fail(f"a list of {type(default[0]).__name__} (template default {files.quote(default)}); "
+                 f"{files.quote(bad[0], 60)} is not")
+    problem = _number_problem(value)
+    if problem:
+        fail(problem)
     test, words = PARAM_RULES.get(key, (None, ""))
     if test is not None and value is not None:
         if not all(test(v) for v in (value if isinstance(value, list) else [value])):
             fail(words)
+    if key == "slurm":
+        from . import sweep
+
+        problem = sweep.slurm_problem(value)
+        if problem:
+            fail(problem)
 
 
-def load_params(root: Path, name: str, profile: str) -> dict:
+# A section's grid is the product of the lengths of its list parameters (datasets x seeds x ratios ...); each
+# combination is a few runs. The paper profile's largest grid is 60 (4 datasets x 3 seeds x 5 ratios or gammas).
+GRID_MAX = 10_000
+
+
+def _check_grid(where, values: dict, defaults: dict) -> None:
+    """Stop before a grid larger than GRID_MAX is expanded into run configs (BookError saying how to proceed)."""
+    sizes = {k: len(v) for k, v in {**defaults, **values}.items() if isinstance(v, list) and k not in RUNNER_KEYS}
+    grid = math.prod(sizes.values())
+    if grid > GRID_MAX:
+        factors = " x ".join(f"{n:,} {k}" for k, n in sizes.items())
+        raise BookError(f"{where}: a grid of {grid:,} combinations ({factors}), each a few runs, "
+                        f"is more than {GRID_MAX:,}; shorten the lists, or pass --yes to plan and run it anyway")
+
+
+def load_params(root: Path, name: str, profile: str, yes: bool = False) -> dict:
     """Read and validate params/<profile>/<name>.yml against the template's parameters cell: keys, types,
-    element types of lists, non-empty grids and value ranges (PARAM_RULES). Every error names file and key."""
+    element types of lists, non-empty grids, value ranges (PARAM_RULES) and, unless `yes`, the grid's size
+    (GRID_MAX). Every error names file and key."""
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     path = root / "params" / profile / f"{name}.yml"
@@ -135,13 +200,9 @@ def load_params(root: Path, name: str, profile: str) -> dict:
         raise BookError(f"missing params file {where} for notebook {name!r} "
                         f"(every notebook in _toc.yml needs one per profile); create it with the {profile} values")
     try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise BookError(f"{where}: not valid YAML{at} ({getattr(err, 'problem', None) or type(err).__name__})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise BookError(f"{where}: cannot read it ({err})") from None
+        values = files.read_yaml(path, where)  # data only: no aliases, no repeated keys, bounded size
+    except ValueError as err:
+        raise BookError(str(err)) from None
     if not values:
         raise BookError(f"{where} is empty: the notebook would run the template's cpu defaults under the {profile} "
                         f"profile; set at least the keys that differ (e.g. data_root)")
@@ -153,13 +214,15 @@ def load_params(root: Path, name: str, profile: str) -> dict:
         if key not in allowed:
             raise BookError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
         _check_param(str(where), key, defaults[key], value)
+    if not yes:
+        _check_grid(where, values, defaults)
     return values
 
 
 def _stage(root: Path, stage: Path, profile: str) -> None:
     """Copy config, TOC and Markdown pages into the staging folder; the profile becomes a substitution."""
     stage.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((root / "_config.yml").read_text())
+    config = files.read_yaml(root / "_config.yml")
     parse = config.setdefault("parse", {})
     parse.setdefault("myst_substitutions", {})["profile"] = profile
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -238,27 +301,28 @@ def _relative_paths(path: Path, root: Path) -> None:
 
 
 def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None = None, log=print,
-          rehearse: bool = False) -> Path:
+          rehearse: bool = False, yes: bool = False) -> Path:
     """Execute the notebooks (all, or `only`) and build the HTML book; return the path of index.html.
 
-    rehearse: run the paper profile end to end on a CPU with shrunk sizes (repro.rehearse)."""
+    rehearse: run the paper profile end to end on a CPU with shrunk sizes (repro.rehearse).
+    yes: plan grids larger than GRID_MAX and start runs estimated above repro.cost.HOURS_MAX hours."""
     root = root or repo_root()
     if rehearse:
         if profile != "paper":
             raise BookError(f"--rehearse rehearses the paper profile; use --profile paper (got {profile!r})")
         saved = {k: os.environ.get(k) for k in ("REPRO_REHEARSE", "REPRO_RUNS")}
         try:
-            return _build(profile, only, root, log, rehearse)
+            return _build(profile, only, root, log, rehearse, yes)
         finally:  # leave the environment of the calling process as it was
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-    return _build(profile, only, root, log, rehearse)
+    return _build(profile, only, root, log, rehearse, yes)
 
 
-def precompute(root: Path, names: list[str], profile: str, params: dict, log=print) -> dict[str, int]:
+def precompute(root: Path, names: list[str], profile: str, params: dict, log=print, yes: bool = False) -> dict[str, int]:
     """Compute every run that the sections among `names` need before their notebooks execute, so that the
     notebooks find them in the run store: the ERM runs of all sections in one sweep, longest first, then their
     heads and SVM runs, in one process pool (repro.sweep.pool) of the largest `workers` of those sections.
@@ -266,8 +330,9 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
     The configs are the sections' own (repro.sections, from the template defaults and `params`, listed with
     the repository as working directory, as the notebooks do), so the runs, their ids and their bytes are
     those a notebook computes alone. A section on Slurm or on its own `device`, or whose data are missing,
-    is left to its notebook. Returns {kind: runs computed}; shows repro.sweep.Progress on stderr."""
-    from repro import metadata, runs, sections, sweep, synth
+    is left to its notebook. Missing runs estimated above repro.cost.HOURS_MAX start only with `yes`.
+    Returns {kind: runs computed}; shows repro.sweep.Progress on stderr."""
+    from repro import cost, metadata, runs, sections, sweep, synth
 
     wanted: dict[str, list[dict]] = {}
     workers = 1
@@ -297,6 +362,9 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
                           if not runs.is_done(runs.run_dir(kind, rid))} for kind, configs in wanted.items()}
         if not any(missing.values()):
             return {kind: 0 for kind in wanted}
+        if not yes:
+            cost.check_hours(sum(cost.cost(k, c) for k, todo in missing.items() for c in todo.values()),
+                             f"the missing runs of {', '.join(local)}")
         log(f"computing the runs of {len(names)} notebook(s) first: "
             + ", ".join(f"{len(v)} {k}" for k, v in missing.items() if v) + f", {workers} worker(s)")
         for kind, todo in missing.items():
@@ -313,12 +381,12 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
         os.chdir(here)
 
 
-def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool) -> Path:
+def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool, yes: bool = False) -> Path:
     names = notebooks(root)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise BookError(f"unknown notebook(s) {', '.join(unknown)}; the TOC lists: {', '.join(names)}")
-    params = {name: load_params(root, name, profile) for name in names}  # validate everything first
+    params = {name: load_params(root, name, profile, yes) for name in names}  # validate everything first
     if rehearse:
         from repro import rehearse as rehearsal
 
@@ -337,7 +405,7 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
     (stage / "book").mkdir(parents=True, exist_ok=True)
     todo = [n for n in names if not only or n in only or not (stage / "book" / f"{n}.ipynb").is_file()]
     t0 = time.time()
-    precompute(root, todo, profile, params, log)
+    precompute(root, todo, profile, params, log, yes)
     workers = max([int(params[n].get("workers", 1)) for n in todo] or [1])
     log(f"executing {len(todo)} notebook(s), {min(workers, len(todo))} at a time ...")
     with concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(todo)))) as notebooks_:

@@ -397,9 +397,11 @@ def stage_counts(stage: Path) -> str:
     substitution `verdict_counts` of the staged `_config.yml` (the front page and the scorecard show it)."""
     import yaml
 
+    from repro import files
+
     line = counts_markdown(glued_verdicts(Path(stage) / "book"))
     path = Path(stage) / "_config.yml"
-    config = yaml.safe_load(path.read_text())
+    config = files.read_yaml(path)
     config.setdefault("parse", {}).setdefault("myst_substitutions", {})["verdict_counts"] = line
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return line

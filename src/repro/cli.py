@@ -1,22 +1,26 @@
 """The `repro` command line: build the book, inspect and make data, run experiments.
 
-    repro book [--profile cpu] [--only NAME ...] [--dry-run] [--pdf] [--archive [--with-artifacts]]
+    repro book [--profile cpu] [--only NAME ...] [--dry-run] [--yes] [--pdf] [--archive [--with-artifacts]]
     repro data table [--root DIR] [--format csv|markdown]
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
     repro data download NAME --root DIR
-    repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...]
+    repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
 
-A bad input (params file, option, data file, run store) stops with one line `error: ...` and exit code 2.
+A bad input (params file, option, REPRO_* variable, data file, run store) stops with one line `error: ...` and exit
+code 2.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import __version__, datasets
+from . import device as devices
+from .files import quote
 from .hparams import PROFILES
 
 _DEVICE_HELP = ("auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N or mps; sets REPRO_DEVICE. "
@@ -25,17 +29,16 @@ _DEVICE_HELP = ("auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N
 
 def _book(args) -> int:
     from . import book
-    from . import device as devices
 
     devices.select(args.device)  # the notebooks and their workers inherit it through REPRO_DEVICE
     if args.dry_run:
         from . import plan
 
-        print(plan.book_plan(args.profile, args.only))
+        print(plan.book_plan(args.profile, args.only, yes=args.yes))
         return 0
     if args.with_artifacts and not args.archive:
         raise ValueError("--with-artifacts only applies to --archive; add --archive")
-    index = book.build(args.profile, args.only, rehearse=args.rehearse)
+    index = book.build(args.profile, args.only, rehearse=args.rehearse, yes=args.yes)
     print(index)
     if args.pdf:
         from . import pdf
@@ -88,18 +91,17 @@ def _parse_sets(pairs: list[str]) -> dict:
     """{key: value} of --set KEY=VALUE pairs; VALUE is a YAML literal (1e-3 counts as a number)."""
     import re
 
-    import yaml
+    from .files import YAMLDataError, load_yaml
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {quote(pair)}")
         try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            problem = getattr(err, "problem", None) or type(err).__name__
-            raise ValueError(f"--set {pair!r}: {value!r} is not a YAML literal ({problem}); "
+            out[key] = load_yaml(value)
+        except YAMLDataError as err:
+            raise ValueError(f"--set {quote(pair, 80)}: {quote(value, 60)} is not a YAML literal ({err.problem}); "
                              f"quote a string, write a list as [1, 2]") from None
         if isinstance(out[key], str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", out[key]):
             out[key] = float(out[key])  # YAML 1.1 reads 1e-3 as a string
@@ -107,13 +109,14 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 
 def _run_erm(args) -> int:
-    from . import device as devices
-    from . import erm
+    from . import cost, erm
 
     devices.select(args.device)
     overrides = _parse_sets(args.set)
     if "data_root" not in overrides:
         overrides["data_root"] = default_data_root(args.profile, args.dataset)
+    if not args.yes:
+        cost.check_hours(cost.cost("erm", erm.default_config(args.dataset, args.profile, **overrides)), "this run")
     path = erm.run(args.dataset, args.profile, **overrides)
     print(path)
     return 0
@@ -164,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (others reuse their last run)")
     b.add_argument("--dry-run", action="store_true", help="print the runs the profile needs and exit")
     b.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
+    b.add_argument("--yes", action="store_true", help="plan and run a section's grid larger than "
+                   "repro.book.GRID_MAX combinations, and missing runs estimated above repro.cost.HOURS_MAX hours "
+                   "(without it, either stops before any run starts)")
     b.add_argument("--rehearse", action="store_true", help="with --profile paper: run every notebook end to end on "
                    "this machine with shrunk sizes and random weights (repro.rehearse), to catch bugs before a "
                    "GPU run; the book says so on every page")
@@ -207,6 +213,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default="smoke", choices=PROFILES)
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")
     e.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
+    e.add_argument("--yes", action="store_true", help="start a run estimated above repro.cost.HOURS_MAX hours")
     e.set_defaults(func=_run_erm)
 
     rs = sub.add_parser("runs", help="inspect the run store", description="Check the run store.")
@@ -222,11 +229,57 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _flag(name: str) -> None:
+    if os.environ.get(name, "") not in ("", "0", "1"):
+        raise ValueError(f"{name}={quote(os.environ[name])}: expected 0 or 1; fix or unset the variable")
+
+
+def _folder(name: str) -> None:
+    if os.environ.get(name) and Path(os.environ[name]).is_file():
+        raise ValueError(f"{name}={quote(os.environ[name])} is a file where a folder should be; "
+                         f"point it at a folder or unset it")
+
+
+def _program(name: str) -> None:
+    value = os.environ.get(name)
+    if value and not (Path(value).is_file() and os.access(value, os.X_OK)):
+        raise ValueError(f"{name}={quote(value)} is not an executable file; point it at a Chrome/Chromium "
+                         f"binary or unset it")
+
+
+# Every REPRO_* variable the package reads, with the check of its value, run at start-up whatever the command.
+ENVIRONMENT = {
+    devices.ENV: lambda name: devices.requested(),
+    devices.THREADS_ENV: lambda name: devices.run_threads_count(),
+    devices.LOADER_WORKERS_ENV: lambda name: devices.loader_workers(),
+    devices.DETERMINISTIC_ENV: _flag,
+    "REPRO_REHEARSE": _flag,  # repro.rehearse.ENV, set by --rehearse
+    "REPRO_PROGRESS": _flag,  # 0: no per-epoch progress bars (repro.erm)
+    "REPRO_RUNS": _folder,  # the run store (repro.runs)
+    "REPRO_DATA": _folder,  # the default data folder of ERM configs (repro.erm)
+    "REPRO_CHROMIUM": _program,  # the browser of --pdf (repro.pdf)
+}
+
+
+def check_environment() -> None:
+    """One ValueError naming the first REPRO_* variable that is unknown or holds a bad value."""
+    import difflib
+
+    for name in sorted(k for k in os.environ if k.startswith("REPRO_")):
+        if name not in ENVIRONMENT:
+            close = difflib.get_close_matches(name, ENVIRONMENT, n=1)
+            raise ValueError(f"unknown variable {quote(name, 60)} in the environment"
+                             + (f" (did you mean {close[0]}?)" if close else "")
+                             + f"; known: {', '.join(ENVIRONMENT)}; unset it")
+        ENVIRONMENT[name](name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from .book import BookError
 
     try:
+        check_environment()
         return args.func(args)
     except (BookError, ValueError, OSError) as err:  # bad input: one line naming the file, key or value
         print(f"error: {err}", file=sys.stderr)

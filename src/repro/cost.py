@@ -51,6 +51,18 @@ def _train_size(dataset: str, profile: str) -> int:
 # ~9 s, 3 SVM paths in ~1 s, against 64 ERM runs estimated at ~30 s and taking ~80 s).
 SECONDS_PER_RUN = {"heads": 0.03, "svm": 0.15}
 
+# Compute that `repro book` or `repro run` starts only with --yes: far above the paper profile's whole plan
+# (~1,300 GPU-hours by this model).
+HOURS_MAX = 20_000
+
+
+def check_hours(seconds: float, what: str) -> None:
+    """ValueError when `what` is estimated at more than HOURS_MAX hours (the caller skips this with --yes)."""
+    if seconds > HOURS_MAX * 3600:
+        raise ValueError(f"{what} {'is' if what.endswith('run') else 'are'} estimated at {seconds / 3600:,.0f} "
+                         f"hours of compute (repro.cost), more than {HOURS_MAX:,}; check the epochs and grids, or "
+                         f"pass --yes to start anyway")
+
 
 def cost(kind: str, config: dict) -> float:
     """Estimated seconds of one run: for ERM, examples x epochs x the model's SECONDS_PER_EXAMPLE (the twin's

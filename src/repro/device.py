@@ -8,17 +8,21 @@ import contextlib
 import os
 import platform
 
+from repro import files
+
 ENV = "REPRO_DEVICE"
 THREADS_ENV = "REPRO_THREADS"  # CPU threads of one run (default 1: parallelism comes from sweep workers)
+LOADER_WORKERS_ENV = "REPRO_LOADER_WORKERS"  # DataLoader worker processes of a run reading image files
 DETERMINISTIC_ENV = "REPRO_DETERMINISTIC"  # 1: deterministic CUDA kernels, cudnn.benchmark off
 CHOICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N"
 
 
-def _check(name: str) -> str:
+def check(name: str) -> str:
+    """The device name, lower case; ValueError unless it is one of CHOICES or cuda:N."""
     name = str(name).strip().lower()
     base, _, index = name.partition(":")
-    if base not in CHOICES or (index and (base != "cuda" or not index.isdigit())):
-        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(CHOICES)} or cuda:N "
+    if base not in CHOICES or (index and (base != "cuda" or not (index.isascii() and index.isdigit()))):
+        raise ValueError(f"unknown device {files.quote(name)}; choose one of {', '.join(CHOICES)} or cuda:N "
                          f"(set by --device, the {ENV} variable or a section's `device` parameter)")
     return name
 
@@ -28,20 +32,20 @@ def select(name: str | None) -> str:
 
     An empty name or None keeps what is set (REPRO_DEVICE, else auto). Returns the requested name."""
     if name:
-        os.environ[ENV] = _check(name)
+        os.environ[ENV] = check(name)
     return requested()
 
 
 def requested() -> str:
     """The device asked for: REPRO_DEVICE, else "auto"."""
-    return _check(os.environ.get(ENV) or "auto")
+    return check(os.environ.get(ENV) or "auto")
 
 
 def resolve(name: str | None = None):
     """The torch.device to run on: `name`, else REPRO_DEVICE, else auto (CUDA, then MPS, else CPU)."""
     import torch
 
-    name = _check(name) if name else requested()
+    name = check(name) if name else requested()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
@@ -74,9 +78,24 @@ def run_threads_count() -> int:
 
     Fixed per run, never taken from the machine, so that a config gives the same bits whether it runs
     serially or in a pool of workers (the count can change floating-point reduction order on a CPU)."""
-    value = os.environ.get(THREADS_ENV, "1")
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{THREADS_ENV}={value!r}: expected a number of threads >= 1")
+    return env_count(THREADS_ENV, 1, 1, "a number of threads")
+
+
+def loader_workers() -> int:
+    """DataLoader worker processes for file-backed images (repro.inputs): $REPRO_LOADER_WORKERS, else
+    min(8, CPUs - 1). An execution detail: batches do not depend on it."""
+    return env_count(LOADER_WORKERS_ENV, max(0, min(8, (os.cpu_count() or 1) - 1)), 0, "a number of worker processes")
+
+
+def env_count(name: str, default: int, low: int, what: str, high: int = 1024) -> int:
+    """The whole number (ASCII digits, low..high) in environment variable `name`, else `default` when it is unset
+    or empty; ValueError naming the variable otherwise."""
+    value = os.environ.get(name, "")
+    if value == "":
+        return default
+    if not (value.isascii() and value.isdigit() and len(value) <= 6 and low <= int(value) <= high):
+        raise ValueError(f"{name}={files.quote(value)}: expected {what}, a whole number in {low}..{high} "
+                         f"(digits 0-9); fix or unset the variable")
     return int(value)
 
 

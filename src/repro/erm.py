@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from repro import device as devices
-from repro import balance, datasets, features, hparams, models, rehearse, runs
+from repro import balance, datasets, features, files, hparams, models, rehearse, runs
 from repro.inputs import Inputs, load_data
 
 CHOICES = {
@@ -87,7 +87,7 @@ def default_config(dataset: str, profile: str = "paper", backbones: str = "", **
     for source, values in (("repro.hparams.erm", hp), ("repro.rehearse", shrunk), ("overrides", overrides)):
         unknown = sorted(set(values) - set(config))
         if unknown:
-            raise ValueError(f"unknown ERM config key(s) {unknown} in {source}; valid keys: {', '.join(config)}")
+            raise ValueError(f"unknown ERM config key(s) {files.quote(unknown)} in {source}; valid keys: {', '.join(config)}")
         config.update(values)
     if config["save_epochs"] is None:
         config["save_epochs"] = [config["epochs"]]
@@ -117,12 +117,12 @@ def _fingerprint(dataset: str, root: str) -> str | None:
 def check(config: dict) -> dict:
     """Validate every key's type, choice and range up front (before any data is read); returns the config unchanged."""
     def fail(key, want):
-        raise ValueError(f"ERM config key {key!r} must be {want}, got {config[key]!r}; "
+        raise ValueError(f"ERM config key {key!r} must be {want}, got {files.quote(config[key])}; "
                          f"fix it in the params file or with --set {key}=VALUE")
 
     def number(v, integer=False):
         ok = isinstance(v, int) if integer else isinstance(v, (int, float)) and math.isfinite(v)
-        return ok and not isinstance(v, bool)
+        return ok and not isinstance(v, bool) and abs(v) <= files.MAX_INT
 
     # key -> (integer?, lower bound, bound included?); keys absent from a config (precision, max_steps) are skipped
     ranges = {"seed": (True, 0, True), "epochs": (True, 1, True), "batch_size": (True, 1, True),
@@ -132,10 +132,11 @@ def check(config: dict) -> dict:
               "image_size": (True, 1, True), "max_length": (True, 1, True)}
     for key, (integer, low, closed) in ranges.items():
         if key in config and not (number(config[key], integer) and (config[key] >= low if closed else config[key] > low)):
-            fail(key, f"{'an integer' if integer else 'a number'} {'>=' if closed else '>'} {low}")
+            fail(key, f"{'an integer' if integer else 'a number'} {'>=' if closed else '>'} {low} and <= {files.MAX_INT}")
     for key, valid in CHOICES.items():
         if key in config and (not isinstance(config[key], str) or config[key] not in valid):
-            raise ValueError(f"ERM config key {key!r}: unknown value {config[key]!r}; choose one of {', '.join(valid)}")
+            raise ValueError(f"ERM config key {key!r}: unknown value {files.quote(config[key])}; "
+                             f"choose one of {', '.join(valid)}")
     if config["dataset"] not in datasets.REGISTRY:
         fail("dataset", f"one of {', '.join(datasets.REGISTRY)}")
     if config["model"] not in models.REGISTRY:

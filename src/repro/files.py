@@ -1,14 +1,90 @@
-"""Reading and checking data files: gzip-transparent opening, parse errors that name the file and line, images."""
+"""Reading and checking data files: gzip-transparent opening, parse errors that name the file and line, images,
+YAML read as data (no aliases, no repeated keys, bounded size), and values quoted briefly in error lines."""
 from __future__ import annotations
 
 import gzip
 import io
+import reprlib
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
+
+MAX_INT = 2**31 - 1  # the largest integer a params value, option or config key may hold (seeds, counts, sizes)
+QUOTE_CHARS = 200  # an error line quotes at most this much of a value
+YAML_MAX_BYTES = 1 << 20  # a params or configuration file holds a few literals; this is far above any of ours
+
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxtuple, _QUOTE.maxdict, _QUOTE.maxset = 3, 8, 8, 8, 8
+_QUOTE.maxstring, _QUOTE.maxother, _QUOTE.maxlong = 120, 120, 40
+
+
+def quote(value, limit: int = QUOTE_CHARS) -> str:
+    """repr(value) for an error line, at most `limit` characters: long lists, mappings, strings and integers are
+    elided in the middle (reprlib), without ever writing out the whole value."""
+    text = _QUOTE.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class YAMLDataError(ValueError):
+    """YAML text that is not plain data: a syntax error, an alias, a repeated key. str() is the problem;
+    `line` its 1-based line, where known."""
+
+    def __init__(self, problem: str, line: int | None = None):
+        super().__init__(problem if line is None else f"line {line}: {problem}")
+        self.problem, self.line = problem, line
+
+
+class _DataLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """yaml's safe loader that refuses an alias (a value repeated by reference: `*name`, whose expansion can be
+    exponentially large) and a key repeated in one mapping (YAML requires unique keys; yaml keeps the last)."""
+
+    def construct_object(self, node, deep=False):
+        if node in self.constructed_objects or node in self.recursive_objects:  # reached a second time: an alias
+            raise YAMLDataError("an alias (*name) repeats the value anchored (&name) here; write the value out "
+                                "(this YAML is read as data: no anchors or aliases)", node.start_mark.line + 1)
+        return super().construct_object(node, deep)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    where = f"on line {line}" if seen[key] == line else f"at lines {seen[key]} and {line}"
+                    raise YAMLDataError(f"key {quote(key_node.value)} appears twice {where}; keep one", line)
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str):
+    """The data of a YAML document; YAMLDataError on a syntax error, an alias or a repeated key."""
+    try:
+        return yaml.load(text, Loader=_DataLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise YAMLDataError(f"not valid YAML ({getattr(err, 'problem', None) or type(err).__name__})",
+                            None if mark is None else mark.line + 1) from None
+
+
+def read_yaml(path, where=None):
+    """The data of the YAML file `path` (load_yaml), refusing files over YAML_MAX_BYTES before reading them.
+    Every failure is one ValueError that starts with `where` (default: the path)."""
+    where = where or path
+    try:
+        size = Path(path).stat().st_size
+        if size > YAML_MAX_BYTES:
+            raise ValueError(f"{where}: {size / 2**20:.1f} MiB of YAML; a params or configuration file holds a few "
+                             f"literals (at most {YAML_MAX_BYTES // 2**20} MiB): shorten its lists")
+        return load_yaml(Path(path).read_text(encoding="utf-8"))
+    except YAMLDataError as err:
+        raise ValueError(f"{where}: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{where}: cannot read it ({type(err).__name__}: {quote(str(err))})") from None
 
 
 def fix(name: str, root) -> str:

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from repro import models
+from repro.device import LOADER_WORKERS_ENV, loader_workers  # noqa: F401  (the DataLoader's default, and its variable)
 from repro.models import IMAGENET_MEAN, IMAGENET_STD
+
 IN_MEMORY_MAX_SIZE = 64  # images up to this size are decoded once into memory
-LOADER_WORKERS_ENV = "REPRO_LOADER_WORKERS"
 
 _CACHE: dict = {}  # decoded images / tokens / datasets, reused by runs in the same process (sweep workers)
 
@@ -40,18 +41,6 @@ def load_data(config: dict):
     from repro import data
     return _cached(("data", config["dataset"], str(config["data_root"])),
                    lambda: data.load(config["dataset"], config["data_root"]))
-
-
-def loader_workers() -> int:
-    """DataLoader worker processes for file-backed images: $REPRO_LOADER_WORKERS, else min(8, CPUs - 1).
-
-    An execution detail: batches do not depend on it (see the module docstring)."""
-    if os.environ.get(LOADER_WORKERS_ENV):
-        value = os.environ[LOADER_WORKERS_ENV]
-        if not value.isdigit():
-            raise ValueError(f"{LOADER_WORKERS_ENV}={value!r}: expected a number of worker processes >= 0")
-        return int(value)
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 # ------------------------------------------------------------------------------------------------- images

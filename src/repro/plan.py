@@ -23,9 +23,10 @@ WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, ho
 }
 
 
-def section_configs(name: str, profile: str, root: Path) -> dict:
-    """{kind: [configs]} of one section notebook under `profile` (template defaults + params file)."""
-    values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile)}
+def section_configs(name: str, profile: str, root: Path, yes: bool = False) -> dict:
+    """{kind: [configs]} of one section notebook under `profile` (template defaults + params file; a grid larger
+    than book.GRID_MAX only with `yes`)."""
+    values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile, yes)}
     section = sections.SECTIONS[name]
     return section.configs(profile=profile, **{k: values[k] for k in section.params})
 
@@ -44,7 +45,7 @@ def _weights_location(model: str) -> tuple[str, bool]:
     return f"the Hugging Face cache ({name})", isinstance(found, str)
 
 
-def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path | None = None) -> str:
+def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path | None = None, yes: bool = False) -> str:
     """The dry-run report (text)."""
     root = root or book.repo_root()
     names = [n for n in book.notebooks(root) if n in sections.SECTIONS and (not only or n in only)]
@@ -52,9 +53,9 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
     rows, roots, unplanned = [], set(), []
     for name in names:
         try:
-            planned = section_configs(name, profile, root)
+            planned = section_configs(name, profile, root, yes)
         except FileNotFoundError:  # its run list reads the data (e.g. steps-matched group ratios): list what is missing
-            values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile)}
+            values = {**book.template_parameters(root / "book" / f"{name}.ipynb"), **book.load_params(root, name, profile, yes)}
             roots |= {(d, values["data_root"]) for d in values.get("datasets", [])}
             unplanned.append(name)
             continue

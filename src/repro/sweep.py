@@ -23,11 +23,39 @@ from typing import Callable
 
 import pandas as pd
 
-from repro import runs
+from repro import files, runs
 
 EXECUTORS = ("local", "slurm")
-SLURM_KEYS = ("partition", "gpus_per_node", "timeout_min", "array_parallelism", "folder", "cluster",
-              "cpus_per_task", "mem_gb")
+# The submitit options a section's `slurm:` mapping may set: key -> (test of the value, words for the error).
+SLURM_OPTIONS = {
+    "partition": (lambda v: isinstance(v, str) and v != "", "a partition name"),
+    "gpus_per_node": (lambda v: _count(v, 0), "an integer >= 0"),
+    "timeout_min": (lambda v: _count(v, 1), "an integer >= 1 (minutes)"),
+    "array_parallelism": (lambda v: _count(v, 1), "an integer >= 1"),
+    "folder": (lambda v: isinstance(v, str) and v != "", "a folder name"),
+    "cluster": (lambda v: v in ("slurm", "local", "debug"), "slurm, local or debug (submitit's executors)"),
+    "cpus_per_task": (lambda v: _count(v, 1), "an integer >= 1"),
+    "mem_gb": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= files.MAX_INT,
+               "a number > 0 (GB)"),
+}
+SLURM_KEYS = tuple(SLURM_OPTIONS)
+
+
+def _count(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= files.MAX_INT
+
+
+def slurm_problem(options) -> str | None:
+    """What is wrong with a `slurm:` mapping of submitit options (SLURM_OPTIONS), or None."""
+    if not isinstance(options, dict):
+        return "a mapping of submitit options"
+    for key, value in options.items():
+        if key not in SLURM_OPTIONS:
+            return f"a mapping of submitit options; unknown slurm option {files.quote(key)} (valid: {', '.join(SLURM_KEYS)})"
+        test, words = SLURM_OPTIONS[key]
+        if not test(value):
+            return f"a mapping whose {key!r} is {words}"
+    return None
 
 
 def unique(kind: str, configs: list[dict]) -> dict[str, dict]:
@@ -317,9 +345,9 @@ def _clock(seconds: float) -> str:
 def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: str, options: dict) -> None:
     """Submit one submitit job per unit of work as a job array and wait for all of them."""
     import submitit
-    unknown = sorted(set(options) - set(SLURM_KEYS))
-    if unknown:
-        raise ValueError(f"unknown slurm option(s) {unknown}; valid: {', '.join(SLURM_KEYS)}")
+    problem = slurm_problem(options)
+    if problem:
+        raise ValueError(f"the slurm options must be {problem}, got {files.quote(options)}")
     folder = options.get("folder", os.path.join(root, ".submitit", "%j"))
     ex = submitit.AutoExecutor(folder=folder, cluster=options.get("cluster"))
     params = {"timeout_min": options.get("timeout_min", 60)}
