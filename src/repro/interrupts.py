@@ -2,7 +2,7 @@
 
 The command (repro.cli) turns either signal into `Interrupted`, a KeyboardInterrupt that carries the signal,
 so the clean-ups already written for Ctrl-C (a run's temporary folder removed, its claim released) run for
-both; later signals are ignored while it cleans up, which takes at most a few seconds. The workers of a
+both; they take at most a few seconds, and a second signal ends the command at once. The workers of a
 process pool ignore SIGINT (a terminal sends it to the whole foreground process group: the pool's owner
 decides) and end on SIGTERM, after their run has removed its temporary folder (`stop` sends it, then SIGKILL
 to any worker still alive after a grace period). Notebook kernels run in their own session, out of the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -32,18 +33,23 @@ class Interrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def handled():
-    """While inside (in the main thread): SIGINT and SIGTERM raise Interrupted; the first one also makes both
-    ignored until the block is left, so that the clean-up it starts is not cut short by a second Ctrl-C. The
-    previous handlers are restored on leaving. Elsewhere than in the main thread: nothing changes."""
+    """While inside (in the main thread): the first SIGINT or SIGTERM raises Interrupted, whose clean-up takes
+    at most a few seconds; a second one ends the process at once (one line; the pool's workers end with their
+    run, kernels within a second, as they do when the command is killed). The previous handlers are restored
+    on leaving. Elsewhere than in the main thread: nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        for sig in SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
+        if first[0]:
+            first[0] = False
+            raise Interrupted(signum)
+        print(message(Interrupted(signum)) + " (second signal: not waiting for the clean-up)", file=sys.stderr,
+              flush=True)
+        os._exit(128 + signum)
 
+    first = [True]
     saved = {sig: signal.signal(sig, handler) for sig in SIGNALS}
     try:
         yield
@@ -132,18 +138,28 @@ def _kernel_group(manager) -> int | None:
 
 
 def stop_kernels(futures, grace: float = GRACE_S) -> None:
-    """End the process groups of the tracked kernels (the kernel and what its cells started) until the
-    notebook executions `futures` have ended: SIGTERM, then after `grace` seconds SIGKILL."""
+    """End the notebook executions `futures` by their tracked kernels' process groups (the kernel and what its
+    cells started): SIGINT first (the cell stops as on Jupyter's interrupt: its runs remove their temporary
+    folders, its pool stops its workers, papermill shuts the kernel down), SIGTERM after grace / 2 seconds,
+    SIGKILL after `grace`; at most 2 * grace seconds. Then SIGKILL to what is left of those groups."""
     import concurrent.futures
 
-    deadline = time.monotonic() + grace
-    while not all(f.done() for f in futures):
-        signum = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
+    start, groups = time.monotonic(), set()
+    while not all(f.done() for f in futures) and time.monotonic() - start < 2 * grace:
+        waited = time.monotonic() - start
+        signum = signal.SIGINT if waited < grace / 2 else signal.SIGTERM if waited < grace else signal.SIGKILL
         for manager in list(_KERNELS):
             group = _kernel_group(manager)
-            if group:
-                try:
-                    os.killpg(group, signum)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            if group and (group not in groups or signum != signal.SIGINT):  # one interrupt each
+                groups.add(group)
+                _signal_group(group, signum)
         concurrent.futures.wait(futures, timeout=0.5)
+    for group in groups:  # e.g. a process a cell started and that ignores SIGINT
+        _signal_group(group, signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
