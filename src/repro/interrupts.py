@@ -79,6 +79,7 @@ _BUSY = [False]  # a pool worker is inside `call`
 
 
 def _worker_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: a second must not cut the clean-up short
     if _BUSY[0]:
         raise _Stopped
     os._exit(128 + signum)  # idle: nothing to clean up
