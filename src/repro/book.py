@@ -356,6 +356,20 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
         os.chdir(here)
 
 
+def _stop_notebooks(pool: concurrent.futures.ThreadPoolExecutor, futures: dict, stage: Path) -> None:
+    """After an interrupt: start no other notebook, end the running ones' kernels (their threads end with them)
+    and remove their partly executed copies."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.disabled = True  # the kernels' deaths are intended: no "Kernel died" lines
+    try:
+        interrupts.stop_kernels(list(futures))
+    finally:
+        papermill_log.disabled = False
+    for name in futures.values():
+        (stage / "book" / f"{name}.partial.ipynb").unlink(missing_ok=True)
+
+
 def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool) -> Path:
     names = notebooks(root)
     unknown = sorted(set(only or []) - set(names))
@@ -390,16 +404,8 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
             for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 secs = future.result()  # a failed notebook stops the build (the others still finish)
                 log(f"[{i}/{len(todo)}] {futures[future]}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (repro.interrupts): end the kernels, then their threads end
-            notebooks_.shutdown(wait=False, cancel_futures=True)
-            papermill_log = logging.getLogger("papermill")
-            papermill_log.disabled = True  # the kernels' deaths are intended: no "Kernel died" lines
-            try:
-                interrupts.stop_kernels(list(futures))
-            finally:
-                papermill_log.disabled = False
-            for name in todo:
-                (stage / "book" / f"{name}.partial.ipynb").unlink(missing_ok=True)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (repro.interrupts)
+            _stop_notebooks(notebooks_, futures, stage)
             raise
     from repro import claims
 
