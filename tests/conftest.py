@@ -89,7 +89,7 @@ def book_tree(root: Path, toc_root: str) -> Path:
 
 
 def waiting_notebook(root: Path, seconds: float, marker: str = "") -> Path:
-    """book/wait.ipynb: a page whose cell starts (if `marker` is set) a child process that ignores Ctrl-C, then
+    """book/wait.ipynb: a page whose cell starts (if `marker` is set) a child process that ignores SIGTERM, then
     writes its pid to `marker`, and sleeps `seconds`; params/smoke/wait.yml sets both."""
     import nbformat
 
@@ -100,7 +100,7 @@ def waiting_notebook(root: Path, seconds: float, marker: str = "") -> Path:
         "import subprocess, sys, time\n"
         "if marker:\n"
         "    child = subprocess.Popen([sys.executable, '-c', 'import os, signal, sys, time; '\n"
-        "                              'signal.signal(signal.SIGINT, signal.SIG_IGN); '\n"
+        "                              'signal.signal(signal.SIGTERM, signal.SIG_IGN); '\n"
         "                              'open(sys.argv[1], \"w\").write(str(os.getpid())); time.sleep(600)', marker])\n"
         "time.sleep(seconds)")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

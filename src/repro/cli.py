@@ -252,17 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     from . import interrupts
     from .book import BookError
 
-    try:
-        with interrupts.handled():
+    with interrupts.handled():  # (the message is printed under it too: a second Ctrl-C gives no traceback)
+        try:
             return args.func(args)
-    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the clean-up ran on the way out (runs, workers, kernels)
-        print(("\n" if sys.stderr.isatty() else "") + interrupts.message(err), file=sys.stderr)
-        return interrupts.exit_code(err)
-    except Exception as err:
-        if disk_full(err):
-            print(_disk_full_line(err), file=sys.stderr)
-            return 2
-        if isinstance(err, (BookError, ValueError, OSError)):  # bad input: one line naming the file, key or value
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        raise
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the clean-ups ran on the way (runs, workers, kernels)
+            print(("\n" if sys.stderr.isatty() else "") + interrupts.message(err), file=sys.stderr)
+            return interrupts.exit_code(err)
+        except Exception as err:
+            if disk_full(err):
+                print(_disk_full_line(err), file=sys.stderr)
+                return 2
+            if isinstance(err, (BookError, ValueError, OSError)):  # bad input: one line naming the file, key or value
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            raise

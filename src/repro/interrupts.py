@@ -140,22 +140,23 @@ def _kernel_group(manager) -> int | None:
 
 def stop_kernels(futures, grace: float = GRACE_S) -> None:
     """End the notebook executions `futures` by their tracked kernels' process groups (the kernel and what its
-    cells started): SIGINT first (the cell stops as on Jupyter's interrupt: its runs remove their temporary
-    folders, its pool stops its workers, papermill shuts the kernel down), SIGTERM after grace / 2 seconds,
-    SIGKILL after `grace`; at most 2 * grace seconds. Then SIGKILL to what is left of those groups."""
+    cells started): SIGTERM, then SIGKILL after `grace` seconds; at most 2 * grace seconds, then SIGKILL to what
+    is left of those groups. A kernel ends at once on SIGTERM and a pool's worker in its group after its run has
+    removed its temporary folder; a run the kernel computed itself leaves one, which the next process to claim
+    the run removes. (SIGINT first, as Jupyter's interrupt, would let the cell unwind, but an interrupted
+    kernel's shutdown prints asyncio warnings on the console.)"""
     import concurrent.futures
 
     start, groups = time.monotonic(), set()
     while not all(f.done() for f in futures) and time.monotonic() - start < 2 * grace:
-        waited = time.monotonic() - start
-        signum = signal.SIGINT if waited < grace / 2 else signal.SIGTERM if waited < grace else signal.SIGKILL
+        signum = signal.SIGTERM if time.monotonic() - start < grace else signal.SIGKILL
         for manager in list(_KERNELS):
             group = _kernel_group(manager)
-            if group and (group not in groups or signum != signal.SIGINT):  # one interrupt each
+            if group:
                 groups.add(group)
                 _signal_group(group, signum)
         concurrent.futures.wait(futures, timeout=0.5)
-    for group in groups:  # e.g. a process a cell started and that ignores SIGINT
+    for group in groups:  # e.g. a process a cell started and that ignores SIGTERM
         _signal_group(group, signal.SIGKILL)
 
 
