@@ -12,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_METADATA = REPO / "data" / "metadata"  # tracked in git; see data/metadata/SOURCES.md
+SRC = str(REPO / "src")  # PYTHONPATH of a `repro` subprocess that runs elsewhere than in the repository
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,3 +78,32 @@ def image_data(root: Path, splits, size: int = 32, seed: int = 0, suffix: str = 
         paths.append(str(root / f"{i}{suffix}"))
     return GroupData("waterbirds", "image", np.array(paths, dtype=object), y, a, np.repeat([0, 1, 2], splits),
                      root=str(root))
+
+
+def book_tree(root: Path, toc_root: str) -> Path:
+    """A copy of the book sources whose TOC lists only `toc_root` (book/<name>)."""
+    root.mkdir(parents=True, exist_ok=True)
+    copy_book_sources(root)
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: {toc_root}\n")
+    return root
+
+
+def waiting_notebook(root: Path, seconds: float, marker: str = "") -> Path:
+    """book/wait.ipynb: a page whose cell starts (if `marker` is set) a child process that ignores SIGTERM, then
+    writes its pid to `marker`, and sleeps `seconds`; params/smoke/wait.yml sets both."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "cpu"\nparams_yaml = ""\nseconds = 0.0\nmarker = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A page that waits"), params, nbformat.v4.new_code_cell(
+        "import subprocess, sys, time\n"
+        "if marker:\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import os, signal, sys, time; '\n"
+        "                              'signal.signal(signal.SIGTERM, signal.SIG_IGN); '\n"
+        "                              'open(sys.argv[1], \"w\").write(str(os.getpid())); time.sleep(600)', marker])\n"
+        "time.sleep(seconds)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "book" / "wait.ipynb")
+    (root / "params" / "smoke" / "wait.yml").write_text(f"seconds: {seconds}\nmarker: {marker!r}\n")
+    return root

@@ -1,5 +1,7 @@
-"""The `repro` command line: --help everywhere, Table 2 from the real metadata, run erm twice."""
+"""The `repro` command line: --help everywhere, Table 2 from the real metadata, run erm twice, a full disk."""
+import errno
 import io
+import os
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -78,3 +80,53 @@ def test_data_synth_then_table_shows_table2_proportions(tmp_path, capsys):
     assert len(paper) == 8 and (paper["p_y"] - paper["p_y_paper"]).abs().max() < 0.02
     assert cli.main(["data", "synth", "waterbirds", "--root", str(tmp_path), "--scale", "huge"]) == 2
     assert "unknown scale 'huge'" in capsys.readouterr().err
+
+
+def _full_disk_safetensors(*args, **kwargs):
+    from safetensors import SafetensorError
+
+    raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+                          'left on device" })')
+
+
+def _full_disk_json(path, *args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+@pytest.mark.parametrize("writer", ["safetensors", "json"])
+def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_half_written_run(writer, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """The disk fills while a run writes its checkpoint (safetensors' own error) or its first file (OSError
+    ENOSPC): one line, exit 2, and the run store holds no temporary folder, lock or half-written run."""
+    import safetensors.torch
+
+    from repro import runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "runs"))
+    if writer == "safetensors":
+        monkeypatch.setattr(safetensors.torch, "save_file", _full_disk_safetensors)
+        monkeypatch.setattr(safetensors.torch, "save_model", _full_disk_safetensors)
+    else:
+        monkeypatch.setattr(runs, "write_json", _full_disk_json)
+    assert cli.main(["run", "erm", "--dataset", "waterbirds", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    where = f"the run store {tmp_path / 'runs'} " if writer == "safetensors" else f"{tmp_path / 'runs' / 'erm'}:"
+    assert err.count("\n") == 1 and err.startswith(f"error: no space left on device writing {where}") \
+        and "MiB free there" in err and "REPRO_RUNS" in err, err
+    assert list((tmp_path / "runs" / "erm").iterdir()) == []
+
+
+def test_a_notebook_that_fills_the_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    from repro import book
+
+    def full(*args, **kwargs):
+        raise book.BookError("notebook 'margins' failed in cell 7: SafetensorError: Error while serializing: "
+                             "IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })\n"
+                             "partly executed notebook: _build/src/book/margins.partial.ipynb")
+
+    monkeypatch.setattr(book, "build", full)
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "runs"))
+    assert cli.main(["book", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: no space left on device writing the run store {tmp_path}")

@@ -1,4 +1,5 @@
-"""Several processes on one fresh run store: claimed runs are computed once, and results are reproducible.
+"""Several processes on one fresh run store: claimed runs are computed once, and results are reproducible. Two
+checkouts that share one environment build into their own trees; a second build of one tree waits for the first.
 
 Three processes build three sections that share runs (Figure 3/Table 1, Figure 5 and Appendix A share the base
 ERM run, a head and six balanced ERM runs) on the smoke Waterbirds twin, which they also write concurrently.
@@ -6,14 +7,17 @@ Then one section is rebuilt by a fresh process into a second store: every file o
 (metrics.json of ERM, heads and SVM runs, checkpoints, feature caches, heads) is byte-identical.
 """
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from repro import runs
+from repro import book, runs
+from tests.conftest import REPO, SRC, book_tree, waiting_notebook
 
 SCRIPT = """
 import sys
@@ -91,3 +95,44 @@ def test_a_fresh_process_rebuilds_byte_identical_runs(built):
     assert any(name.endswith(".safetensors") for name in second)
     differ = [name for name in second if first[name] != second[name]]
     assert not differ, differ
+
+
+def _build_in(root: Path, err: Path) -> subprocess.Popen:
+    """`repro book --profile smoke` run from `root`, with the package under test (not a copy in the tree)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "repro", "book", "--profile", "smoke"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=err.open("w"), text=True)
+
+
+def test_two_checkouts_sharing_one_environment_build_into_their_own_trees(tmp_path):
+    trees = [waiting_notebook(book_tree(tmp_path / name, "book/wait"), 2.0) for name in ("one", "two")]
+    index = REPO / "_build" / "html" / "index.html"
+    stamp = index.stat().st_mtime_ns if index.exists() else None
+    procs = [_build_in(root, tmp_path / f"{root.name}.err") for root in trees]  # at the same time
+    for root, proc in zip(trees, procs):
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, (tmp_path / f"{root.name}.err").read_text()[-3000:]
+        lines = out.splitlines()
+        assert lines[0] == f"building the book tree of the current directory, {root} (the package is imported " \
+                           f"from {REPO})"
+        assert lines[-1] == str(root / "_build" / "html" / "index.html") and (root / "_build" / "html").is_dir()
+        assert (root / "_build" / "src" / "book" / "wait.ipynb").is_file()
+    assert (index.stat().st_mtime_ns if index.exists() else None) == stamp  # the package's own tree: untouched
+
+
+def test_a_second_build_of_one_tree_waits_for_the_first(tmp_path):
+    root = waiting_notebook(book_tree(tmp_path / "tree", "book/wait"), 0.0)
+    err = tmp_path / "second.err"
+    with book.tree(root):  # the first build, as far as the lock can tell
+        proc = _build_in(root, err)
+        deadline = time.monotonic() + 300
+        while "waiting for the build folder" not in err.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-3000:]
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert proc.poll() is None and not (root / "_build" / "src").exists()  # it waits, writing nothing
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0 and out.splitlines()[-1] == str(root / "_build" / "html" / "index.html")
+    waiting = [line for line in err.read_text().splitlines() if "waiting for" in line]
+    assert waiting == [f"waiting for the build folder {root / '_build'}, claimed by {socket.gethostname()} pid "
+                       f"{os.getpid()} ({root / '_build' / '.lock'})"]

@@ -10,6 +10,7 @@ import ast
 import concurrent.futures
 import contextlib
 import io
+import logging
 import math
 import os
 import re
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from . import files, provenance
+from . import files, interrupts, provenance
 from .datasets import REGISTRY as _DATASETS
 from .hparams import PROFILES, TWIN_PROFILES
 
@@ -34,13 +35,55 @@ class BookError(RuntimeError):
     """A book build failed for a reason the user can fix; the message says how."""
 
 
+def _is_tree(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in ("_config.yml", "_toc.yml")) and \
+        all((folder / name).is_dir() for name in ("book", "params"))
+
+
+def _package_tree() -> Path | None:
+    """The checkout the package is imported from (an editable install), if it is a book tree."""
+    here = Path(__file__).resolve()
+    return next((folder for folder in here.parents if _is_tree(folder)), None)
+
+
 def repo_root(start: Path | None = None) -> Path:
-    """The nearest folder above `start` (default: this file, then cwd) holding `_toc.yml`."""
-    for base in ([start] if start else []) + [Path(__file__).resolve(), Path.cwd()]:
-        for folder in [base, *base.parents]:
-            if (folder / "_toc.yml").is_file() and (folder / "book").is_dir():
-                return folder
-    raise BookError("cannot find the repository root (a folder with _toc.yml and book/); run from the repository")
+    """The book tree: the nearest folder above `start` (default: the current directory) holding _config.yml,
+    _toc.yml, book/ and params/, else the checkout the package is imported from. So a checkout builds into
+    its own _build, even when several checkouts share one environment."""
+    here = Path(start or Path.cwd()).resolve()
+    found = next((folder for folder in (here, *here.parents) if _is_tree(folder)), None) or _package_tree()
+    if found is None:
+        raise BookError("cannot find the book tree (a folder with _config.yml, _toc.yml, book/ and params/); "
+                        "run from a checkout of the repository")
+    return found
+
+
+_HELD: set[str] = set()  # the trees this process holds the build lock of
+
+
+@contextlib.contextmanager
+def tree(root: Path | None = None, log=print):
+    """Hold the build lock of a book tree (default: repo_root(), with a line when it is not the package's
+    checkout) and yield the tree: a second build of the same tree waits, with a line saying so, until the
+    first has finished writing its _build folder. Re-entrant within a process."""
+    if root is None:
+        root, package = repo_root(), _package_tree()
+        if package is not None and package != root:
+            log(f"building the book tree of the current directory, {root} (the package is imported from {package})")
+    root = Path(root)
+    key = str(root.resolve())
+    if key in _HELD:
+        yield root
+        return
+    from repro import runs
+
+    (root / "_build").mkdir(parents=True, exist_ok=True)
+    with runs.file_lock(root / "_build" / ".lock", f"the build folder {root / '_build'}"):
+        _HELD.add(key)
+        try:
+            yield root
+        finally:
+            _HELD.discard(key)
 
 
 def toc_entries(root: Path) -> list[str]:
@@ -269,7 +312,7 @@ def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=pr
             papermill.execute_notebook(str(root / "book" / f"{name}.ipynb"), str(tmp), parameters=injected,
                                        cwd=str(root), kernel_name="python3", progress_bar=False,
                                        log_output=False, request_save_on_cell_execute=False,
-                                       kernel_manager_class=_kernel_manager(sockets))
+                                       kernel_manager_class=interrupts.tracked(_kernel_manager(sockets)))
     except PapermillExecutionError as err:
         raise BookError(f"notebook {name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                         f"partly executed notebook: {tmp}") from None
@@ -302,12 +345,14 @@ def _relative_paths(path: Path, root: Path) -> None:
 
 def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None = None, log=print,
           rehearse: bool = False, yes: bool = False) -> Path:
-    """Execute the notebooks (all, or `only`) and build the HTML book; return the path of index.html.
+    """Execute the notebooks (all, or `only`) and build the HTML book of the tree `root` (default: repo_root());
+    return the path of index.html. Holds the tree's build lock (`tree`).
 
     rehearse: run the paper profile end to end on a CPU with shrunk sizes (repro.rehearse).
     yes: plan grids larger than GRID_MAX and start runs estimated above repro.cost.HOURS_MAX hours."""
-    root = root or repo_root()
-    if rehearse:
+    with tree(root, log) as root:
+        if not rehearse:
+            return _build(profile, only, root, log, rehearse, yes)
         if profile != "paper":
             raise BookError(f"--rehearse rehearses the paper profile; use --profile paper (got {profile!r})")
         saved = {k: os.environ.get(k) for k in ("REPRO_REHEARSE", "REPRO_RUNS")}
@@ -319,7 +364,6 @@ def build(profile: str = "cpu", only: list[str] | None = None, root: Path | None
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-    return _build(profile, only, root, log, rehearse, yes)
 
 
 def precompute(root: Path, names: list[str], profile: str, params: dict, log=print, yes: bool = False) -> dict[str, int]:
@@ -381,6 +425,20 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
         os.chdir(here)
 
 
+def _stop_notebooks(pool: concurrent.futures.ThreadPoolExecutor, futures: dict, stage: Path) -> None:
+    """After an interrupt: start no other notebook, end the running ones' kernels (their threads end with them)
+    and remove their partly executed copies."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.disabled = True  # the kernels' deaths are intended: no "Kernel died" lines
+    try:
+        interrupts.stop_kernels(list(futures))
+    finally:
+        papermill_log.disabled = False
+    for name in futures.values():
+        (stage / "book" / f"{name}.partial.ipynb").unlink(missing_ok=True)
+
+
 def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool, yes: bool = False) -> Path:
     names = notebooks(root)
     unknown = sorted(set(only or []) - set(names))
@@ -411,9 +469,13 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
     with concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(todo)))) as notebooks_:
         futures = {notebooks_.submit(execute, root, name, profile, stage / "book" / f"{name}.ipynb", params[name], log):
                    name for name in todo}
-        for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            secs = future.result()  # a failed notebook stops the build (the others still finish)
-            log(f"[{i}/{len(todo)}] {futures[future]}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
+        try:
+            for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                secs = future.result()  # a failed notebook stops the build (the others still finish)
+                log(f"[{i}/{len(todo)}] {futures[future]}: {secs:.1f} s (total {time.time() - t0:.1f} s)")
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (repro.interrupts)
+            _stop_notebooks(notebooks_, futures, stage)
+            raise
     from repro import claims
 
     log(verdict_line(claims.stage_counts(stage), profile))  # the glued verdicts, as the front page counts them

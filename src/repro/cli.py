@@ -7,14 +7,17 @@
     repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
 
-A bad input (params file, option, REPRO_* variable, data file, run store) stops with one line `error: ...` and exit
-code 2.
+A bad input (params file, option, REPRO_* variable, data file, run store) or a full disk stops with one line
+`error: ...` and exit code 2; Ctrl-C (exit 130) and SIGTERM (exit 143) with one line, after every process the
+command started has ended (repro.interrupts).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,16 +41,17 @@ def _book(args) -> int:
         return 0
     if args.with_artifacts and not args.archive:
         raise ValueError("--with-artifacts only applies to --archive; add --archive")
-    index = book.build(args.profile, args.only, rehearse=args.rehearse, yes=args.yes)
-    print(index)
-    if args.pdf:
-        from . import pdf
+    with book.tree() as root:  # this checkout's _build, locked against a second build of it
+        index = book.build(args.profile, args.only, root=root, rehearse=args.rehearse, yes=args.yes)
+        print(index)
+        if args.pdf:
+            from . import pdf
 
-        print(pdf.book_pdf(index.parents[2]))  # <root>/_build/html/index.html -> <root>/_build/book.pdf
-    if args.archive:
-        from . import archive
+            print(pdf.book_pdf(index.parents[2]))  # <root>/_build/html/index.html -> <root>/_build/book.pdf
+        if args.archive:
+            from . import archive
 
-        print(archive.write(args.profile, with_artifacts=args.with_artifacts))
+            print(archive.write(args.profile, with_artifacts=args.with_artifacts, root=root))
     return 0
 
 
@@ -274,13 +278,43 @@ def check_environment() -> None:
         ENVIRONMENT[name](name)
 
 
+def disk_full(err: BaseException) -> bool:
+    """Whether `err` is a write that found the disk full (OSError ENOSPC, or a library's error that says so, as
+    safetensors' SafetensorError does)."""
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err)
+
+
+def _disk_full_line(err: BaseException) -> str:
+    """One line naming the folder written (the nearest existing folder of the file, if the error names one; else
+    the run store) and the space left on its disk."""
+    from . import runs
+
+    filename = getattr(err, "filename", None)
+    target = Path(filename).parent if filename else runs.default_root()
+    folder = next((p for p in (target, *target.parents) if p.is_dir()), Path.cwd())  # (a temp folder is gone)
+    where = f"{folder}" if filename else f"the run store {target} (or another folder this command writes)"
+    free = shutil.disk_usage(folder).free / 2**20
+    return (f"error: no space left on device writing {where}: {free:.0f} MiB free there; free some space or set "
+            f"REPRO_RUNS to a folder on a larger disk, then rerun (finished runs are kept)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from . import interrupts
     from .book import BookError
 
-    try:
-        check_environment()
-        return args.func(args)
-    except (BookError, ValueError, OSError) as err:  # bad input: one line naming the file, key or value
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with interrupts.handled():  # (the message is printed under it too: a second Ctrl-C gives no traceback)
+        try:
+            check_environment()
+            return args.func(args)
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the clean-ups ran on the way (runs, workers, kernels)
+            print(("\n" if sys.stderr.isatty() else "") + interrupts.message(err), file=sys.stderr)
+            return interrupts.exit_code(err)
+        except Exception as err:
+            if disk_full(err):
+                print(_disk_full_line(err), file=sys.stderr)
+                return 2
+            if isinstance(err, (BookError, ValueError, OSError)):  # bad input: one line naming the file, key or value
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            raise

@@ -401,8 +401,8 @@ def get(kind: str, config: dict, compute: Callable[[dict, Path], dict] | None = 
 
 def _compute(kind: str, rid: str, config: dict, compute: Callable, kind_dir: Path, final: Path) -> None:
     tmp = kind_dir / f".tmp-{rid}-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
     try:
+        tmp.mkdir()  # (inside: an interrupt right after it still removes the folder)
         write_json(tmp / ".owner", {"host": socket.gethostname(), "pid": os.getpid()})
         write_json(tmp / "config.json", config)
         start = time.time()

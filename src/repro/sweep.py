@@ -23,7 +23,7 @@ from typing import Callable
 
 import pandas as pd
 
-from repro import files, runs
+from repro import files, interrupts, runs
 
 EXECUTORS = ("local", "slurm")
 # The submitit options a section's `slurm:` mapping may set: key -> (test of the value, words for the error).
@@ -93,9 +93,10 @@ def plan(kind: str, configs: list[dict], store=None, estimate: bool = True) -> p
 def _init_worker(gpus=None) -> None:
     """Pin a pool worker: one GPU of the queue `gpus` (CUDA_VISIBLE_DEVICES, before torch starts CUDA), and the
     run's thread count (repro.device.run_threads_count) through the environment, so that torch is imported
-    only if a kind needs it."""
+    only if a kind needs it. The worker leaves Ctrl-C to the pool's owner (repro.interrupts.worker)."""
     from repro import device as devices
 
+    interrupts.worker()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     threads = str(devices.run_threads_count())
@@ -210,12 +211,19 @@ def pool(workers: int):
     return _POOL["pool"], _POOL["workers"]
 
 
-def shutdown() -> None:
-    """Stop the pool's workers (if any); the next pooled sweep starts a new pool."""
+def shutdown(now: bool = False) -> None:
+    """Stop the pool's workers (if any); the next pooled sweep starts a new pool. The runs being computed finish
+    first, unless now=True (an interrupt): then they stop at once, each removing its temporary folder
+    (repro.interrupts.stop)."""
     executor = _POOL.pop("pool", None)
     _POOL.clear()
-    if executor is not None:
-        executor.shutdown(wait=True, cancel_futures=True)
+    if executor is None:
+        return
+    if now:
+        workers = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        interrupts.stop(workers)
+    executor.shutdown(wait=True, cancel_futures=True)
 
 
 atexit.register(shutdown)
@@ -240,8 +248,8 @@ def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: st
     executor, _ = pool(workers)
     try:
         prepares = _prepares(kind, units, compute)
-        warm = {executor.submit(make, c) for make, c in prepares}  # queued first: the workers start on them
-        futures = {executor.submit(_unit, kind, unit, compute, root): unit for unit in units}
+        warm = {executor.submit(interrupts.call, make, c) for make, c in prepares}  # queued first: started first
+        futures = {executor.submit(interrupts.call, _unit, kind, unit, compute, root): unit for unit in units}
         if progress is not None and warm:
             progress.preparing(0, len(warm))
         pending = set(futures) | warm
@@ -255,8 +263,8 @@ def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: st
                     progress.finished(kind, futures[f])
             if progress is not None:
                 progress.show()
-    except BaseException:
-        shutdown()  # a broken or interrupted pool is not reused
+    except BaseException as err:
+        shutdown(now=isinstance(err, KeyboardInterrupt))  # a broken or interrupted pool is not reused
         raise
 
 
