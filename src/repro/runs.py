@@ -235,6 +235,15 @@ def _inspect(path: Path, kind: str, deep: bool = False) -> tuple[str | None, dic
         return "a file, not a run folder", {}
     if not _marked(path):
         return "unfinished (no done marker)", {}
+    problem, texts = _identity(path, kind)
+    if problem is None:
+        problem = _against_manifest(path, kind, texts, deep)
+    return (None, texts) if problem is None else (problem, {})
+
+
+def _identity(path: Path, kind: str) -> tuple[str | None, dict[str, bytes]]:
+    """Read config.json, meta.json (if any), metrics.json and the manifest of a finished run, and check that the
+    config hashes to the run's id: (why not, or None; {name: bytes})."""
     try:
         texts = {name: (path / name).read_bytes() for name in ("config.json", "meta.json", MANIFEST)
                  if name != "meta.json" or (path / name).exists()}
@@ -253,26 +262,33 @@ def _inspect(path: Path, kind: str, deep: bool = False) -> tuple[str | None, dic
         return f"config.json hashes to {digest}, not to its run id (edited by hand?)", {}
     try:
         texts["metrics.json"] = (path / "metrics.json").read_bytes()
-        metrics = json.loads(texts["metrics.json"])
-        files = json.loads(texts.pop(MANIFEST))["files"]
-        artifacts = KINDS[kind].artifacts(metrics) if kind in KINDS else []
-        listed = {name: (int(info["bytes"]), str(info["sha256"])) for name, info in files.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        return f"metrics.json or {MANIFEST} unreadable ({type(err).__name__})", {}
+    except OSError as err:
+        return f"metrics.json unreadable ({type(err).__name__})", {}
+    return None, texts
+
+
+def _against_manifest(path: Path, kind: str, texts: dict[str, bytes], deep: bool) -> str | None:
+    """Why the files of a run are not those its manifest lists (sizes; sha256s of the .json files in `texts`, and
+    with deep=True of every file), or None; adds the other listed .json files to `texts`."""
+    try:
+        artifacts = KINDS[kind].artifacts(json.loads(texts["metrics.json"])) if kind in KINDS else []
+        listed = {name: (int(info["bytes"]), str(info["sha256"]))
+                  for name, info in json.loads(texts.pop(MANIFEST))["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"metrics.json or {MANIFEST} unreadable ({type(err).__name__})"
     missing = [name for name in artifacts if not (path / name).is_file()]
     if missing:
-        return f"artifact {missing[0]} is missing (a {kind} run must hold {', '.join(artifacts)})", {}
-    for name in ("config.json", "metrics.json", *artifacts):
+        return f"artifact {missing[0]} is missing (a {kind} run must hold {', '.join(artifacts)})"
+    for name in (*texts, *artifacts):
         if name not in listed:
-            return f"{MANIFEST} does not list {name}" + (f" (a {kind} run must hold {', '.join(artifacts)})"
-                                                        if name in artifacts else ""), {}
+            return f"{MANIFEST} does not list {name}"
     for name, (size, digest) in listed.items():
         if name.endswith(".json") and name not in texts and (path / name).is_file():
             texts[name] = (path / name).read_bytes()
         problem = _mismatch(path / name, size, digest, texts.get(name), deep or name.endswith(".json"))
         if problem:
-            return problem, {}
-    return None, texts
+            return problem
+    return None
 
 
 def _mismatch(file: Path, size: int, digest: str, data: bytes | None = None, hashed: bool = True) -> str | None:
