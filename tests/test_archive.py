@@ -45,6 +45,7 @@ def _fake_build(root: Path, profile: str = "smoke") -> tuple[Path, dict]:
         (run / "model.pt").write_bytes(b"weights")
         if kind == "heads":
             (run / "head.safetensors").write_bytes(b"head")  # the artifact a heads run must hold (runs.KINDS)
+        runs.write_manifest(run)  # a run without a manifest is not served
         (run / "done").write_text("")
     damaged = store / "erm" / "0123456789abcdef"  # config does not hash to the id
     shutil.copytree(store / "erm" / ids["erm"], damaged)

@@ -167,6 +167,51 @@ def test_a_run_of_an_older_code_version_still_checks_out(tmp_path, monkeypatch):
     assert runs.check_run(path) is None and len(runs.load("toy", tmp_path)) == 1
 
 
+def test_a_run_without_a_manifest_is_not_served_and_verify_reports_it(tmp_path, capsys):
+    calls = []
+    path = runs.get("toy", {"x": 2}, counting(calls), tmp_path)
+    (path / "manifest.json").unlink()
+    assert "no manifest.json" in runs.check_run(path) and not runs.is_done(path)
+    assert runs.verify_store(tmp_path) == (1, [f"FAIL toy/{path.name}: {runs.check_run(path)}"])
+    assert runs.load("toy", tmp_path).empty and "no manifest.json" in capsys.readouterr().err
+    runs.get("toy", {"x": 2}, counting(calls), tmp_path)
+    assert calls == [2, 2] and runs.verify_store(tmp_path) == (1, [])
+
+
+def test_small_files_are_checked_by_sha256_at_every_lookup(tmp_path, capsys):
+    calls = []
+    path = runs.get("toy", {"x": 3}, counting(calls), tmp_path)
+    text = (path / "metrics.json").read_text()
+    (path / "metrics.json").write_text(text.replace('"value": 9', '"value": 8'))  # valid JSON, same size
+    assert "metrics.json does not match its sha256" in runs.check_run(path)
+    assert runs.load("toy", tmp_path).empty
+    with pytest.raises(ValueError, match="sha256"):
+        runs.read_metrics("toy", path.name, tmp_path)
+    runs.get("toy", {"x": 3}, counting(calls), tmp_path)
+    assert calls == [3, 3] and list(runs.load("toy", tmp_path)["value"]) == [9]
+
+
+def test_an_artifact_is_hashed_once_per_process_and_a_damaged_one_is_redone_when_read(tmp_path, monkeypatch, capsys):
+    calls, hashed = [], []
+    monkeypatch.setitem(runs.KINDS, "toy", runs.Kind(counting(calls), 1, lambda metrics: ["artifact.txt"]))
+    sha256 = runs.sha256
+    monkeypatch.setattr(runs, "sha256", lambda path: hashed.append(path.name) or sha256(path))
+    path = runs.get("toy", {"x": 5}, store=tmp_path)
+    runs.forget_verified()
+    hashed.clear()
+    assert runs.artifact(path / "artifact.txt") == path / "artifact.txt"
+    assert runs.artifact(path / "artifact.txt") == path / "artifact.txt" and hashed == ["artifact.txt"]
+    (path / "artifact.txt").write_text("6")  # same size, other bytes: a new mtime, so it is hashed again
+    assert runs.check_run(path) is None  # a lookup checks the sizes of large files, not their bytes
+    assert runs.artifact(path / "artifact.txt").read_text() == "5" and calls == [5, 5]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"run toy/{path.name}: artifact.txt does not match its sha256 in the manifest (corrupt or "
+                   "edited); computing it again"]
+    (path / "config.json").write_text((path / "config.json").read_text().replace("5", "7"))
+    with pytest.raises(ValueError, match="hashes to .* runs verify --fix"):
+        runs.artifact(path / "artifact.txt")  # its config cannot say which run to compute
+
+
 def test_verify_store_finds_corruption_by_sha256_and_fix_removes_it(tmp_path):
     good = runs.get("toy", {"x": 1}, square, tmp_path)
     bad = runs.get("toy", {"x": 2}, square, tmp_path)
@@ -368,3 +413,102 @@ def test_load_of_any_kind_works_in_a_fresh_interpreter_without_importing_its_cod
               "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "0", "[]"]
+
+
+# ---------------------------------------------------------------------- damages on a real smoke store
+
+def _digit(text: str) -> str:
+    """One digit of the first fraction changed: valid JSON, same size."""
+    at = text.index("0.") + 2
+    return text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:]
+
+
+def _other_numbers(text: str) -> str:
+    """Every fraction's digits d -> 9 - d: valid JSON of the same length, other numbers."""
+    import re
+    return re.sub(r"\.(\d+)", lambda m: "." + "".join(str(9 - int(c)) for c in m.group(1)), text)
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1  # a byte of the last tensor's data
+    path.write_bytes(bytes(data))
+
+
+def _halve(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+DAMAGES = {  # name: (kind, index of the run in the plan, damage of its folder)
+    "erm metrics digit": ("erm", 1, lambda p: (p / "metrics.json").write_text(_digit((p / "metrics.json").read_text()))),
+    "erm features byte": ("erm", 0, lambda p: _flip(p / "features_epoch2.safetensors")),
+    "erm config seed": ("erm", 1, lambda p: (p / "config.json").write_text(
+        (p / "config.json").read_text().replace('"seed": 2', '"seed": 7'))),
+    "heads manifest and half head": ("heads", 0, lambda p: ((p / "manifest.json").unlink(),
+                                                             _halve(p / "head.safetensors"))),
+    "heads metrics other numbers": ("heads", 1, lambda p: (p / "metrics.json").write_text(
+        _other_numbers((p / "metrics.json").read_text()))),
+    "erm manifest and half features": ("erm", 0, lambda p: ((p / "manifest.json").unlink(),
+                                                             _halve(p / "features_epoch2.safetensors"))),
+}
+
+
+def _serve(plan: dict, store):
+    """What a warm build does: compute the missing runs, read their tables and the features sections read."""
+    from repro import features, sweep
+
+    for kind in ("erm", "heads"):
+        sweep.run(kind, plan[kind], store=store)
+    tables = {kind: runs.results(kind, plan[kind], store).drop(columns=["path", "wall_s"]) for kind in plan}
+    cached = [features.load(runs.run_dir("erm", c, store)) for c in plan["erm"]]
+    return tables, cached
+
+
+def _bytes(store) -> dict:
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.glob("*/*/*"))
+            if p.name not in ("meta.json", "manifest.json")}  # (meta.json holds the wall time)
+
+
+@pytest.fixture(scope="module")
+def smoke_store(tmp_path_factory):
+    """A finished store of two smoke ERM runs on the Waterbirds twin (seeds 1, 2) and two heads of the first."""
+    from repro import heads, sections, synth
+
+    tmp = tmp_path_factory.mktemp("smoke-store")
+    data_root = str(tmp / "data")
+    synth.ensure(data_root, ["waterbirds"], scale="smoke")
+    erm = [sections.erm_config("waterbirds", "smoke", data_root, seed) for seed in (1, 2)]
+    rid = runs.run_id("erm", erm[0])
+    plan = {"erm": erm, "heads": [heads.head_config(rid, spec, "waterbirds", "smoke") for spec in
+                                  ({"method": "llr", "seed": 1}, {"method": "afr", "seed": 1, "gamma": 0.0, "l2": 0.0})]}
+    tables, cached = _serve(plan, tmp / "runs")
+    return plan, tmp / "runs", tables, cached
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_run_is_reported_by_verify_never_served_and_recomputed_with_one_line(
+        smoke_store, tmp_path, capsys, damage):
+    import shutil
+
+    from repro import cli
+
+    plan, pristine, tables, cached = smoke_store
+    store = tmp_path / "runs"
+    shutil.copytree(pristine, store)
+    kind, index, harm = DAMAGES[damage]
+    rid = runs.run_id(kind, plan[kind][index])
+    harm(store / kind / rid)
+    capsys.readouterr()
+    assert cli.main(["runs", "verify", "--store", str(store)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {kind}/{rid}: " in out and "4 runs checked, 1 failing" in out
+    if damage != "erm features byte":  # (its numbers are intact; its features are checked when read)
+        assert rid not in set(runs.load(kind, store)["run_id"])
+    capsys.readouterr()
+    again, features = _serve(plan, store)
+    lines = [line for line in capsys.readouterr().err.splitlines() if rid in line]
+    assert len(lines) == 1 and lines[0].startswith(f"run {kind}/{rid}: ") and "computing it again" in lines[0], lines
+    for name in tables:
+        assert again[name].equals(tables[name]), name
+    assert all(a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a) for a, b in zip(features, cached))
+    assert _bytes(store) == _bytes(pristine) and runs.verify_store(store) == (4, [])

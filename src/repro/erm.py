@@ -430,6 +430,7 @@ def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    path = runs.artifact(path)  # sha256-checked against its run's manifest; a damaged run is redone
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     config = json.loads(meta["config"])

@@ -97,7 +97,8 @@ def _file(run, epoch, store) -> Path:
     epoch = saved[-1] if epoch is None else int(epoch)
     if epoch not in saved:
         raise FileNotFoundError(f"ERM run {path} has no features at epoch {epoch}; saved epochs: {saved}")
-    return path / f"features_epoch{epoch}.safetensors"
+    from repro import runs
+    return runs.artifact(path / f"features_epoch{epoch}.safetensors")  # sha256-checked; a damaged run is redone
 
 
 def load(run, epoch: int | None = None, store=None) -> dict[str, torch.Tensor]:

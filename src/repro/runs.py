@@ -7,9 +7,10 @@ device), the run's artifacts, manifest.json (every file's size and sha256) and a
 Guarantees (README, "Failure modes"):
 - Atomic: a run is computed in ROOT/<kind>/.tmp-<run_id>-<pid>-<rand> and renamed into place, so a directory
   named by a run id is complete or left over from an older crash (then it is removed and the run redone).
-- Verified: `get` serves a finished run only if its config hashes to its id and every file of its manifest
-  has the recorded size; `verify_store` (`repro runs verify`) also checks the sha256s. A run failing the
-  check is redone, saying why.
+- Verified: `get` and `load` serve a finished run only if its config hashes to its id, it has a manifest,
+  every file of the manifest has the recorded size and its .json files their sha256; a large artifact is
+  checked against its sha256 when it is read (`artifact`, once per process and file version);
+  `verify_store` (`repro runs verify`) checks every sha256. A run failing a check is redone, saying why.
 - Claimed: `get` computes a run while holding ROOT/<kind>/.lock-<run_id> (fcntl.flock, which the kernel
   releases when the holder dies, even by SIGKILL; the file names the holder's host and pid). A second process
   asking for the same run waits, then reads the first one's result; nothing is computed twice.
@@ -225,51 +226,137 @@ def check_run(path, kind: str | None = None, deep: bool = False) -> str | None:
     """Why the run directory `path` cannot be served as finished, or None if it can.
 
     Checks: `done` present; config.json hashes to the directory's name (with the code version in meta.json);
-    every file of manifest.json present with its recorded size, and with deep=True its sha256. A run written
-    before manifests existed (no manifest.json) passes when its config and metrics parse."""
-    path = Path(path)
-    kind = kind or path.parent.name
+    a manifest.json that lists config.json, metrics.json and the kind's artifacts; every listed file present
+    with its recorded size; the small files (.json) always, and with deep=True every file, against their sha256.
+    Large artifacts are checked against their sha256 when they are read (`artifact`)."""
+    return _inspect(Path(path), kind or Path(path).parent.name, deep)[0]
+
+
+def _inspect(path: Path, kind: str, deep: bool = False) -> tuple[str | None, dict[str, bytes]]:
+    """(why the run cannot be served or None, {name: bytes} of its .json files, read once and checked)."""
     if not path.is_dir():
-        return "a file, not a run folder"
+        return "a file, not a run folder", {}
     if not _marked(path):
-        return "unfinished (no done marker)"
+        return "unfinished (no done marker)", {}
+    problem, texts = _identity(path, kind)
+    if problem is None:
+        problem = _against_manifest(path, kind, texts, deep)
+    return (None, texts) if problem is None else (problem, {})
+
+
+def _identity(path: Path, kind: str) -> tuple[str | None, dict[str, bytes]]:
+    """Read config.json, meta.json (if any), metrics.json and the manifest of a finished run, and check that the
+    config hashes to the run's id: (why not, or None; {name: bytes})."""
     try:
-        config = json.loads((path / "config.json").read_text())
-        meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
+        texts = {name: (path / name).read_bytes() for name in ("config.json", "meta.json", MANIFEST)
+                 if name != "meta.json" or (path / name).exists()}
+        config, meta = json.loads(texts["config.json"]), json.loads(texts.get("meta.json", b"{}"))
+    except FileNotFoundError as err:
+        if Path(err.filename).name == MANIFEST:
+            return f"no {MANIFEST} (deleted, or written before manifests existed): its files cannot be checked", {}
+        return f"{Path(err.filename).name} is missing", {}
     except (OSError, ValueError) as err:
-        return f"config.json or meta.json unreadable ({type(err).__name__})"
+        return f"config.json or meta.json unreadable ({type(err).__name__})", {}
     try:
         digest = _digest(kind, config, meta.get("code", KINDS[kind].version if kind in KINDS else None))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):
         digest = None
     if digest != path.name:
-        return f"config.json hashes to {digest}, not to its run id (edited by hand?)"
+        return f"config.json hashes to {digest}, not to its run id (edited by hand?)", {}
     try:
-        metrics = json.loads((path / "metrics.json").read_text())
-    except (OSError, ValueError) as err:
-        return f"metrics.json unreadable ({type(err).__name__})"
-    if kind in KINDS:
-        missing = [name for name in KINDS[kind].artifacts(metrics) if not (path / name).is_file()]
-        if missing:
-            return f"artifact {missing[0]} is missing (a {kind} run must hold {', '.join(KINDS[kind].artifacts(metrics))})"
-    if not (path / MANIFEST).exists():
-        return None
+        texts["metrics.json"] = (path / "metrics.json").read_bytes()
+    except OSError as err:
+        return f"metrics.json unreadable ({type(err).__name__})", {}
+    return None, texts
+
+
+def _against_manifest(path: Path, kind: str, texts: dict[str, bytes], deep: bool) -> str | None:
+    """Why the files of a run are not those its manifest lists (sizes; sha256s of the .json files in `texts`, and
+    with deep=True of every file), or None; adds the other listed .json files to `texts`."""
     try:
-        files = json.loads((path / MANIFEST).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"{MANIFEST} unreadable ({type(err).__name__})"
-    for name in ("config.json", "metrics.json"):
-        if name not in files:
+        artifacts = KINDS[kind].artifacts(json.loads(texts["metrics.json"])) if kind in KINDS else []
+        listed = {name: (int(info["bytes"]), str(info["sha256"]))
+                  for name, info in json.loads(texts.pop(MANIFEST))["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"metrics.json or {MANIFEST} unreadable ({type(err).__name__})"
+    missing = [name for name in artifacts if not (path / name).is_file()]
+    if missing:
+        return f"artifact {missing[0]} is missing (a {kind} run must hold {', '.join(artifacts)})"
+    for name in (*texts, *artifacts):
+        if name not in listed:
             return f"{MANIFEST} does not list {name}"
-    for name, info in files.items():
-        file = path / name
-        if not file.is_file():
-            return f"{name} is missing"
-        if file.stat().st_size != info["bytes"]:
-            return f"{name} has {file.stat().st_size} bytes, the manifest says {info['bytes']} (truncated?)"
-        if deep and sha256(file) != info["sha256"]:
-            return f"{name} does not match its sha256 in the manifest (corrupt)"
+    for name, (size, digest) in listed.items():
+        if name.endswith(".json") and name not in texts and (path / name).is_file():
+            texts[name] = (path / name).read_bytes()
+        problem = _mismatch(path / name, size, digest, texts.get(name), deep or name.endswith(".json"))
+        if problem:
+            return problem
     return None
+
+
+def _mismatch(file: Path, size: int, digest: str, data: bytes | None = None, hashed: bool = True) -> str | None:
+    """Why `file` (its bytes `data`, if already read) is not the manifest's (size, sha256), or None; the sha256
+    is compared only if `hashed`."""
+    try:
+        actual = len(data) if data is not None else file.stat().st_size
+    except FileNotFoundError:
+        return f"{file.name} is missing"
+    if actual != size:
+        return f"{file.name} has {actual} bytes, the manifest says {size} (truncated?)"
+    if hashed and (hashlib.sha256(data).hexdigest() if data is not None else sha256(file)) != digest:
+        return f"{file.name} does not match its sha256 in the manifest (corrupt or edited)"
+    return None
+
+
+_VERIFIED: dict[str, tuple] = {}  # artifact path -> (size, mtime_ns, inode, sha256) this process has hashed
+
+
+def forget_verified() -> None:
+    """Forget which artifacts this process has checked, so that the next read hashes them again."""
+    _VERIFIED.clear()
+
+
+def artifact(path) -> Path:
+    """`path`, a file of a run folder, once its run passes check_run and the file matches the sha256 of the
+    run's manifest (hashed once per process and file version: path, size, mtime, inode). A run that fails is
+    computed again first, with a line on stderr saying why. A file of an unfinished folder (a run being
+    computed, not in the store) is returned unchecked; a damaged run whose config cannot be trusted is a
+    ValueError."""
+    path = Path(path)
+    folder, kind = path.parent, path.parent.parent.name
+    if not _marked(folder):
+        return path
+    problem = check_run(folder, kind) or _artifact_problem(path)
+    if problem is None:
+        return path
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        trusted = kind in KINDS and run_id(kind, config) == folder.name
+    except (OSError, ValueError):
+        trusted = False
+    if not trusted:
+        raise ValueError(f"run {kind}/{folder.name} in {folder.parent}: {problem}; `repro runs verify --fix` "
+                         "removes it, and the next build recomputes it")
+    return _claim(kind, config, None, Store(folder.parent.parent),
+                  lambda final: check_run(final, kind) or _artifact_problem(final / path.name)) / path.name
+
+
+def _artifact_problem(path: Path) -> str | None:
+    """Why the file `path` of a finished run is not what its run's manifest lists, or None (cached per process)."""
+    try:
+        info = json.loads((path.parent / MANIFEST).read_bytes())["files"][path.name]
+        size, digest, stat = int(info["bytes"]), str(info["sha256"]), path.stat()
+    except KeyError:
+        return f"{MANIFEST} does not list {path.name}"
+    except (OSError, ValueError, TypeError) as err:
+        return f"{path.name} or {MANIFEST} unreadable ({type(err).__name__})"
+    key = (stat.st_size, stat.st_mtime_ns, stat.st_ino, digest)
+    if _VERIFIED.get(str(path)) == key:
+        return None
+    problem = _mismatch(path, size, digest)
+    if problem is None:
+        _VERIFIED[str(path)] = key
+    return problem
 
 
 # ------------------------------------------------------------------------------------------ claims
@@ -380,17 +467,24 @@ def get(kind: str, config: dict, compute: Callable[[dict, Path], dict] | None = 
     registered compute). The run is claimed while it is computed: another process asking for it waits and then
     reads it.
     """
+    final = _store(store).root / kind / run_id(kind, config)
+    if is_done(final):
+        return final
+    return _claim(kind, config, compute, store, lambda final: check_run(final, kind))
+
+
+def _claim(kind: str, config: dict, compute: Callable | None, store, check: Callable[[Path], str | None]) -> Path:
+    """Claim the run of (kind, config), and unless `check` of its folder passes (the run was finished by the
+    process we waited for), remove it, saying why, and compute it."""
     rid = run_id(kind, config)
     kind_dir = _store(store).root / kind
     final = kind_dir / rid
-    if is_done(final):
-        return final
     _prepare(kind_dir, final)
     with file_lock(kind_dir / f".lock-{rid}", f"run {kind}/{rid}") as claimed:
         if final.is_dir():
-            problem = check_run(final, kind)
+            problem = check(final)
             if problem is None:
-                return final  # finished by the process we waited for
+                return final
             print(f"run {kind}/{rid}: {problem}; computing it again", file=sys.stderr, flush=True)
             shutil.rmtree(final)
         for stale in kind_dir.glob(f".tmp-{rid}-*") if claimed else []:  # only a claim holder writes these
@@ -448,11 +542,11 @@ def read_metrics(kind: str, rid: str, store=None) -> dict:
     path = run_dir(kind, rid, store)
     if not _marked(path):
         raise FileNotFoundError(f"run {kind}/{rid} is not finished in {path.parent}; compute it with runs.get")
-    problem = check_run(path, kind)
+    problem, texts = _inspect(path, kind)
     if problem is not None:
         raise ValueError(f"run {kind}/{rid} in {path.parent}: {problem}; runs.get recomputes it, "
                          f"`repro runs verify --fix` removes it")
-    return _null_to_nan(json.loads((path / "metrics.json").read_text()))
+    return _null_to_nan(json.loads(texts["metrics.json"]))
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -494,15 +588,14 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
         done = sorted(folder.glob("*/done"))
     for path in done:
         path = path.parent
-        problem = check_run(path, kind)
+        problem, texts = _inspect(path, kind)
         if problem is not None:
             print(f"skipping run {kind}/{path.name}: {problem}; `repro runs verify --fix` removes it",
                   file=sys.stderr, flush=True)
             continue
-        config = _flatten(json.loads((path / "config.json").read_text()))
-        metrics = _null_to_nan(json.loads((path / "metrics.json").read_text()))
-        meta_file = path / "meta.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        config = _flatten(json.loads(texts["config.json"]))
+        metrics = _null_to_nan(json.loads(texts["metrics.json"]))
+        meta = json.loads(texts.get("meta.json", b"{}"))
         row = {"run_id": path.name, "path": str(path), "wall_s": meta.get("wall_s"), **config}
         for key, value in metrics.items():
             row[f"metric.{key}" if key in row else key] = value
