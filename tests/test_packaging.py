@@ -1,0 +1,57 @@
+"""The package as pip ships it: a wheel with every package file."""
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from repro import models
+from tests.conftest import REPO
+from tests.test_repository import _repository_files
+
+
+def _package_files() -> list[str]:
+    """Every file of src/ that a clone holds (tracked or new, not ignored), relative to src/."""
+    return sorted(name.removeprefix("src/") for name in _repository_files() if name.startswith("src/"))
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built offline, with the locked setuptools, from a copy of the files a clone would hold."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ["pyproject.toml", "README.md"] + [f"src/{f}" for f in _package_files()]:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--quiet", "-w", str(out), str(source)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (built,) = out.glob("*.whl")
+    return built
+
+
+def test_wheel_holds_every_file_of_the_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = [f for f in _package_files() if f not in names]
+    assert not missing, f"files of src/ that the wheel lacks (pyproject.toml package-data): {missing}"
+
+
+def test_installed_wheel_builds_bert_from_its_own_model_configs(wheel, tmp_path):
+    """A non-editable install (pip --target) reads the shipped BERT configs from inside itself."""
+    target = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+                           "--target", str(target), str(wheel)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (target / "bin" / "repro").is_file()  # the console script
+    check = ("import sys; from pathlib import Path; from transformers import BertConfig; from repro import models; "
+             "assert Path(models.__file__).is_relative_to(sys.argv[1]), models.__file__; "
+             "[BertConfig.from_json_file(models.CONFIG_DIR / f) for f in models.SHIPPED_CONFIGS.values()]; "
+             "net = models.build('bert-tiny', 2, pretrained=False); print(net.dim)")
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    done = subprocess.run([sys.executable, "-c", check, str(target)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "128"  # BERT-Tiny's hidden size, from the shipped config
+    assert set(models.SHIPPED_CONFIGS) <= set(models.REGISTRY)
