@@ -1,16 +1,23 @@
-"""The package as pip ships it: a wheel with every package file."""
+"""The package as pip ships it: a wheel with every package file, under its distribution name."""
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
+import repro
 from repro import models
 from tests.conftest import REPO
 from tests.test_repository import _repository_files
+
+PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def _package_files() -> list[str]:
@@ -38,6 +45,17 @@ def test_wheel_holds_every_file_of_the_package(wheel):
     assert not missing, f"files of src/ that the wheel lacks (pyproject.toml package-data): {missing}"
 
 
+def test_wheel_metadata_names_the_distribution_the_command_and_python(wheel):
+    archive = zipfile.ZipFile(wheel)
+    info = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+    meta = Parser().parsestr(archive.read(info).decode())
+    assert meta["Name"] == PROJECT["name"] != "repro"
+    assert meta["Version"] == repro.__version__
+    assert SpecifierSet(meta["Requires-Python"]) == SpecifierSet(PROJECT["requires-python"])
+    entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
+    assert re.search(r"^repro = repro\.cli:main$", entry_points, re.MULTILINE)
+
+
 def test_installed_wheel_builds_bert_from_its_own_model_configs(wheel, tmp_path):
     """A non-editable install (pip --target) reads the shipped BERT configs from inside itself."""
     target = tmp_path / "site"
@@ -55,3 +73,10 @@ def test_installed_wheel_builds_bert_from_its_own_model_configs(wheel, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == "128"  # BERT-Tiny's hidden size, from the shipped config
     assert set(models.SHIPPED_CONFIGS) <= set(models.REGISTRY)
+
+
+def test_distribution_name_is_used_wherever_pip_knows_the_package():
+    name = PROJECT["name"]
+    lock = (REPO / "requirements.lock").read_text()
+    assert f"via {name} (pyproject.toml)" in lock and "via repro (pyproject.toml)" not in lock
+    assert not re.search(r"^\s*#\s+repro \(pyproject", lock, re.MULTILINE)
