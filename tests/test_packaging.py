@@ -1,4 +1,4 @@
-"""The package as pip ships it: a wheel with every package file, under its distribution name."""
+"""The package as pip ships it: a wheel with every package file, its name, licence and citation."""
 import os
 import re
 import shutil
@@ -10,6 +10,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.specifiers import SpecifierSet
 
 import repro
@@ -18,6 +19,8 @@ from tests.conftest import REPO
 from tests.test_repository import _repository_files
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+PAPER_TITLE = "On the Unreasonable Effectiveness of Last-Layer Retraining"
+PAPER_AUTHORS = ["Hill", "LaBonte", "Zhang", "Muthukumar"]
 
 
 def _package_files() -> list[str]:
@@ -29,7 +32,7 @@ def _package_files() -> list[str]:
 def wheel(tmp_path_factory) -> Path:
     """A wheel built offline, with the locked setuptools, from a copy of the files a clone would hold."""
     source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
-    for name in ["pyproject.toml", "README.md"] + [f"src/{f}" for f in _package_files()]:
+    for name in ["pyproject.toml", "README.md", "LICENSE"] + [f"src/{f}" for f in _package_files()]:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, source / name)
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
@@ -43,6 +46,7 @@ def test_wheel_holds_every_file_of_the_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [f for f in _package_files() if f not in names]
     assert not missing, f"files of src/ that the wheel lacks (pyproject.toml package-data): {missing}"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
 
 def test_wheel_metadata_names_the_distribution_the_command_and_python(wheel):
@@ -51,6 +55,7 @@ def test_wheel_metadata_names_the_distribution_the_command_and_python(wheel):
     meta = Parser().parsestr(archive.read(info).decode())
     assert meta["Name"] == PROJECT["name"] != "repro"
     assert meta["Version"] == repro.__version__
+    assert meta["License-Expression"] == "MIT"
     assert SpecifierSet(meta["Requires-Python"]) == SpecifierSet(PROJECT["requires-python"])
     entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert re.search(r"^repro = repro\.cli:main$", entry_points, re.MULTILINE)
@@ -80,3 +85,24 @@ def test_distribution_name_is_used_wherever_pip_knows_the_package():
     lock = (REPO / "requirements.lock").read_text()
     assert f"via {name} (pyproject.toml)" in lock and "via repro (pyproject.toml)" not in lock
     assert not re.search(r"^\s*#\s+repro \(pyproject", lock, re.MULTILINE)
+
+
+def test_citation_cff_cites_this_project_and_prefers_the_paper():
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0"
+    assert {"cff-version", "message", "title", "authors"} <= set(cff)
+    assert cff["license"] == PROJECT["license"] and cff["version"] == repro.__version__
+    paper = cff["preferred-citation"]
+    assert {"type", "title", "authors"} <= set(paper)
+    assert paper["title"] == PAPER_TITLE
+    for person in cff["authors"] + paper["authors"]:
+        assert person.get("name") or person.get("family-names"), person
+    assert [a["family-names"] for a in paper["authors"]] == PAPER_AUTHORS
+    assert paper["doi"] == "10.48550/arXiv.2512.01766" and paper["url"].endswith("2512.01766")
+
+
+def test_license_is_mit_and_the_readme_points_to_it_and_to_the_data_licences():
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "The last-layer-retraining reproduction authors" in text
+    readme = (REPO / "README.md").read_text()
+    assert "(LICENSE)" in readme and "(data/metadata/SOURCES.md)" in readme and "(CITATION.cff)" in readme
