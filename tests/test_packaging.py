@@ -1,4 +1,4 @@
-"""The package as pip ships it: a wheel with every package file, its name, licence and citation."""
+"""The package as pip ships it: a wheel with every package file, its name, licence, citation, supported Python."""
 import os
 import re
 import shutil
@@ -106,3 +106,65 @@ def test_license_is_mit_and_the_readme_points_to_it_and_to_the_data_licences():
     assert text.startswith("MIT License\n") and "The last-layer-retraining reproduction authors" in text
     readme = (REPO / "README.md").read_text()
     assert "(LICENSE)" in readme and "(data/metadata/SOURCES.md)" in readme and "(CITATION.cff)" in readme
+
+
+# Supported Python: the Makefile's PYTHON_VERSION, pyproject.toml, environment.yml and the README agree.
+MAKE_VERSION = re.search(r"^PYTHON_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)[1]
+
+
+def test_one_supported_python_everywhere():
+    allowed = SpecifierSet(PROJECT["requires-python"])
+    assert f"{MAKE_VERSION}.0" in allowed and f"{MAKE_VERSION}.99" in allowed
+    major, minor = map(int, MAKE_VERSION.split("."))
+    assert f"{major}.{minor - 1}.99" not in allowed and f"{major}.{minor + 1}.0" not in allowed
+    assert f"python={MAKE_VERSION}" in (REPO / "environment.yml").read_text()
+    assert f"Supported Python: {MAKE_VERSION}" in (REPO / "README.md").read_text()
+
+
+def _fake_python(path: Path, version: str) -> Path:
+    """An interpreter stand-in: prints `version` for -c, and for `-m venv DIR` makes DIR/bin/python a copy."""
+    path.write_text(f'#!/bin/sh\ncase "$1" in\n  -c) echo {version} ;;\n'
+                    f'  -m) if [ "$2" = venv ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; fi ;;\nesac\n')
+    path.chmod(0o755)
+    return path
+
+
+def _make(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """make on a copy of the Makefile in `folder` (never the repository's .venv)."""
+    shutil.copy2(REPO / "Makefile", folder / "Makefile")
+    for name in ("requirements.lock", "pyproject.toml"):
+        (folder / name).touch()
+    return subprocess.run(["make", "--no-print-directory", "-C", str(folder), *args], capture_output=True, text=True)
+
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+@needs_make
+@pytest.mark.parametrize("target", ["env", "lock"])
+@pytest.mark.parametrize("interpreter", ["3.10", "3.12", "/bin/false"])
+def test_make_stops_with_one_line_when_python_is_not_the_supported_one(tmp_path, target, interpreter):
+    python = interpreter if interpreter.startswith("/") else str(_fake_python(tmp_path / "python", interpreter))
+    done = _make(tmp_path, target, f"PYTHON={python}")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode != 0 and len(errors) == 1, done.stderr
+    assert f"needs Python {MAKE_VERSION} but '{python}' is" in errors[0]
+    assert f"PYTHON=/path/to/python{MAKE_VERSION}" in errors[0]
+    assert not (tmp_path / ".venv").exists()
+
+
+@needs_make
+def test_make_creates_the_venv_with_the_supported_python(tmp_path):
+    done = _make(tmp_path, "env", f"PYTHON={_fake_python(tmp_path / 'python', MAKE_VERSION)}")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".venv" / "bin" / "python").is_file() and (tmp_path / ".venv" / ".installed").is_file()
+
+
+@needs_make
+def test_make_stops_when_an_existing_venv_has_another_python(tmp_path):
+    _fake_python(tmp_path / "python", "3.12")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy2(tmp_path / "python", tmp_path / ".venv" / "bin" / "python")
+    done = _make(tmp_path, "env", f"PYTHON={_fake_python(tmp_path / 'ok', MAKE_VERSION)}")
+    assert done.returncode != 0 and "'.venv/bin/python' is Python 3.12; remove .venv" in done.stderr
+    assert not (tmp_path / ".venv" / ".installed").exists()
