@@ -6,7 +6,7 @@
 # create a venv first checks the interpreter: one `error:` line and exit 2 when it is another version.
 PYTHON_VERSION := 3.11
 PYTHON ?= $(shell command -v python$(PYTHON_VERSION) || command -v python3)
-# $(call check_python,INTERPRETER,FIX): a shell command that fails with one line unless INTERPRETER is $(PYTHON_VERSION).
+# $(call check_python,INTERPRETER,FIX): a command that fails with one line unless INTERPRETER is $(PYTHON_VERSION).
 check_python = v=$$($(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
 	test "$$v" = "$(PYTHON_VERSION)" || { echo "error: this project needs Python $(PYTHON_VERSION) but '$(1)' is \
 	$${v:+Python }$${v:-not a Python interpreter}; $(2)" >&2; exit 2; }
