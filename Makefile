@@ -2,7 +2,15 @@
 # Both create .venv from requirements.lock (exact versions and hashes of every package) when it is missing or
 # the lock or pyproject.toml changed, and do nothing more when it is up to date (the stamp records the last
 # install). `make lock` regenerates the lock from pyproject.toml (see the README, "Environment and archive").
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The one supported Python (pyproject.toml's requires-python; a test keeps them equal). Every recipe that would
+# create a venv first checks the interpreter: one `error:` line and exit 2 when it is another version.
+PYTHON_VERSION := 3.11
+PYTHON ?= $(shell command -v python$(PYTHON_VERSION) || command -v python3)
+# $(call check_python,INTERPRETER,FIX): a command that fails with one line unless INTERPRETER is $(PYTHON_VERSION).
+check_python = v=$$($(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	test "$$v" = "$(PYTHON_VERSION)" || { echo "error: this project needs Python $(PYTHON_VERSION) but '$(1)' is \
+	$${v:+Python }$${v:-not a Python interpreter}; $(2)" >&2; exit 2; }
+PYTHON_FIX := install Python $(PYTHON_VERSION) or run make PYTHON=/path/to/python$(PYTHON_VERSION)
 VENV := .venv
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
@@ -22,7 +30,8 @@ env: $(STAMP)
 # without dependencies and with the locked setuptools. Then the lock must satisfy every requirement of
 # pyproject.toml, extras included (else: run `make lock`), and `pip check` the installed set.
 $(STAMP): $(LOCK) pyproject.toml
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/python || { $(call check_python,$(PYTHON),$(PYTHON_FIX)) && $(PYTHON) -m venv $(VENV); }
+	@$(call check_python,$(VENV)/bin/python,remove $(VENV) and run make again)
 	$(VENV)/bin/python -m pip install --quiet --require-hashes -r $(LOCK)
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@$(VENV)/bin/python -c 'import sys; from repro import provenance; sys.exit(provenance.check_lock())'
@@ -31,6 +40,7 @@ $(STAMP): $(LOCK) pyproject.toml
 
 # pip-compile runs in a throwaway venv; no absolute path or date of this machine goes into the lock.
 lock:
+	@$(call check_python,$(PYTHON),$(PYTHON_FIX))
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp/venv" && \
 	"$$tmp/venv/bin/python" -m pip install --quiet $(LOCK_TOOLS) && \

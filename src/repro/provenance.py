@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from . import __version__
+
 
 @dataclass
 class Record:
@@ -157,8 +159,10 @@ def collect() -> dict:
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     info = {"git commit": commit + (" (dirty: uncommitted changes)" if dirty else " (clean)"),
             "python": platform.python_version()}
-    for package in ("torch", "torchvision", "transformers", "repro"):
+    for package in ("torch", "torchvision", "transformers"):
         info[package] = _version(package)
+    # The code that runs (an editable install, a wheel or PYTHONPATH=src), whatever the distribution is called.
+    info["repro"] = __version__
     info["environment"] = environment()
     info["device"] = device()
     return info
