@@ -188,7 +188,8 @@ def group_ratio(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 0.2, 0.5
     """Figure 4: test WGA of LLR (ERM ratio x held-out ratio) and of ERM trained on 100% at each ratio.
 
     match_steps: ERM on a group-ratio subset trains at least as many SGD steps as a standard ERM run (the
-    CPU profiles, whose models start from scratch; the paper keeps the epochs)."""
+    CPU profiles, whose small subsets would otherwise take a few SGD steps in their few epochs; the paper keeps
+    the epochs)."""
     plan = group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps, backbones=backbones)
     ermt, heads = _execute(plan, workers, executor, slurm)
     erm_rows = _tidy(ermt[ermt["train_set"] == "train+heldout"].rename(columns={"group_ratio": "ratio"}),
