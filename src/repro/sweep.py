@@ -315,8 +315,12 @@ def _clock(seconds: float) -> str:
 
 
 def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: str, options: dict) -> None:
-    """Submit one submitit job per unit of work as a job array and wait for all of them."""
+    """Submit one submitit job per unit of work as a job array and wait for all of them (repro.cluster.wait: a
+    failed job is reported with its log's last lines once all ended)."""
     import submitit
+
+    from repro import cluster
+
     unknown = sorted(set(options) - set(SLURM_KEYS))
     if unknown:
         raise ValueError(f"unknown slurm option(s) {unknown}; valid: {', '.join(SLURM_KEYS)}")
@@ -336,5 +340,5 @@ def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: s
     ex.update_parameters(**params)
     n = len(units)
     jobs = ex.map_array(_unit, [kind] * n, units, [compute] * n, [root] * n)
-    for job in jobs:
-        job.result()
+    cluster.wait(jobs, [f"{kind} run {runs.run_id(kind, unit[0])}" + (f" and {len(unit) - 1} more" if len(unit) > 1 else "")
+                        for unit in units])
