@@ -322,14 +322,14 @@ def test_kernel_sockets_fit_under_a_long_tmpdir(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_section_builds_under_a_100_byte_non_ascii_tmpdir(tmp_path, monkeypatch):
     """A cluster node's long per-job TMPDIR: one section (margins on the Waterbirds twin, a 2-worker pool) runs and
-    its page builds, in a book whose table of contents holds that page alone."""
+    its page builds, in a book whose table of contents holds that page and the deviations page it links to."""
     import tempfile
 
     from tests.conftest import copy_book_sources
 
     (tmp_path / "src").mkdir()
     root = copy_book_sources(tmp_path / "src")
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/margins\n")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/margins\nchapters:\n  - file: book/deviations\n")
     params = root / "params" / "smoke" / "margins.yml"
     params.write_text(yaml.safe_dump({**yaml.safe_load(params.read_text()), "datasets": ["waterbirds"], "workers": 2}))
     monkeypatch.setenv("TMPDIR", str(_long_tmpdir(tmp_path)))
