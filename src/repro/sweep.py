@@ -340,5 +340,6 @@ def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: s
     ex.update_parameters(**params)
     n = len(units)
     jobs = ex.map_array(_unit, [kind] * n, units, [compute] * n, [root] * n)
-    cluster.wait(jobs, [f"{kind} run {runs.run_id(kind, unit[0])}" + (f" and {len(unit) - 1} more" if len(unit) > 1 else "")
-                        for unit in units])
+    labels = [f"{kind} run {runs.run_id(kind, unit[0])}" + (f" and {len(unit) - 1} more" if len(unit) > 1 else "")
+              for unit in units]
+    cluster.wait(jobs, labels)
