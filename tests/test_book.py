@@ -330,7 +330,7 @@ def test_notebook_kernels_talk_over_unix_sockets_without_console_warnings(tmp_pa
     nbformat.write(nb, str(tmp_path / "t.ipynb"))
     folder = tmp_path / "sockets"
     folder.mkdir()
-    manager = book._kernel_manager(str(folder))
+    manager = book._kernel_manager("ipc", str(folder / "kernel"))
     assert manager().transport == "ipc"
     papermill.execute_notebook(str(tmp_path / "t.ipynb"), str(tmp_path / "o.ipynb"), kernel_name="python3",
                                progress_bar=False, log_output=False, kernel_manager_class=manager)
@@ -338,3 +338,53 @@ def test_notebook_kernels_talk_over_unix_sockets_without_console_warnings(tmp_pa
     err = capfd.readouterr().err
     assert "IPKernelApp" not in err and "without encryption" not in err, err
     assert list(folder.iterdir()) == []  # the sockets are removed with the kernel
+
+
+def _long_tmpdir(base: Path, size: int = 100) -> Path:
+    """A folder whose path is `size` bytes (UTF-8) long, with non-ASCII letters, as a cluster's per-job TMPDIR."""
+    stem = base / "scratch-é"
+    name = "job-ø" + "x" * (size - len(os.fsencode(stem / "job-ø")))
+    folder = stem / name
+    folder.mkdir(parents=True)
+    assert len(os.fsencode(folder)) == size
+    return folder
+
+
+@pytest.mark.skipif(os.name != "posix", reason="IPC kernels are POSIX-only")
+def test_kernel_sockets_fit_under_a_long_tmpdir(tmp_path, monkeypatch):
+    """Where TMPDIR is too long for a socket path, the kernel's sockets go to a private folder (0700) of their own
+    under /tmp, within the platform's limit, removed afterwards."""
+    import stat
+    import tempfile
+
+    import zmq
+
+    monkeypatch.setenv("TMPDIR", str(_long_tmpdir(tmp_path)))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # (cached by the first call)
+    with book._kernel_channels() as (transport, ip):
+        assert transport == "ipc" and len(os.fsencode(ip + "-99")) <= zmq.IPC_PATH_MAX_LEN
+        folder = Path(ip).parent
+        assert folder.parent == Path("/tmp") and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert not folder.exists()
+    monkeypatch.setattr(zmq, "IPC_PATH_MAX_LEN", 8)  # nowhere fits: TCP on loopback
+    with book._kernel_channels() as channels:
+        assert channels == ("tcp", "127.0.0.1")
+
+
+@pytest.mark.slow
+def test_a_section_builds_under_a_100_byte_non_ascii_tmpdir(tmp_path, monkeypatch):
+    """A cluster node's long per-job TMPDIR: one section (margins on the Waterbirds twin, a 2-worker pool) runs and
+    its page builds, in a book whose table of contents holds that page and the deviations page it links to."""
+    import tempfile
+
+    from tests.conftest import copy_book_sources
+
+    (tmp_path / "src").mkdir()
+    root = copy_book_sources(tmp_path / "src")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/margins\nchapters:\n  - file: book/deviations\n")
+    params = root / "params" / "smoke" / "margins.yml"
+    params.write_text(yaml.safe_dump({**yaml.safe_load(params.read_text()), "datasets": ["waterbirds"], "workers": 2}))
+    monkeypatch.setenv("TMPDIR", str(_long_tmpdir(tmp_path)))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    index = book.build("smoke", root=root, log=lambda *a: None)
+    assert index.is_file() and (root / "_build" / "html" / "book" / "margins.html").is_file()

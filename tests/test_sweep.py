@@ -198,6 +198,9 @@ def test_slurm_resources_reach_the_executor(tmp_path, monkeypatch):
         def __init__(self, value):
             self.value = value
 
+        def done(self):
+            return True
+
         def result(self):
             return self.value
 

@@ -277,25 +277,44 @@ def _stage(root: Path, stage: Path, profile: str) -> None:
             shutil.copy2(page, target)
 
 
-def _kernel_manager(folder: str):
-    """The kernel manager class papermill starts a kernel with: on POSIX, one that talks to its kernel over Unix
-    sockets in `folder` (IPC) instead of TCP on localhost, about which ipykernel prints a warning per
-    notebook, and that does not interrupt the kernel of a finished notebook before shutting it down (which
-    ipykernel may report as an ERROR line); elsewhere jupyter_client's default."""
+@contextlib.contextmanager
+def _kernel_channels():
+    """Yield (transport, ip) for a kernel's channels: IPC sockets in a private folder (mode 0700) of their own,
+    under TMPDIR or else /tmp, the first where the sockets' paths fit the platform's limit
+    (zmq.IPC_PATH_MAX_LEN: 107 bytes on Linux, 103 on macOS; batch schedulers often set a long TMPDIR); TCP on
+    loopback where neither fits or on Windows. The folder is removed afterwards."""
+    import zmq
+
+    limit = getattr(zmq, "IPC_PATH_MAX_LEN", 0) if os.name == "posix" else 0
+    for base in (tempfile.gettempdir(), "/tmp"):
+        # mkdtemp adds 8 characters to the prefix; jupyter_client numbers the sockets kernel-1 ... kernel-5
+        if limit and os.path.isdir(base) and len(os.fsencode(os.path.join(base, "repro-kernel-12345678",
+                                                                         "kernel-99"))) <= limit:
+            folder = tempfile.mkdtemp(prefix="repro-kernel-", dir=base)
+            try:
+                yield "ipc", str(Path(folder) / "kernel")
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            return
+    yield "tcp", "127.0.0.1"
+
+
+def _kernel_manager(transport: str, ip: str):
+    """The kernel manager class papermill starts a kernel with: one that talks to its kernel over `transport`
+    at `ip` (from _kernel_channels: Unix sockets where they fit, which spares ipykernel's warning per notebook
+    about TCP on localhost), and that does not interrupt the kernel of a finished notebook before shutting it
+    down (which ipykernel may report as an ERROR line)."""
     from jupyter_client.manager import AsyncKernelManager
-    if os.name != "posix":
-        return AsyncKernelManager
     from traitlets import CaselessStrEnum, Unicode
 
-    class IPCKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-        ip = Unicode(str(Path(folder) / "kernel"), config=True)
-
+    class QuietKernelManager(AsyncKernelManager):
         async def _async_interrupt_kernel(self):
             if not self.shutting_down:  # jupyter_client interrupts before every shutdown: nothing runs by then
                 await super()._async_interrupt_kernel()
 
-    return IPCKernelManager
+    return type("ReproKernelManager", (QuietKernelManager,),
+                {"transport": CaselessStrEnum(["tcp", "ipc"], default_value=transport, config=True),
+                 "ip": Unicode(ip, config=True)})
 
 
 def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=print) -> float:
@@ -308,11 +327,11 @@ def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=pr
     tmp = out.with_suffix(".partial.ipynb")
     start = time.time()
     try:
-        with tempfile.TemporaryDirectory(prefix="repro-kernel-") as sockets:
+        with _kernel_channels() as (transport, ip):
             papermill.execute_notebook(str(root / "book" / f"{name}.ipynb"), str(tmp), parameters=injected,
                                        cwd=str(root), kernel_name="python3", progress_bar=False,
                                        log_output=False, request_save_on_cell_execute=False,
-                                       kernel_manager_class=interrupts.tracked(_kernel_manager(sockets)))
+                                       kernel_manager_class=interrupts.tracked(_kernel_manager(transport, ip)))
     except PapermillExecutionError as err:
         raise BookError(f"notebook {name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                         f"partly executed notebook: {tmp}") from None

@@ -351,11 +351,14 @@ def _clock(seconds: float) -> str:
 
 
 def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: str, options: dict) -> None:
-    """Submit one submitit job per unit of work as a job array and wait for all of them."""
+    """Submit one submitit job per unit of work as a job array and wait for all of them (repro.cluster.wait: a
+    failed job is reported with its log's last lines once all ended)."""
     import submitit
     problem = slurm_problem(options)
     if problem:
         raise ValueError(f"the slurm options must be {problem}, got {files.quote(options)}")
+
+    from repro import cluster
     folder = options.get("folder", os.path.join(root, ".submitit", "%j"))
     ex = submitit.AutoExecutor(folder=folder, cluster=options.get("cluster"))
     params = {"timeout_min": options.get("timeout_min", 60)}
@@ -372,5 +375,6 @@ def _slurm(kind: str, units: list[list[dict]], compute: Callable | None, root: s
     ex.update_parameters(**params)
     n = len(units)
     jobs = ex.map_array(_unit, [kind] * n, units, [compute] * n, [root] * n)
-    for job in jobs:
-        job.result()
+    labels = [f"{kind} run {runs.run_id(kind, unit[0])}" + (f" and {len(unit) - 1} more" if len(unit) > 1 else "")
+              for unit in units]
+    cluster.wait(jobs, labels)
