@@ -20,11 +20,17 @@ DIR = "_build/rehearse"  # under the repository root: data/ (twins) and runs/ (t
 # Twins with a few dozen examples per split (each dataset record's twin_scales["rehearse"]: [train, val, test]
 # fractions of the real sizes), images at the paper's 224 px.
 SCALE = "rehearse"
-# At least this many examples per group and split ([train, val, test]), so that every held-out set holds every
-# group (the group-ratio and balancing methods need each class's groups): Waterbirds holds out 20% of train, the
-# others half of val. tests/test_rehearse.py checks the held-out sets of seed 1.
+# At least this many examples per group and split ([train, val, test]):
+# - every held-out set holds every group (the group-ratio and balancing methods need each class's groups):
+#   Waterbirds holds out 20% of train, the others half of val;
+# - every ERM training set meets the smallest group ratio r of PARAMS: a group-ratio subset gives a minority
+#   group r / (1 + r) of its class's budget, which is at least the smallest group of the training set
+#   (repro.balance.group_ratio_counts), so groups of (1 + r) / r = 6 examples (r = 0.2) are the least that
+#   works; 8 leaves room for rounding.
+# tests/test_rehearse.py plans every section of the rehearsal (all configs, subsets and head plans, without
+# training) and fails on any set that breaks a constraint.
 MIN_COUNTS = {"waterbirds": [20, 4, 4]}
-DEFAULT_MIN_COUNT = [4, 10, 4]
+DEFAULT_MIN_COUNT = [8, 10, 4]
 IMAGE_SIZE = 224
 MAX_STEPS = hparams.REHEARSAL_STEPS  # ERM steps per run (a value of every ERM config of the rehearsal)
 HEAD_EPOCHS = hparams.REHEARSAL_HEAD_EPOCHS  # last-layer epochs per head (a value of every head config)
