@@ -50,6 +50,14 @@ def test_minilm_is_pretrained_offline():
     assert models.tokenizer("bert-micro").vocab_size == 30522
 
 
+def test_paper_berts_from_random_weights_tokenize_offline():
+    """Built from the package's configs without network access, they read MiniLM's tokenizer (the same uncased
+    WordPiece vocabulary); pretrained ones their own."""
+    assert models.tokenizer_id("bert-base", pretrained=False) == models.tokenizer_id("minilm")
+    assert models.tokenizer("bert-tiny", pretrained=False).vocab_size == 30522
+    assert models.tokenizer_id("bert-base") == "bert-base-uncased"
+
+
 def test_errors():
     with pytest.raises(ValueError, match="cnn-small"):
         models.build("vgg", 2, False)

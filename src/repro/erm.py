@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from repro import device as devices
-from repro import balance, datasets, features, files, hparams, models, rehearse, runs
+from repro import balance, datasets, features, files, hparams, models, runs
 from repro.inputs import Inputs, load_data
 
 CHOICES = {
@@ -68,10 +68,7 @@ def _data_root() -> str:
 
 def default_config(dataset: str, profile: str = "paper", backbones: str = "", **overrides) -> dict:
     """The full ERM config of `dataset` under `profile` (hparams.erm; `backbones` picks a variant of the
-    profile's models, see hparams.BACKBONES), with `overrides` applied.
-
-    In a rehearsal (repro.rehearse) the paper's architectures start from random weights and every run stops
-    after rehearse.MAX_STEPS steps."""
+    profile's models, see hparams.BACKBONES, e.g. the paper profile's rehearsal), with `overrides` applied."""
     hp = hparams.erm(dataset, profile, backbones)
     config = dict(dataset=dataset, data_root=_data_root(), profile=profile, model=None, pretrained=None, seed=1,
                   epochs=None, lr=None, weight_decay=None, batch_size=None, optimizer="adamw", schedule="cosine",
@@ -83,8 +80,7 @@ def default_config(dataset: str, profile: str = "paper", backbones: str = "", **
     config.update(_EXTRA[profile])
     if profile == "paper":
         config.update(datasets.get(dataset).paper_erm)
-    shrunk = dict(pretrained=False, max_steps=rehearse.MAX_STEPS) if rehearse.active() else {}
-    for source, values in (("repro.hparams.erm", hp), ("repro.rehearse", shrunk), ("overrides", overrides)):
+    for source, values in (("repro.hparams.erm", hp), ("overrides", overrides)):
         unknown = sorted(set(values) - set(config))
         if unknown:
             raise ValueError(f"unknown ERM config key(s) {files.quote(unknown)} in {source}; valid keys: {', '.join(config)}")

@@ -22,10 +22,10 @@ def sgd_steps(n: int, epochs: int, batch_size: int) -> int:
 
 # ------------------------------------------------------------------------------------- last-layer heads
 
-def head_config(erm_id: str, spec: dict, dataset: str, profile: str, **hp) -> dict:
+def head_config(erm_id: str, spec: dict, dataset: str, profile: str, backbones: str = "", **hp) -> dict:
     """Config of one last-layer head: the ERM run it reads, the method spec (repro.last_layer.REGISTRY) and the
-    last-layer training hyperparameters (repro.hparams.head)."""
-    llr = {**hparams.head(dataset, profile), **hp}
+    last-layer training hyperparameters (repro.hparams.head of the profile and its `backbones` variant)."""
+    llr = {**hparams.head(dataset, profile, backbones), **hp}
     return {"erm": erm_id, "spec": dict(spec), "epochs": llr["epochs"], "lr": llr["lr"],
             "batch_size": llr["batch_size"]}
 
@@ -113,8 +113,9 @@ def compute_head(config: dict, workdir) -> dict:
 
 # ------------------------------------------------------------------------------------------ SVM paths
 
-def svm_config(erm_id: str, dataset: str, profile: str, factor: float, n_points: int, seed: int) -> dict:
-    llr = hparams.head(dataset, profile)
+def svm_config(erm_id: str, dataset: str, profile: str, factor: float, n_points: int, seed: int,
+               backbones: str = "") -> dict:
+    llr = hparams.head(dataset, profile, backbones)
     return {"erm": erm_id, "lr": 1e-3, "batch_size": llr["batch_size"], "llr_epochs": llr["epochs"],
             "factor": factor, "n_points": n_points, "seed": seed}
 

@@ -61,10 +61,19 @@ _CPU_ERM = _PRETRAINED_ERM
 _SMOKE_ERM = {name: {**hp, "epochs": 2} for name, hp in _SCRATCH_ERM.items()}
 
 
+# The paper profile's rehearsal (repro.rehearse: `repro book --profile paper --rehearse` selects it as the
+# `backbones` of every section): the paper's architectures and Table 3 hyperparameters from random weights (no
+# download), every ERM run stopped after REHEARSAL_STEPS SGD steps and every head after REHEARSAL_HEAD_EPOCHS
+# epochs. These are values of the runs' configs like any other hyperparameter.
+REHEARSAL = "rehearsal"
+REHEARSAL_STEPS = 2
+REHEARSAL_HEAD_EPOCHS = 2
+_REHEARSAL_ERM = {name: {**hp, "pretrained": False, "max_steps": REHEARSAL_STEPS} for name, hp in _PAPER_ERM.items()}
+
 ERM = {"paper": _PAPER_ERM, "cpu": _CPU_ERM, "smoke": _SMOKE_ERM}
 # The `backbones` switch of the params files: "" is the profile's own models (ERM above); the cpu profile can
-# also run the from-scratch models of its earlier versions.
-BACKBONES = {"cpu": {"pretrained": _PRETRAINED_ERM, "scratch": _SCRATCH_ERM}}
+# also run the from-scratch models of its earlier versions; the paper profile's rehearsal is its own variant.
+BACKBONES = {"cpu": {"pretrained": _PRETRAINED_ERM, "scratch": _SCRATCH_ERM}, "paper": {REHEARSAL: _REHEARSAL_ERM}}
 
 # Appendix B.2: LLR is SGD, lr 1e-2, no weight decay, no schedule, batch 32, as many epochs as ERM.
 # The CPU profiles' ERM runs 2-5 epochs, after which a re-initialized head has taken too few SGD steps (DFR by
@@ -98,17 +107,18 @@ def erm(dataset: str, profile: str = "paper", backbones: str = "") -> dict:
     return dict(_table(profile, backbones)[dataset])
 
 
-def head(dataset: str, profile: str = "paper") -> dict:
-    """Hyperparameters of a last-layer head (LLR and every method of repro.last_layer): SGD at lr 1e-2, as many epochs as ERM (paper profile); in a
-    rehearsal (repro.rehearse) at most rehearse.HEAD_EPOCHS epochs."""
-    from repro import rehearse
-
+def head(dataset: str, profile: str = "paper", backbones: str = "") -> dict:
+    """Hyperparameters of a last-layer head (LLR and every method of repro.last_layer): SGD at lr 1e-2, as many
+    epochs as ERM (paper profile; the rehearsal's variant at most REHEARSAL_HEAD_EPOCHS)."""
     _check(dataset, profile)
+    _table(profile, backbones)  # a variant of the profile
     epochs = _LLR_EPOCHS.get(profile, ERM[profile][dataset]["epochs"])
-    return {**_LLR, "epochs": min(epochs, rehearse.HEAD_EPOCHS) if rehearse.active() else epochs}
+    if backbones == REHEARSAL:
+        epochs = min(epochs, REHEARSAL_HEAD_EPOCHS)
+    return {**_LLR, "epochs": epochs}
 
 
 def table(profile: str = "paper", backbones: str = "") -> list[dict]:
     """One row per dataset of ERM and LLR settings, as rendered in the book's Table 3."""
-    return [{"dataset": name, **erm(name, profile, backbones), "llr": head(name, profile)} for name in datasets.names()
-            if name in ERM[profile]]
+    return [{"dataset": name, **erm(name, profile, backbones), "llr": head(name, profile, backbones)}
+            for name in datasets.names() if name in ERM[profile]]

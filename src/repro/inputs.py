@@ -149,18 +149,19 @@ def tokenize(texts, tokenizer, max_length: int) -> dict:
     return out
 
 
-def cached_tokens(data, model: str, max_length: int) -> dict[str, torch.Tensor]:
-    """Tokens of a text dataset, computed once per (tokenizer, max_length, texts) and cached on disk in
-    <dataset folder>/.tokens/ (safetensors, int32/uint8); in memory only when the data have no folder."""
+def cached_tokens(data, model: str, max_length: int, pretrained: bool = True) -> dict[str, torch.Tensor]:
+    """Tokens of a text dataset by the tokenizer of `model` (models.tokenizer(model, pretrained)), computed once
+    per (tokenizer, max_length, texts) and cached on disk in <dataset folder>/.tokens/ (safetensors,
+    int32/uint8); in memory only when the data have no folder."""
     from safetensors.torch import load_file, save_file
 
     def compute():
-        tokens = tokenize(data.inputs, models.tokenizer(model), max_length)
+        tokens = tokenize(data.inputs, models.tokenizer(model, pretrained), max_length)
         return {k: torch.from_numpy(v) for k, v in tokens.items()}
 
     if not Path(data.root).is_dir():
         return compute()
-    digest = hashlib.sha256(f"{models.tokenizer_id(model)}\0{max_length}\0".encode())
+    digest = hashlib.sha256(f"{models.tokenizer_id(model, pretrained)}\0{max_length}\0".encode())
     for text in data.inputs:
         digest.update(str(text).encode() + b"\0")
     path = Path(data.root) / ".tokens" / f"{data.name}-{max_length}-{digest.hexdigest()[:16]}.safetensors"
@@ -198,7 +199,8 @@ class Inputs:
             self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
             self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         elif data.kind == "text":
-            self.tokens = _cached(("tok",) + key, lambda: cached_tokens(data, config["model"], config["max_length"]))
+            self.tokens = _cached(("tok", config["pretrained"]) + key,
+                                  lambda: cached_tokens(data, config["model"], config["max_length"], config["pretrained"]))
         elif data.kind == "tokens":
             self.tokens = {k: torch.from_numpy(v[:, :config["max_length"]]) for k, v in data.tokens.items()}
         if self.files:

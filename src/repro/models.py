@@ -385,25 +385,24 @@ def frozen_keys(model: nn.Module) -> list[str]:
     return sorted(set(keys))
 
 
-def tokenizer(name: str):
+def tokenizer(name: str, pretrained: bool = True):
     """The model's tokenizer (MiniLM's, i.e. the bert-base-uncased vocabulary, for bert-micro and minilm).
 
-    In a rehearsal (repro.rehearse) the paper's BERTs, whose files are not available offline, use MiniLM's
-    tokenizer: the same uncased 30,522-token WordPiece vocabulary."""
+    The paper's BERTs from random weights (pretrained=False, e.g. the paper profile's rehearsal), which are built
+    from the package's configs without network access, use MiniLM's tokenizer too: the same uncased
+    30,522-token WordPiece vocabulary."""
     from transformers import AutoTokenizer
 
-    from repro import rehearse
-    if name in ("minilm", "bert-micro") or (name in HF_NAMES and rehearse.active()):
+    if name in ("minilm", "bert-micro") or (name in HF_NAMES and not pretrained):
         return AutoTokenizer.from_pretrained(minilm_dir())
     if name in HF_NAMES:
         return _from_hub(AutoTokenizer.from_pretrained, HF_NAMES[name])
     raise ValueError(f"model {name!r} has no tokenizer; text models: {', '.join(TEXT_MODELS)}")
 
 
-def tokenizer_id(name: str) -> str:
-    """A stable name of the tokenizer `tokenizer(name)` returns (keys the on-disk token cache)."""
-    from repro import rehearse
-    if name in ("minilm", "bert-micro") or (name in HF_NAMES and rehearse.active()):
+def tokenizer_id(name: str, pretrained: bool = True) -> str:
+    """A stable name of the tokenizer `tokenizer(name, pretrained)` returns (keys the on-disk token cache)."""
+    if name in ("minilm", "bert-micro") or (name in HF_NAMES and not pretrained):
         return "all-MiniLM-L6-v2"
     if name in HF_NAMES:
         return HF_NAMES[name]

@@ -105,9 +105,9 @@ def margins_configs(datasets, seeds, profile, data_root, llr_seeds=(1, 2, 3), sv
                     model_overrides=None, backbones=""):
     base = base_configs(datasets, seeds, profile, data_root, model_overrides, backbones=backbones)
     ids = [runs.run_id("erm", c) for c in base]
-    heads = [head_config(i, {"method": "llr", "seed": k}, c["dataset"], profile) for i, c in zip(ids, base)
+    heads = [head_config(i, {"method": "llr", "seed": k}, c["dataset"], profile, backbones) for i, c in zip(ids, base)
              for k in llr_seeds]
-    svm = [svm_config(i, c["dataset"], profile, svm_factor, svm_points, c["seed"]) for i, c in zip(ids, base)
+    svm = [svm_config(i, c["dataset"], profile, svm_factor, svm_points, c["seed"], backbones) for i, c in zip(ids, base)
            if record(c["dataset"]).n_classes == 2]  # the SVM direction of a binary head
     return {"erm": base, "heads": heads, "svm": svm}
 
@@ -179,7 +179,7 @@ def group_ratio_configs(datasets, seeds, profile, data_root, ratios=(0.05, 0.1, 
             for d, s in _grid(datasets, seeds) for r in ratios]
     heads = [head_config(runs.run_id("erm", c), {"method": "ratio", "seed": c["seed"], "r": r, "balance": "upsampling",
                                                  "minority": list(record(c["dataset"]).paper_minority)},
-                         c["dataset"], profile) for c in split for r in ratios]
+                         c["dataset"], profile, backbones) for c in split for r in ratios]
     return {"erm": split + full, "heads": heads}
 
 
@@ -221,12 +221,12 @@ def class_balance_configs(datasets, seeds, profile, data_root, gammas=(0.0, 1.0,
     heads = []
     for c in split:
         rid = runs.run_id("erm", c)
-        heads.append(head_config(rid, {"method": "llr", "seed": c["seed"]}, c["dataset"], profile))
-        heads += [head_config(rid, {"method": "cbllr", "seed": c["seed"], "balance": b}, c["dataset"], profile)
-                  for b in BALANCES[1:]]
+        heads.append(head_config(rid, {"method": "llr", "seed": c["seed"]}, c["dataset"], profile, backbones))
+        heads += [head_config(rid, {"method": "cbllr", "seed": c["seed"], "balance": b}, c["dataset"], profile,
+                              backbones) for b in BALANCES[1:]]
         if c["balance"] == "none":
             heads += [head_config(rid, {"method": "afr", "seed": c["seed"], "gamma": float(g), "l2": 0.0},
-                                  c["dataset"], profile) for g in gammas]
+                                  c["dataset"], profile, backbones) for g in gammas]
     return {"erm": full + split, "heads": heads}
 
 
@@ -296,10 +296,10 @@ def appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples=20, ba
                   for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     class_split = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     heads = [head_config(runs.run_id("erm", c), {"method": "dfr", "seed": c["seed"], "balance": c["balance"]},
-                         c["dataset"], profile) for c in class_split]
+                         c["dataset"], profile, backbones) for c in class_split]
     # Kirichenko et al.'s own DFR (repro.dfr_l1) on the same ERM features, beside the paper's SGD DFR
     heads += [head_config(runs.run_id("erm", c), {"method": "dfr_l1", "seed": c["seed"], "n_resamples": dfr_resamples},
-                          c["dataset"], profile) for c in class_split]
+                          c["dataset"], profile, backbones) for c in class_split]
     return {"erm": dynamics + class_full + class_split, "heads": heads}
 
 
