@@ -174,6 +174,20 @@ def test_table1_criterion_holds_on_the_papers_table1():
     assert old == 4
 
 
+def test_the_page_shows_the_papers_table1_beside_this_builds():
+    from repro import report
+
+    points = _points({("waterbirds", 0): "agree", ("waterbirds", 1): "constant"})
+    table = report.table1_beside_paper(sections.margin_correlations(points))
+    assert len(table) == 18 and list(table["group"][:2]) == ["landbird/land", "landbird/water"]
+    first, second, last = table.iloc[0], table.iloc[1], table.iloc[-1]
+    assert (first["r min (paper)"], first["r avg (paper)"], first["avg > min (paper)"]) == ("0.349", "-0.418", "no")
+    assert (first["r avg (this build)"], first["avg > min (this build)"]) == ("1.000", "yes")
+    assert second["r min (this build)"] == "n/a" and second["avg > min (this build)"] == "n/a"
+    assert last["r avg (paper)"] == "0.897" and last["r min (this build)"] == "not run"
+    assert (table["avg > min (paper)"] == "yes").sum() == claims.PAPER_AGREE
+
+
 def test_margin_correlations_pool_all_heads():
     points = pd.DataFrame({"dataset": "waterbirds", "group": 0, "erm_seed": [1, 1, 2, 2], "llr_seed": [1, 2, 1, 2],
                            "margin_min": [0.1, 0.1, 0.1, 0.2], "margin_avg": [1.0, 2.0, 3.0, 4.0],
