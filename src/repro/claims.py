@@ -173,9 +173,8 @@ def neural_collapse(end: pd.DataFrame) -> dict:
                                 ("nc_none_civilcomments", "civilcomments", "<", NC_COMPARABLE)):
         est = _nc(end, dataset, "nc1_heldout_end", "nc1_train_end")
         out[key] = (_text("ratio ", est), judge(est, op, t))
-    flat = [(d, _nc(end, d, "nc1_train_end", "nc1_train_first")) for d in NO_COLLAPSE]
-    out["nc_flat"] = _per_dataset([(d, e.text(), judge(e, ">=", NC_FLAT)) for d, e in flat
-                                   if np.isfinite(e.point)], NO_COLLAPSE)
+    flat = [(d, _nc(end, d, "nc1_train_end", "nc1_train_first")) for d in NO_COLLAPSE if len(_rows(end, d))]
+    out["nc_flat"] = _per_dataset([(d, e.text(), judge(e, ">=", NC_FLAT)) for d, e in flat], NO_COLLAPSE)
     return out
 
 
