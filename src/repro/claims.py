@@ -2,6 +2,10 @@
 glued (myst-nb) as `<key>_value` and `<key>_verdict`; the scorecard page pastes them, so no number on it is
 typed by hand.
 
+A claim "on every dataset" is about the paper's four datasets, the registry's (repro.datasets.names()), not
+about the datasets a profile's params grid happens to list; claims that name datasets (Figure 3, CelebA and
+CivilComments) are about those.
+
 Every criterion compares a statistic with a threshold fixed in this file, from the paper's words and, where
 the paper prints them, its numbers (PAPER_TABLE1: the Table 1 criterion holds on the paper's own Table 1).
 The statistic comes with a 90% Student-t interval over its independent units (repro.uncertainty). Verdicts:
@@ -526,7 +530,9 @@ statistic's independent units: seeds, where a seed's runs at every configuration
   correlation of Figure 4, the Table 1 differences): the jackknife standard error (the statistic recomputed
   without each unit). For a mean it is exactly s / sqrt(n), so where a statistic reduces to a mean (a
   best-of gap whose best configurations stay the same) the interval is the t interval itself; otherwise
-  its {LEVEL:.0%} coverage is approximate. Figure 4's r is taken on Fisher's z scale
+  its {LEVEL:.0%} coverage is approximate: close to it for the best-of gaps and the collapse in simulations
+  with 3 seeds; lower for Figure 4's r near 1, which seed noise biases down, so that the errors fall on
+  *inconclusive* rather than on a verdict. Figure 4's r is taken on Fisher's z scale
   and mapped back. For Table 1 the unit is an ERM seed with all its LLR heads, since heads that share an ERM
   seed share its features.
 

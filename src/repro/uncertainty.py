@@ -5,8 +5,11 @@ each of the n leave-one-unit-out subsets. Its 90% interval is point +- t(0.95, n
 jackknife standard error (Efron & Tibshirani 1993, ch. 11). For a mean over units the jackknife se is exactly
 s / sqrt(n), so the interval is the textbook Student-t interval: exact 90% coverage when the units' values are
 normal, whatever n. For any other statistic (a best-of gap, a difference of correlations, a correlation of
-seed means) it is the same t interval on that statistic's jackknife se: never narrower than the t interval of
-a mean with the same spread, with approximately 90% coverage. A correlation is handled on Fisher's z scale
+seed means) it is the same t interval on that statistic's jackknife se, equal to the t interval wherever the
+statistic reduces to a mean over units (a best-of gap whose best configurations stay the same), with
+approximately 90% coverage (tests/test_uncertainty.py simulates it with 3
+seeds: close to 90% for best-of gaps and a curve's collapse; lower for a correlation near 1, which seed noise
+biases down, with the errors on the inconclusive side). A correlation is handled on Fisher's z scale
 (arctanh) and mapped back, so that its interval stays within [-1, 1].
 
 `judge` turns an estimate and a threshold into "supported", "not supported" or "inconclusive" (the interval
