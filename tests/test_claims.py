@@ -1,5 +1,6 @@
 """Claim verdicts on hand-built tables: every criterion comes out supported, not supported, inconclusive (its 90%
-interval over seeds straddles the threshold) and not measurable (data missing)."""
+interval straddles the threshold, or there is none) and not measurable (with its reason); a claim on several
+datasets is never supported on a subset of them; criteria whose numbers the paper prints hold on the paper's."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,41 +9,12 @@ from repro import claims, sections
 
 S, N, I, NA = claims.SUPPORTED, claims.NOT_SUPPORTED, claims.INCONCLUSIVE, claims.NOT_MEASURABLE
 SEEDS = (1, 2, 3)
+ALL = claims.DATASETS
 
 
-# ------------------------------------------------------------------ intervals
-
-def test_three_seed_interval_is_exact_deterministic_and_holds_the_point():
-    x = np.array([0.2, 0.5, 0.6])
-    est = claims.estimate(x, claims._mean)
-    assert est == claims.estimate(x, claims._mean)  # all 27 resamples: the same bits every time
-    assert len(claims.resamples(3)) == 27
-    assert est.point == pytest.approx(x.mean())
-    assert (est.lo, est.hi) == pytest.approx(((2 * 0.2 + 0.5) / 3, (0.5 + 2 * 0.6) / 3))  # as the page says
-    assert est.lo <= est.point <= est.hi
-
-
-def test_seeded_interval_for_many_units_is_deterministic_and_holds_the_point():
-    units = np.random.default_rng(5).normal(size=(9, 2))  # 9 (ERM seed, LLR seed) heads: 9**9 resamples, drawn
-    corr = lambda s: claims._pearson(s[..., 0], s[..., 1])  # noqa: E731
-    a, b = claims.estimate(units, corr), claims.estimate(units, corr)
-    assert a == b and len(claims.resamples(9)) == claims.DRAWS
-    assert a.lo <= a.point <= a.hi and a.point == pytest.approx(np.corrcoef(units.T)[0, 1])
-    skewed = claims.estimate(np.array([[0.0], [0.0], [0.0], [0.0], [1.0]]), lambda s: s[..., 0].max(axis=1))
-    assert skewed.lo <= skewed.point <= skewed.hi  # the percentile interval widened to hold the point
-
-
-def test_judge_and_combinations():
-    est = claims.Estimate
-    assert claims.judge(est(1.0, 0.5, 1.5, 3), ">", 0.4) == S
-    assert claims.judge(est(1.0, 0.5, 1.5, 3), ">", 1.6) == N
-    assert claims.judge(est(1.0, 0.5, 1.5, 3), ">", 0.9) == I
-    assert claims.judge(est(1.0, 0.5, 1.5, 3), "<=", 1.5) == S
-    assert claims.judge(est(1.0, np.nan, np.nan, 1), ">", 0.0) == I  # one run: no interval
-    assert claims.judge(est(np.nan, np.nan, np.nan, 0), ">", 0.0) == NA
-    assert claims.every([S, S, NA]) == S and claims.every([S, I]) == I and claims.every([I, N]) == N
-    assert claims.every([NA]) == NA
-    assert claims.at_least(2, [S, S, N]) == S and claims.at_least(2, [S, I, N]) == I and claims.at_least(2, [S, N, N]) == N
+def _everywhere(make, values: dict | None = None, **kw) -> pd.DataFrame:
+    """make(dataset, *args) for every dataset of the paper, with values[dataset] where given, else `kw` defaults."""
+    return pd.concat([make(d, **{**kw, **(values or {}).get(d, {})}) for d in ALL], ignore_index=True)
 
 
 # ------------------------------------------------------------------ Section 2.1
@@ -57,18 +29,27 @@ def _end(ratios: dict, flat: dict | None = None) -> pd.DataFrame:
 
 @pytest.mark.parametrize("key,dataset,ratios,verdict", [
     ("nc_heldout_waterbirds", "waterbirds", [20, 22, 25], S), ("nc_heldout_waterbirds", "waterbirds", [3, 4, 5], N),
-    ("nc_heldout_waterbirds", "waterbirds", [5, 10, 20], I),  # interval [6.7, 16.7] straddles 10
-    ("nc_heldout_multinli", "multinli", [20, 22, 25], S),
+    ("nc_heldout_waterbirds", "waterbirds", [5, 10, 20], I),  # t interval [-1.2, 24.5] straddles 10
+    ("nc_heldout_waterbirds", "waterbirds", [15], I),  # one seed: no interval
+    ("nc_heldout_multinli", "multinli", [20, 22, 25], S), ("nc_heldout_multinli", "multinli", [3, 4, 5], N),
+    ("nc_heldout_multinli", "multinli", [5, 10, 20], I),
     ("nc_none_celeba", "celeba", [1.0, 1.1, 1.2], S), ("nc_none_celeba", "celeba", [3, 4, 5], N),
-    ("nc_none_celeba", "celeba", [1, 2, 3], I),  # interval [1.3, 2.7] straddles 2
+    ("nc_none_celeba", "celeba", [1, 2, 3], I),  # [0.31, 3.7] straddles 2
     ("nc_none_civilcomments", "civilcomments", [1.0, 1.1, 1.2], S),
+    ("nc_none_civilcomments", "civilcomments", [3, 4, 5], N),
+    ("nc_none_civilcomments", "civilcomments", [1.78, 0.97, 0.83], I),  # [0.33, 2.06]
 ])
 def test_neural_collapse_ratios(key, dataset, ratios, verdict):
     out = claims.neural_collapse(_end({dataset: ratios}))
     assert out[key][1] == verdict
-    assert out[key][0].startswith("ratio ") and "[" in out[key][0]
+    assert out[key][0].startswith("ratio ") and ("[" in out[key][0] or "no interval" in out[key][0])
     others = {"nc_heldout_waterbirds", "nc_heldout_multinli", "nc_none_celeba", "nc_none_civilcomments"} - {key}
-    assert all(out[k] == ("ratio n/a", NA) for k in others)  # not in the grid
+    for k in others:  # not in the results: not measurable, and the value says why
+        assert out[k][1] == NA and out[k][0] == f"not measurable: {BY_DATASET[k]} not in this build's results"
+
+
+BY_DATASET = {"nc_heldout_waterbirds": "waterbirds", "nc_heldout_multinli": "multinli", "nc_none_celeba": "celeba",
+              "nc_none_civilcomments": "civilcomments"}
 
 
 def test_nc_flat():
@@ -78,8 +59,12 @@ def test_nc_flat():
 
     assert flat([0.9, 1.0, 1.1], [0.8, 0.8, 0.9]) == S
     assert flat([0.9, 1.0, 1.1], [0.1, 0.2, 0.3]) == N
-    assert flat([0.9, 1.0, 1.1], [0.3, 0.5, 0.8]) == I  # civilcomments: [0.37, 0.7] straddles 0.5
-    assert claims.neural_collapse(_end({"celeba": [1, 1, 1]}))["nc_flat"] == ("n/a", NA)
+    assert flat([0.9, 1.0, 1.1], [0.3, 0.5, 0.8]) == I  # civilcomments: [0.11, 0.96] straddles 0.5
+    value, verdict = claims.neural_collapse(_end({"waterbirds": [1, 1, 1]}))["nc_flat"]
+    assert verdict == NA and value == "not measurable: celeba, civilcomments not in this build's results"
+    # on one of its two datasets only: not supported on a subset
+    value, verdict = claims.neural_collapse(_end({"celeba": [1, 1, 1]}))["nc_flat"]
+    assert verdict == I and "civilcomments not measurable: not in this build's results" in value
 
 
 # ------------------------------------------------------------------ Section 2.2
@@ -93,55 +78,114 @@ def _paths(final: dict, separable: dict | None = None) -> pd.DataFrame:
     return frame
 
 
+def _fig3(**errors):
+    """Figure 3's datasets with a final error of 0.3-0.4, except those given."""
+    return {d: errors.get(d, [0.3, 0.35, 0.4]) for d in claims.FIG3}
+
+
 def test_svm_slow():
-    assert claims.svm_slow(_paths({"waterbirds": [0.3, 0.35, 0.4], "celeba": [0.2, 0.3, 0.2]}))[1] == S
-    assert claims.svm_slow(_paths({"waterbirds": [0.3, 0.35, 0.4], "celeba": [0.01, 0.02, 0.03]}))[1] == N
-    assert claims.svm_slow(_paths({"waterbirds": [0.05, 0.1, 0.2]}))[1] == I  # [0.067, 0.17] straddles 0.1
-    assert claims.svm_slow(pd.DataFrame()) == ("n/a", NA)
+    assert claims.FIG3 == ("waterbirds", "celeba", "civilcomments")  # as the paper's Figure 3
+    assert claims.svm_slow(_paths(_fig3()))[1] == S
+    assert claims.svm_slow(_paths(_fig3(celeba=[0.01, 0.02, 0.03])))[1] == N
+    assert claims.svm_slow(_paths(_fig3(celeba=[0.05, 0.1, 0.2])))[1] == I  # [-0.01, 0.25] straddles 0.1
+    assert claims.svm_slow(pd.DataFrame()) == ("not measurable: waterbirds, celeba, civilcomments not in this "
+                                               "build's results", NA)
+    value, verdict = claims.svm_slow(_paths({"waterbirds": [0.3, 0.35, 0.4]}))
+    assert verdict == I and "celeba not measurable: not in this build's results" in value  # never on a subset
 
 
 def test_svm_slow_reports_non_separable_held_out_sets():
-    value, verdict = claims.svm_slow(_paths({"waterbirds": [0.3, 0.35, 0.4], "celeba": [0.01, 0.02, 0.03]},
-                                            {"celeba": False}))
-    assert verdict == S and "celeba not measurable (held-out features not linearly separable)" in value
-    value, verdict = claims.svm_slow(_paths({"celeba": [0.3, 0.3, 0.3]}, {"celeba": False}))
+    value, verdict = claims.svm_slow(_paths(_fig3(), {"celeba": False}))
+    assert verdict == I and "celeba not measurable: held-out features not linearly separable" in value
+    assert claims.svm_slow(_paths(_fig3(civilcomments=[0.0] * 3), {"celeba": False}))[1] == N  # a measured failure
+    value, verdict = claims.svm_slow(_paths(_fig3(), {d: False for d in claims.FIG3}))
     assert verdict == NA and "not linearly separable" in value
-    frame = _paths({"waterbirds": [0.3, 0.35, 0.4]})
-    frame["separable"] = frame["seed"] != 2  # one seed's held-out features are not separable: left out
+    frame = _paths(_fig3())
+    frame["separable"] = (frame["seed"] != 1) | (frame["dataset"] != "waterbirds")  # one seed left out
     value, verdict = claims.svm_slow(frame)
     assert "(2 of 3 seeds separable)" in value and verdict == S
 
 
-def _points(groups: dict, n: int = 100) -> pd.DataFrame:
-    """dataset/group -> (r_min kind, r_avg kind) with n heads each: 'zero' (r = 0 exactly), 'one' (r = 1)."""
+def _group_points(dataset: str, group: int, kind: str, erm_seeds: int = 5, llr_seeds: int = 4,
+                  rng=None) -> list[dict]:
+    """One group's heads; kind 'agree': r(avg margin) = 1, r(min margin) = 0 over all heads; 'disagree': the
+    reverse; 'constant': the same test accuracy for every head."""
+    rng = rng or np.random.default_rng(0)
+    n = erm_seeds * llr_seeds
+    acc = rng.normal(size=n)
+    noise = rng.normal(size=n)
+    centred = acc - acc.mean()
+    zero = noise - (noise @ centred) / (centred @ centred) * centred  # exactly uncorrelated with acc
+    one = 2 * acc + 1
+    m_min, m_avg = (zero, one) if kind != "disagree" else (one, zero)
+    if kind == "constant":
+        acc = np.full(n, 0.5)
+    return [{"dataset": dataset, "group": group, "erm_seed": i // llr_seeds, "llr_seed": i % llr_seeds,
+             "margin_min": m_min[i], "margin_avg": m_avg[i], "test_acc": acc[i]} for i in range(n)]
+
+
+def _points(kinds: dict, **kw) -> pd.DataFrame:
+    """kinds: (dataset, group) -> kind, for the groups present."""
     rng = np.random.default_rng(0)
-    rows = []
-    for (dataset, group), (kind_min, kind_avg) in groups.items():
-        acc = rng.normal(size=n)
-        noise = rng.normal(size=n)
-        zero = noise - (noise @ (acc - acc.mean())) / ((acc - acc.mean()) @ (acc - acc.mean())) * (acc - acc.mean())
-        pick = {"zero": zero, "one": 2 * acc + 1}
-        rows += [{"dataset": dataset, "group": group, "erm_seed": i // 10, "llr_seed": i % 10,
-                  "margin_min": pick[kind_min][i], "margin_avg": pick[kind_avg][i], "test_acc": acc[i]}
-                 for i in range(n)]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([row for (d, g), k in kinds.items() for row in _group_points(d, g, k, rng=rng, **kw)])
+
+
+GROUPS = claims.table1_groups()
+
+
+def test_table1_scope_is_the_papers_groups():
+    assert len(GROUPS) == 18
+    assert [(d, g) for d, rs in claims.PAPER_TABLE1.items() for g in range(len(rs["r_min_margin"]))] == GROUPS
+    assert all(len(rs["r_min_margin"]) == len(rs["r_avg_margin"]) for rs in claims.PAPER_TABLE1.values())
 
 
 def test_margin_avg_vs_min():
-    agree, disagree = ("zero", "one"), ("one", "one")
-    value, verdict = claims.margin_avg_vs_min(_points({("w", 0): agree, ("w", 1): agree, ("c", 0): disagree}))
-    assert verdict == S and value.startswith("2 [2, 2] of 3 groups agree")
-    assert claims.margin_avg_vs_min(_points({("w", 0): agree, ("w", 1): disagree, ("c", 0): disagree}))[1] == N
-    # the signed mean no longer decides: r_min = +1 and -1 cancel, but neither group agrees
-    flipped = _points({("w", 0): disagree, ("w", 1): disagree})
-    flipped.loc[flipped["group"] == 1, "margin_min"] *= -1
-    assert claims.margin_avg_vs_min(flipped)[1] == N
-    few = _points({("w", 0): agree, ("w", 1): agree}, n=4)  # 4 heads: intervals too wide to tell
-    value, verdict = claims.margin_avg_vs_min(few)
-    assert verdict == I and value.startswith("0 [0, 2] of 2 groups")
-    constant = _points({("w", 0): agree})
-    constant["test_acc"] = 0.5
-    assert claims.margin_avg_vs_min(constant) == ("n/a", NA)
+    value, verdict = claims.margin_avg_vs_min(_points({k: "agree" for k in GROUPS}))
+    assert verdict == S and value == "r(avg) > r(min) in 18 [18, 18] of 18 groups (need 10)"
+    kinds = {k: "agree" if i < 9 else "disagree" for i, k in enumerate(GROUPS)}  # 9 agree, 9 do not
+    assert claims.margin_avg_vs_min(_points(kinds))[1] == N
+    del kinds[GROUPS[-1]]  # 9 agree, 8 do not, 1 missing: 10 may still agree
+    value, verdict = claims.margin_avg_vs_min(_points(kinds))
+    assert verdict == I and value.startswith("r(avg) > r(min) in 9 [9, 10] of 18 groups")
+    assert "1 group(s) not in this build's results" in value
+    # the heads of one ERM seed are one unit: a single ERM seed gives no interval
+    value, verdict = claims.margin_avg_vs_min(_points({k: "agree" for k in GROUPS}, erm_seeds=1))
+    assert verdict == I and value.startswith("r(avg) > r(min) in 0 [0, 18]")
+
+
+def test_margin_avg_vs_min_not_measurable_and_never_on_a_subset():
+    value, verdict = claims.margin_avg_vs_min(_points({k: "constant" for k in GROUPS}))
+    assert verdict == NA and "18 group(s) test accuracy the same (0.5) for every head" in value
+    assert claims.margin_avg_vs_min(pd.DataFrame())[1] == NA
+    waterbirds = _points({k: "agree" for k in GROUPS if k[0] == "waterbirds"})
+    value, verdict = claims.margin_avg_vs_min(waterbirds)
+    assert verdict == I and "14 group(s) not in this build's results" in value
+
+
+def test_table1_criterion_holds_on_the_papers_table1():
+    """Applied to the paper's own Table 1 (taken as exact: the paper prints no interval), the criterion holds:
+    r(avg) > r(min) in 14 of the 18 groups."""
+    value, verdict = claims.margin_groups(claims.paper_table1_estimates())
+    assert verdict == S and value.startswith("r(avg) > r(min) in 14 [14, 14] of 18 groups")
+    assert claims.PAPER_AGREE == 14
+    # the former criterion (abs(r_min) < 0.3 and r_avg >= 0.3) held in only 4 of the paper's 18 groups
+    old = sum(abs(m) < 0.3 and a >= 0.3 for rs in claims.PAPER_TABLE1.values()
+              for m, a in zip(rs["r_min_margin"], rs["r_avg_margin"]))
+    assert old == 4
+
+
+def test_the_page_shows_the_papers_table1_beside_this_builds():
+    from repro import report
+
+    points = _points({("waterbirds", 0): "agree", ("waterbirds", 1): "constant"})
+    table = report.table1_beside_paper(sections.margin_correlations(points))
+    assert len(table) == 18 and list(table["group"][:2]) == ["landbird/land", "landbird/water"]
+    first, second, last = table.iloc[0], table.iloc[1], table.iloc[-1]
+    assert (first["r min (paper)"], first["r avg (paper)"], first["avg > min (paper)"]) == ("0.349", "-0.418", "no")
+    assert (first["r avg (this build)"], first["avg > min (this build)"]) == ("1.000", "yes")
+    assert second["r min (this build)"] == "n/a" and second["avg > min (this build)"] == "n/a"
+    assert last["r avg (paper)"] == "0.897" and last["r min (this build)"] == "not run"
+    assert (table["avg > min (paper)"] == "yes").sum() == claims.PAPER_AGREE
 
 
 def test_margin_correlations_pool_all_heads():
@@ -150,51 +194,92 @@ def test_margin_correlations_pool_all_heads():
                            "test_acc": [0.1, 0.2, 0.3, 0.4]})
     corr = sections.margin_correlations(points)
     assert corr["n_points"].iloc[0] == 4 and np.isclose(corr["r_avg_margin"].iloc[0], 1.0)
+    gap = claims.margin_gap(points)  # the same r as the page's Table 1
+    assert gap.point == pytest.approx(corr["r_avg_margin"].iloc[0] - corr["r_min_margin"].iloc[0])
     assert set(claims.margins(pd.DataFrame(), points)) == {"svm_slow", "margin_avg_vs_min"}
 
 
 # ------------------------------------------------------------------ Section 3.1
 
-RATIOS = (0.1, 0.5, 1.0)
+RATIOS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def _ratio_rows(llr_wga, dataset="celeba"):
-    """ERM at ratio r has WGA r/2; LLR's WGA is llr_wga(seed, erm_ratio, llr_ratio)."""
-    erm = pd.DataFrame([{"dataset": dataset, "seed": s, "ratio": r, "test_acc_wg": r / 2} for s in SEEDS for r in RATIOS])
+def _ratio_rows(llr_wga, dataset="celeba", erm_wga=lambda s, r: r / 2):
+    """ERM at ratio r has WGA erm_wga(seed, r); LLR's WGA is llr_wga(seed, erm_ratio, llr_ratio)."""
+    erm = pd.DataFrame([{"dataset": dataset, "seed": s, "ratio": r, "test_acc_wg": erm_wga(s, r)}
+                        for s in SEEDS for r in RATIOS])
     llr = pd.DataFrame([{"dataset": dataset, "seed": s, "erm_ratio": re, "llr_ratio": rl,
                          "test_acc_wg": llr_wga(s, re, rl)} for s in SEEDS for re in RATIOS for rl in RATIOS])
     return erm, llr
 
 
-def test_ratio_correlation_and_gain():
-    erm, llr = _ratio_rows(lambda s, re, rl: rl / 2)  # LLR equals ERM trained at the held-out ratio
-    corr = sections.ratio_correlations(erm, llr)
-    assert corr["pearson_r"].iloc[0] == 1.0 and corr["n_points"].iloc[0] == 9
+def _ratios_everywhere(llr_wga, datasets=ALL, **kw):
+    parts = [_ratio_rows(llr_wga, d, **kw) for d in datasets]
+    return pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts])
+
+
+def test_ratio_correlation():
+    erm, llr = _ratios_everywhere(lambda s, re, rl: rl / 2)  # LLR equals ERM trained at the held-out ratio
+    corr = sections.ratio_correlations(*_ratio_rows(lambda s, re, rl: rl / 2))
+    assert corr["pearson_r"].iloc[0] == pytest.approx(1.0) and corr["n_points"].iloc[0] == 25
     out = claims.group_ratio(erm, llr)
-    assert out["ratio_r_celeba"][1] == S and out["ratio_r_celeba"][0].startswith("r = 1 [1, 1]")
-    assert out["ratio_r_civilcomments"] == ("r = n/a", NA)
-    assert out["ratio_gain_needs_balance"][1] == S  # gains where the held-out set is better, losses where worse
-    out = claims.group_ratio(*_ratio_rows(lambda s, re, rl: re / 2 + 0.1))  # LLR helps whatever the balance
-    assert out["ratio_gain_needs_balance"][1] == N and out["ratio_r_celeba"][1] == N
-    out = claims.group_ratio(*_ratio_rows(lambda s, re, rl: max(re, rl) / 2))  # helps, but never hurts: no vice versa
+    assert out["ratio_r_celeba"] == ("r = 1 [1, 1]", S) and out["ratio_r_civilcomments"][1] == S
+    out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: re / 2 + 0.1))  # LLR ignores the held-out ratio
+    assert out["ratio_r_celeba"][1] == N
+    wiggle = {1: [0, 0, 0, 0, 0], 2: [0.1, -0.1, 0, 0, 0], 3: [-0.3, 0.3, 0, 0, 0]}  # seed 3 alone breaks the line
+    out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2 + wiggle[s][RATIOS.index(rl)]))
+    assert out["ratio_r_celeba"][1] == I, out["ratio_r_celeba"]
+    erm, llr = _ratios_everywhere(lambda s, re, rl: 0.5, erm_wga=lambda s, r: 0.5)  # nothing to correlate
+    value, verdict = claims.group_ratio(erm, llr)["ratio_r_celeba"]
+    assert verdict == NA and value == "not measurable: a constant WGA: r has nothing to correlate"
+    out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2, datasets=["celeba"]))
+    assert out["ratio_r_civilcomments"] == ("not measurable: civilcomments not in this build's results", NA)
+
+
+def test_ratio_criterion_passes_numbers_consistent_with_the_paper():
+    """Figure 4 prints no table; the paper says r > 0.99 on CelebA and CivilComments and that LLR at a fixed
+    group ratio is "nearly identical" to ERM trained at that ratio. Fed: ERM's WGA rising with the ratio
+    (0.40 to 0.88 over 0.05-1.00, each seed shifted by normal noise of sd 0.02), and LLR's WGA that of ERM at
+    its held-out ratio plus independent normal noise of sd 0.01 per seed and cell (one point of WGA)."""
+    rng = np.random.default_rng(0)
+    curve = dict(zip(RATIOS, (0.40, 0.55, 0.70, 0.82, 0.88)))
+    shift = {s: rng.normal(0, 0.02) for s in SEEDS}
+    noise = {(s, re, rl): rng.normal(0, 0.01) for s in SEEDS for re in RATIOS for rl in RATIOS}
+    erm, llr = _ratios_everywhere(lambda s, re, rl: curve[rl] + shift[s] + noise[s, re, rl],
+                                  erm_wga=lambda s, r: curve[r] + shift[s])
+    corr = sections.ratio_correlations(*_ratio_rows(lambda s, re, rl: curve[rl] + shift[s] + noise[s, re, rl],
+                                                    erm_wga=lambda s, r: curve[r] + shift[s]))
+    assert corr["pearson_r"].iloc[0] > 0.99  # the paper's statement holds for these numbers
+    out = claims.group_ratio(erm, llr)
+    assert out["ratio_r_celeba"][1] == S and out["ratio_r_civilcomments"][1] == S, out["ratio_r_celeba"]
+
+
+def test_ratio_gain_needs_balance():
+    assert claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2))["ratio_gain_needs_balance"][1] == S
+    out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: re / 2 + 0.1))  # LLR helps whatever the balance
+    assert out["ratio_gain_needs_balance"][1] == N
+    out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: max(re, rl) / 2))  # never hurts: no vice versa
+    assert out["ratio_gain_needs_balance"][1] == N
+    up = {1: -0.05, 2: 0.05, 3: 0.2}  # gain where the held-out set is better: [-0.15, 0.28] straddles 0.02
+    noisy = lambda s, re, rl: re / 2 + (up[s] if rl > re else -0.1 if rl < re else 0.0)  # noqa: E731
+    assert claims.group_ratio(*_ratios_everywhere(noisy))["ratio_gain_needs_balance"][1] == I
+    # per dataset, not pooled: a dataset where LLR helps everywhere fails the claim even if the others support it
+    good = _ratios_everywhere(lambda s, re, rl: rl / 2, ALL[1:])
+    bad = _ratio_rows(lambda s, re, rl: re / 2 + 0.3, ALL[0])
+    out = claims.group_ratio(pd.concat([good[0], bad[0]]), pd.concat([good[1], bad[1]]))
     assert out["ratio_gain_needs_balance"][1] == N
 
 
-def test_ratio_claims_inconclusive_and_per_dataset():
-    up = {1: -0.05, 2: 0.05, 3: 0.2}  # gain where the held-out set is better: [-0.017, 0.15] straddles 0.02
-
-    def noisy(s, re, rl):
-        return re / 2 + (up[s] if rl > re else -0.1 if rl < re else 0.0)
-
-    out = claims.group_ratio(*_ratio_rows(noisy))
-    assert out["ratio_gain_needs_balance"][1] == I
-    wiggle = {1: [0, 0, 0], 2: [0.1, -0.1, 0.0], 3: [-0.3, 0.3, 0.0]}  # seed 3 alone breaks the line
-    out = claims.group_ratio(*_ratio_rows(lambda s, re, rl: rl / 2 + wiggle[s][RATIOS.index(rl)]))
-    assert out["ratio_r_celeba"][1] == I, out["ratio_r_celeba"]
-    # per dataset, not pooled: a dataset where LLR helps everywhere fails the claim even if another supports it
-    good, bad = _ratio_rows(lambda s, re, rl: rl / 2), _ratio_rows(lambda s, re, rl: re / 2 + 0.3, "waterbirds")
-    out = claims.group_ratio(pd.concat([good[0], bad[0]]), pd.concat([good[1], bad[1]]))
-    assert out["ratio_gain_needs_balance"][1] == N and "celeba" in out["ratio_gain_needs_balance"][0]
+def test_ratio_gain_not_measurable_and_never_on_a_subset():
+    erm, llr = _ratios_everywhere(lambda s, re, rl: rl / 2)
+    same = llr[llr["erm_ratio"] == llr["llr_ratio"]]  # no cell with a better or a worse held-out set
+    value, verdict = claims.group_ratio(erm, same)["ratio_gain_needs_balance"]
+    assert verdict == NA and "no cell with a higher and one with a lower held-out ratio" in value
+    value, verdict = claims.group_ratio(erm[erm["ratio"] != 0.05], llr)["ratio_gain_needs_balance"]
+    assert verdict == NA and "ERM not trained at every ratio" in value
+    out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2, datasets=["celeba"]))
+    assert out["ratio_gain_needs_balance"][1] == I and "multinli not measurable" in out["ratio_gain_needs_balance"][0]
+    assert claims.group_ratio(erm.iloc[:0], llr.iloc[:0])["ratio_gain_needs_balance"][1] == NA
 
 
 # ------------------------------------------------------------------ Section 3.2
@@ -202,70 +287,82 @@ def test_ratio_claims_inconclusive_and_per_dataset():
 BAL = ("none", "subsetting", "upsampling", "upweighting")
 
 
-def _balance_rows(erm_best, llr_best, afr0=None, cb_up=None):
+def _balance_rows(dataset, erm_best=(0.8,) * 3, llr_best=(0.8,) * 3, afr0=(0.5,) * 3, cb_up=(0.5,) * 3):
     """Per seed: ERM's best balancing reaches erm_best[seed], LLR balanced as its ERM llr_best[seed]; a
     mismatched LLR run (ERM none, LLR subsetting) scores 0.99, which the criterion must not count."""
-    erm = pd.DataFrame([{"dataset": "celeba", "seed": s, "balance": b, "test_acc_wg": erm_best[i] - 0.1 * (b != "none")}
+    erm = pd.DataFrame([{"dataset": dataset, "seed": s, "balance": b, "test_acc_wg": erm_best[i] - 0.1 * (b != "none")}
                         for i, s in enumerate(SEEDS) for b in BAL])
-    llr = [{"dataset": "celeba", "seed": s, "erm_balance": b, "llr_balance": b, "test_acc_wg": llr_best[i] - 0.1 * (b != "none")}
-           for i, s in enumerate(SEEDS) for b in BAL]
-    llr += [{"dataset": "celeba", "seed": s, "erm_balance": "none", "llr_balance": "subsetting", "test_acc_wg": 0.99}
+    llr = [{"dataset": dataset, "seed": s, "erm_balance": b, "llr_balance": b,
+            "test_acc_wg": llr_best[i] - 0.1 * (b != "none")} for i, s in enumerate(SEEDS) for b in BAL]
+    llr += [{"dataset": dataset, "seed": s, "erm_balance": "none", "llr_balance": "subsetting", "test_acc_wg": 0.99}
             for s in SEEDS]
-    llr += [{"dataset": "celeba", "seed": s, "erm_balance": "none", "llr_balance": "upweighting",
-             "test_acc_wg": (cb_up or [0.5] * 3)[i]} for i, s in enumerate(SEEDS)]
-    afr = pd.DataFrame([{"dataset": "celeba", "seed": s, "gamma": g, "test_acc_wg": (afr0 or [0.5] * 3)[i] + g / 10}
+    llr += [{"dataset": dataset, "seed": s, "erm_balance": "none", "llr_balance": "upweighting",
+             "test_acc_wg": cb_up[i]} for i, s in enumerate(SEEDS)]
+    afr = pd.DataFrame([{"dataset": dataset, "seed": s, "gamma": g, "test_acc_wg": afr0[i] + g / 10}
                         for i, s in enumerate(SEEDS) for g in (0.0, 4.0)])
     return erm, pd.DataFrame(llr), afr
 
 
-def _mass(rise, base=0.3):
+def _mass(dataset, rise=(0.2,) * 3, base=0.3):
     """Minority groups (1, 2) hold `base` of AFR's weight at gamma 0 and base + rise[seed] at gamma 4."""
     rows = []
     for i, s in enumerate(SEEDS):
         for gamma, share in ((None, 0.1), (0.0, base), (4.0, base + rise[i])):
-            rows += [{"dataset": "celeba", "seed": s, "gamma": gamma, "group": k,
+            rows += [{"dataset": dataset, "seed": s, "gamma": gamma, "group": k,
                       "weight_share": share / 2 if k in (1, 2) else (1 - share) / 2} for k in range(4)]
     return pd.DataFrame(rows)
 
 
-def _cb(erm_best, llr_best, afr0=None, cb_up=None, rise=(0.2, 0.2, 0.2)):
-    return claims.class_balance(*_balance_rows(erm_best, llr_best, afr0, cb_up), _mass(rise), {"celeba": [1, 2]})
+MINORITY = {d: [1, 2] for d in ALL}
+
+
+def _cb(celeba: dict | None = None, datasets=ALL, rise=None) -> dict:
+    """class_balance on every dataset with matching defaults, CelebA's rows built from `celeba`."""
+    parts = [_balance_rows(d, **(celeba or {} if d == "celeba" else {})) for d in datasets]
+    mass = pd.concat([_mass(d, **({"rise": rise} if rise and d == "celeba" else {})) for d in datasets])
+    return claims.class_balance(*(pd.concat([p[i] for p in parts]) for i in range(3)), mass, MINORITY)
 
 
 def test_cb_erm_matches_llr():
-    assert _cb([0.8] * 3, [0.81] * 3)["cb_erm_matches_llr"][1] == S  # the 0.99 of a mismatched LLR run is not counted
-    assert _cb([0.7] * 3, [0.95] * 3)["cb_erm_matches_llr"][1] == N
-    assert _cb([0.70, 0.76, 0.80], [0.8] * 3)["cb_erm_matches_llr"][1] == I  # gap [0.013, 0.08] straddles 0.05
-    erm, llr, afr = _balance_rows([0.8] * 3, [0.8] * 3)
-    out = claims.class_balance(erm.iloc[:0], llr, afr, _mass([0.2] * 3), {"celeba": [1, 2]})
-    assert out["cb_erm_matches_llr"] == ("n/a", NA)
+    assert _cb({"llr_best": (0.81,) * 3})["cb_erm_matches_llr"][1] == S  # a mismatched LLR run's 0.99 is not counted
+    assert _cb({"erm_best": (0.7,) * 3, "llr_best": (0.95,) * 3})["cb_erm_matches_llr"][1] == N
+    assert _cb({"erm_best": (0.70, 0.76, 0.80)})["cb_erm_matches_llr"][1] == I  # gap [-0.04, 0.13] straddles 0.05
+    erm, llr, afr = _balance_rows("celeba")
+    out = claims.class_balance(erm.iloc[:0], llr, afr, _mass("celeba"), MINORITY)
+    assert out["cb_erm_matches_llr"] == ("not measurable: waterbirds, celeba, civilcomments, multinli not in this "
+                                         "build's results", NA)
+    value, verdict = _cb(datasets=["celeba"])["cb_erm_matches_llr"]
+    assert verdict == I and "waterbirds not measurable: not in this build's results" in value
 
 
 def test_afr_gamma0():
-    assert _cb([0.8] * 3, [0.8] * 3, afr0=[0.5] * 3, cb_up=[0.51] * 3)["afr_gamma0"][1] == S
-    assert _cb([0.8] * 3, [0.8] * 3, afr0=[0.5] * 3, cb_up=[0.6] * 3)["afr_gamma0"][1] == N
-    assert _cb([0.8] * 3, [0.8] * 3, afr0=[0.5, 0.53, 0.56], cb_up=[0.5] * 3)["afr_gamma0"][1] == I
-    erm, llr, afr = _balance_rows([0.8] * 3, [0.8] * 3)
-    out = claims.class_balance(erm, llr, afr[afr["gamma"] > 0], _mass([0.2] * 3), {"celeba": [1, 2]})
-    assert out["afr_gamma0"] == ("n/a", NA)
+    assert _cb({"cb_up": (0.51,) * 3})["afr_gamma0"][1] == S
+    assert _cb({"cb_up": (0.6,) * 3})["afr_gamma0"][1] == N
+    assert _cb({"afr0": (0.5, 0.53, 0.56)})["afr_gamma0"][1] == I  # [-0.02, 0.08] straddles 0.03
+    erm, llr, afr = _balance_rows("celeba")
+    out = claims.class_balance(erm, llr, afr[afr["gamma"] > 0], _mass("celeba"), MINORITY)
+    assert out["afr_gamma0"][1] == NA and out["afr_gamma0"][0].startswith("not measurable")
+    assert _cb(datasets=["celeba", "multinli"])["afr_gamma0"][1] == I
 
 
 def test_afr_group_balance():
-    out = _cb([0.8] * 3, [0.8] * 3, rise=(0.2, 0.2, 0.2))["afr_group_balance"]
-    assert out[1] == S and "0.3 -> 0.5" in out[0]
+    value, verdict = _cb()["afr_group_balance"]
+    assert verdict == S and "celeba 0.3 -> 0.5" in value
     # minority share above its share of examples (0.1) but falling with gamma: class balancing alone, not AFR
-    assert _cb([0.8] * 3, [0.8] * 3, rise=(-0.1, -0.1, -0.1))["afr_group_balance"][1] == N
-    assert _cb([0.8] * 3, [0.8] * 3, rise=(-0.1, 0.05, 0.1))["afr_group_balance"][1] == I  # [-0.05, 0.083]
-    mass = _mass([0.2] * 3)
-    assert claims.afr_group_balance(mass[mass["gamma"] != 0], {"celeba": [1, 2]}) == ("n/a", NA)
+    assert _cb(rise=(-0.1, -0.1, -0.1))["afr_group_balance"][1] == N
+    assert _cb(rise=(-0.1, 0.05, 0.1))["afr_group_balance"][1] == I  # [-0.16, 0.19]
+    mass = _everywhere(_mass)
+    value, verdict = claims.afr_group_balance(mass[mass["gamma"] != 0], MINORITY)
+    assert verdict == NA and "AFR not run at gamma 0 and at a gamma above 0" in value
+    assert claims.afr_group_balance(_mass("celeba"), MINORITY)[1] == I  # one dataset of four
 
 
 # ------------------------------------------------------------------ Appendix A
 
-def _curves(ends, peak=0.8, epochs=10, spike=False):
-    """Per seed: WGA rises to `peak` by epoch 3, holds, and ends (last two epochs) at ends[seed]."""
+def _curves(ends, peak=0.8, epochs=10, spike=False, datasets=claims.NO_COLLAPSE):
+    """Per seed: WGA rises to `peak` by epoch 4, holds, and ends (last two epochs) at ends[seed]."""
     rows = []
-    for dataset in ("celeba", "civilcomments"):
+    for dataset in datasets:
         for balance in ("upsampling", "upweighting"):
             for i, s in enumerate(SEEDS):
                 for e in range(1, epochs + 1):
@@ -276,38 +373,67 @@ def _curves(ends, peak=0.8, epochs=10, spike=False):
     return pd.DataFrame(rows)
 
 
+NO_BARS = pd.DataFrame(columns=["method"])
+
+
 def test_gb_collapse():
-    assert claims.appendix_a(_curves([0.3] * 3), pd.DataFrame(columns=["method"]))["gb_collapse"][1] == S
-    assert claims.appendix_a(_curves([0.8] * 3), pd.DataFrame(columns=["method"]))["gb_collapse"][1] == N
-    assert claims.appendix_a(_curves([0.8, 0.7, 0.55]), pd.DataFrame(columns=["method"]))["gb_collapse"][1] == I
+    assert claims.appendix_a(_curves([0.3] * 3), NO_BARS)["gb_collapse"][1] == S
+    assert claims.appendix_a(_curves([0.8] * 3), NO_BARS)["gb_collapse"][1] == N
+    assert claims.appendix_a(_curves([0.8, 0.7, 0.55]), NO_BARS)["gb_collapse"][1] == I
     # a one-epoch spike of +0.25 is noise, not a collapse: smoothed, the drop is 0.25 / 3 < 0.1
-    assert claims.appendix_a(_curves([0.5] * 3, spike=True), pd.DataFrame(columns=["method"]))["gb_collapse"][1] == N
-    curves = _curves([0.3] * 3)
-    out = claims.appendix_a(curves[curves["dataset"] == "celeba"], pd.DataFrame(columns=["method"]))
-    assert out["gb_collapse"] == ("n/a", NA)
+    assert claims.appendix_a(_curves([0.5] * 3, spike=True), NO_BARS)["gb_collapse"][1] == N
+
+
+def test_gb_collapse_not_measurable_on_short_curves_and_never_on_a_subset():
+    for epochs in (2, 3, 4):  # every smoothed value shares an epoch with the final one
+        value, verdict = claims.appendix_a(_curves([0.3] * 3, epochs=epochs), NO_BARS)["gb_collapse"]
+        assert verdict == NA and f"{epochs}-epoch curve, a collapse needs 5 epochs" in value
+    assert claims.appendix_a(_curves([0.2] * 3, epochs=5), NO_BARS)["gb_collapse"][1] != NA
+    value, verdict = claims.appendix_a(_curves([0.3] * 3, datasets=["celeba"]), NO_BARS)["gb_collapse"]
+    assert verdict == I and "civilcomments upweighting not measurable: not in this build's results" in value
+    assert claims.appendix_a(pd.DataFrame(), NO_BARS)["gb_collapse"][1] == NA
 
 
 def test_smoothing_is_a_centred_moving_average():
     assert np.allclose(claims.smooth(np.array([[0.0, 3.0, 0.0, 3.0]])), [[1.5, 1.0, 2.0, 1.5]])
+    assert np.allclose(claims.smooth(np.array([[1.0, 0.0]])), [[0.5, 0.5]])  # 2 epochs: max - final is 0
 
 
-def _bars(dfr, erm=(0.7, 0.7, 0.7)):
-    rows = [{"dataset": "waterbirds", "seed": s, "balance": b, "method": m, "test_acc_wg": v[i] - 0.1 * (b != "upsampling")}
+def _bars(dataset, dfr=(0.9,) * 3, erm=(0.7, 0.7, 0.7)):
+    rows = [{"dataset": dataset, "seed": s, "balance": b, "method": m, "test_acc_wg": v[i] - 0.1 * (b != "upsampling")}
             for m, v in (("group-balanced DFR", dfr), ("class-balanced ERM", erm))
             for i, s in enumerate(SEEDS) for b in BAL[1:]]
-    rows += [{"dataset": "waterbirds", "seed": s, "balance": "upsampling", "method": "another method", "test_acc_wg": 1.0}
+    rows += [{"dataset": dataset, "seed": s, "balance": "upsampling", "method": "another method", "test_acc_wg": 1.0}
              for s in SEEDS]  # a method the claim does not name is ignored
     return pd.DataFrame(rows)
 
 
 def test_dfr_beats_cb_erm():
     curves = pd.DataFrame(columns=["dataset", "balance"])
-    assert claims.appendix_a(curves, _bars([0.9] * 3))["dfr_beats_cb_erm"][1] == S
-    assert claims.appendix_a(curves, _bars([0.6] * 3))["dfr_beats_cb_erm"][1] == N
-    assert claims.appendix_a(curves, _bars([0.65, 0.72, 0.8]))["dfr_beats_cb_erm"][1] == I  # [-0.027, 0.073]
-    bars = _bars([0.9] * 3)
-    assert claims.appendix_a(curves, bars[bars["method"] != "group-balanced DFR"])["dfr_beats_cb_erm"] == ("n/a", NA)
-    assert claims.appendix_a(curves, pd.DataFrame())["dfr_beats_cb_erm"] == ("n/a", NA)
+    assert claims.appendix_a(curves, _everywhere(_bars))["dfr_beats_cb_erm"][1] == S
+    assert claims.appendix_a(curves, _everywhere(_bars, {"celeba": {"dfr": (0.6,) * 3}}))["dfr_beats_cb_erm"][1] == N
+    bars = _everywhere(_bars, {"celeba": {"dfr": (0.65, 0.72, 0.8)}})  # gap [-0.10, 0.15]
+    assert claims.appendix_a(curves, bars)["dfr_beats_cb_erm"][1] == I
+    bars = _everywhere(_bars)
+    value, verdict = claims.appendix_a(curves, bars[bars["method"] != "group-balanced DFR"])["dfr_beats_cb_erm"]
+    assert verdict == NA and value.startswith("not measurable")
+    assert claims.appendix_a(curves, pd.DataFrame())["dfr_beats_cb_erm"][1] == NA
+    assert claims.appendix_a(curves, _bars("celeba"))["dfr_beats_cb_erm"][1] == I  # one dataset of four
+
+
+def test_estimates_lie_in_their_intervals():
+    import re
+
+    values = [claims.appendix_a(_curves([0.8, 0.7, 0.55]), _everywhere(_bars, {"celeba": {"dfr": (0.65, 0.72, 0.8)}})),
+              _cb({"erm_best": (0.70, 0.76, 0.80), "afr0": (0.5, 0.53, 0.56)}, rise=(-0.1, 0.05, 0.1)),
+              claims.neural_collapse(_end({"celeba": [1, 2, 3]}))]
+    found = 0
+    for out in values:
+        for value, _ in out.values():
+            for point, lo, hi in re.findall(r"(-?[\d.e-]+) \[(-?[\d.e-]+), (-?[\d.e-]+)\]", value):
+                assert float(lo) <= float(point) <= float(hi), value
+                found += 1
+    assert found >= 10
 
 
 def test_every_criterion_is_tested_here():
@@ -379,7 +505,3 @@ def test_counts_include_inconclusive():
     assert "{bdg-warning}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
 
 
-def test_undefined_resamples_are_left_out():
-    units = np.array([[0.0, 0.0], [1.0, 1.0]])  # 2 heads: r = 1; resamples repeating one head are constant
-    est = claims.estimate(units, lambda s: claims._pearson(s[..., 0], s[..., 1]))
-    assert (est.point, est.lo, est.hi) == pytest.approx((1.0, 1.0, 1.0))

@@ -152,6 +152,40 @@ def _drop_empty(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=empty)
 
 
+def table1_beside_paper(corr: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1 (repro.claims.PAPER_TABLE1) beside this build's, one row per group of the paper's
+    datasets: r of the group's test accuracy with its minimum and its average margin, and whether r(average)
+    > r(minimum), the Table 1 criterion per group. corr: repro.sections.margin_correlations; "n/a" where this
+    build's r is undefined (margin_table says why), "not run" where the build has no such group."""
+    from repro import claims
+    from repro import datasets as registry
+
+    def cell(r) -> str:
+        return f"{r:.3f}" if np.isfinite(r) else "n/a"
+
+    built = {(d, int(g)): row for d, g, row in zip(corr["dataset"], corr["group"], corr.to_dict("records"))} \
+        if len(corr) else {}
+    rows = []
+    for dataset, group in claims.table1_groups():
+        paper = claims.PAPER_TABLE1[dataset]
+        p_min, p_avg = paper["r_min_margin"][group], paper["r_avg_margin"][group]
+        out = {"dataset": dataset, "group": registry.get(dataset).group_names[group],
+               "r min (paper)": cell(p_min), "r avg (paper)": cell(p_avg), "avg > min (paper)": _yes(p_avg > p_min)}
+        row = built.get((dataset, group))
+        if row is None:
+            out.update({"r min (this build)": "not run", "r avg (this build)": "not run", "avg > min (this build)": ""})
+        else:
+            b_min, b_avg = float(row["r_min_margin"]), float(row["r_avg_margin"])
+            out.update({"r min (this build)": cell(b_min), "r avg (this build)": cell(b_avg),
+                        "avg > min (this build)": _yes(b_avg > b_min) if np.isfinite(b_min + b_avg) else "n/a"})
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.DataFrame:
     """The Figure 4 correlations for the page, with the reason wherever r is undefined (pairs as in
     repro.sections.ratio_correlations), and the one-class ERM runs and LLR heads (only when there are some)."""
