@@ -182,6 +182,13 @@ def table1_beside_paper(corr: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table1_beside_paper_markdown(corr: pd.DataFrame) -> str:
+    """`table1_beside_paper` as one narrow table per dataset (the dataset names the table, not a column)."""
+    table = table1_beside_paper(corr)
+    return "\n\n".join(f"**{dataset}**\n\n" + part.drop(columns="dataset").to_markdown(index=False)
+                         for dataset, part in table.groupby("dataset", sort=False))
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
