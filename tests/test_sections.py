@@ -48,9 +48,9 @@ def test_margins_carry_separable_into_the_paths_table(monkeypatch):
                            "margin_avg": [0.2] * 4, "test_pred_classes": c, **{f"test_acc_g{k}": 0.5 for k in range(4)}}
                           for s, c in ((1, 2), (2, 1))])
     svm = pd.DataFrame([{"erm": "a", "seed": 1, "steps": [1, 10], "direction_error": [0.9, 0.5], "standard_steps": 5,
-                         "separable": True, "test_pred_classes": [1, 2]},
+                         "separable": True, "test_pred_classes": [1, 2], "n_heldout": 40, "dim": 8},
                         {"erm": "b", "seed": 1, "steps": [1, 10], "direction_error": None, "standard_steps": 5,
-                         "separable": False, "test_pred_classes": None}])
+                         "separable": False, "test_pred_classes": None, "n_heldout": 40, "dim": 8}])
     monkeypatch.setattr(sections, "_execute", lambda *a, **k: (ermt, heads))
     monkeypatch.setattr(sections, "_run", lambda *a, **k: svm)
     monkeypatch.setattr(sections, "margins_configs", lambda *a, **k: {"erm": [], "heads": [], "svm": []})

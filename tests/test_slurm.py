@@ -21,6 +21,8 @@ import pytest
 
 from repro import cluster, erm, runs, sections, sweep, synth
 
+REPO = Path(__file__).resolve().parents[1]
+
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
 ENABLE = "apt-get install -y slurm-wlm munge"
 PARTITION = "debug"
@@ -121,6 +123,9 @@ def slurm_cluster():
             pytest.fail(f"the test SLURM cluster did not come up:\n{(folder / 'daemons.out').read_text()[-2000:]}")
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("SLURM_CONF", str(conf))
+            # jobs unpickle functions of this module (tests.test_slurm): the repository on their path, whatever
+            # folder they start in
+            mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
             yield env
     finally:
         if procs:
