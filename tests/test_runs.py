@@ -95,16 +95,6 @@ def test_a_nested_get_of_the_same_run_is_an_error_not_a_deadlock(tmp_path):
     assert list((tmp_path / "toy").iterdir()) == []  # no temp dir, no lock file left
 
 
-def test_default_root(tmp_path, monkeypatch):
-    monkeypatch.delenv("REPRO_RUNS", raising=False)
-    (tmp_path / "repo" / "a" / "b").mkdir(parents=True)
-    (tmp_path / "repo" / "pyproject.toml").write_text("")
-    monkeypatch.chdir(tmp_path / "repo" / "a" / "b")
-    assert runs.default_root() == (tmp_path / "repo" / "runs").resolve()
-    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "elsewhere"))
-    assert runs.Store().root == tmp_path / "elsewhere"
-
-
 def test_write_json_is_atomic(tmp_path):
     runs.write_json(tmp_path / "m.json", {"a": 1})
     runs.write_json(tmp_path / "m.json", {"a": 2})

@@ -35,23 +35,11 @@ class BookError(RuntimeError):
     """A book build failed for a reason the user can fix; the message says how."""
 
 
-def _is_tree(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in ("_config.yml", "_toc.yml")) and \
-        all((folder / name).is_dir() for name in ("book", "params"))
-
-
-def _package_tree() -> Path | None:
-    """The checkout the package is imported from (an editable install), if it is a book tree."""
-    here = Path(__file__).resolve()
-    return next((folder for folder in here.parents if _is_tree(folder)), None)
-
-
 def repo_root(start: Path | None = None) -> Path:
     """The book tree: the nearest folder above `start` (default: the current directory) holding _config.yml,
     _toc.yml, book/ and params/, else the checkout the package is imported from. So a checkout builds into
     its own _build, even when several checkouts share one environment."""
-    here = Path(start or Path.cwd()).resolve()
-    found = next((folder for folder in (here, *here.parents) if _is_tree(folder)), None) or _package_tree()
+    found = files.find_tree(start)
     if found is None:
         raise BookError("cannot find the book tree (a folder with _config.yml, _toc.yml, book/ and params/); "
                         "run from a checkout of the repository")
@@ -67,7 +55,7 @@ def tree(root: Path | None = None, log=print):
     checkout) and yield the tree: a second build of the same tree waits, with a line saying so, until the
     first has finished writing its _build folder. Re-entrant within a process."""
     if root is None:
-        root, package = repo_root(), _package_tree()
+        root, package = repo_root(), files.package_tree()
         if package is not None and package != root:
             log(f"building the book tree of the current directory, {root} (the package is imported from {package})")
     root = Path(root)

@@ -29,6 +29,23 @@ def quote(value, limit: int = QUOTE_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def is_tree(folder: Path) -> bool:
+    """Whether `folder` is a checkout of the repository (a book tree): _config.yml, _toc.yml, book/ and params/."""
+    return all((folder / name).is_file() for name in ("_config.yml", "_toc.yml")) and \
+        all((folder / name).is_dir() for name in ("book", "params"))
+
+
+def package_tree() -> Path | None:
+    """The checkout the package is imported from (an editable install), if it is a book tree."""
+    return next((folder for folder in Path(__file__).resolve().parents if is_tree(folder)), None)
+
+
+def find_tree(start: Path | None = None) -> Path | None:
+    """The nearest book tree at or above `start` (default: the current directory), else package_tree()."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((folder for folder in (here, *here.parents) if is_tree(folder)), None) or package_tree()
+
+
 class YAMLDataError(ValueError):
     """YAML text that is not plain data: a syntax error, an alias, a repeated key. str() is the problem;
     `line` its 1-based line, where known."""

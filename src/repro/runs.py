@@ -43,6 +43,7 @@ from typing import Callable
 
 import pandas as pd
 
+from repro import files
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,15 @@ class Store:
 
 
 def default_root() -> Path:
-    """$REPRO_RUNS, else <repo>/runs where <repo> is the nearest parent of the cwd with pyproject.toml."""
+    """$REPRO_RUNS, else the runs/ folder of the repository (files.find_tree: the nearest checkout above the
+    current directory, else the one the package is imported from), whatever folder the caller is in."""
     if os.environ.get("REPRO_RUNS"):
         return Path(os.environ["REPRO_RUNS"])
-    here = Path.cwd().resolve()
-    for parent in (here, *here.parents):
-        if (parent / "pyproject.toml").exists():
-            return parent / "runs"
-    return here / "runs"
+    tree = files.find_tree()
+    if tree is None:
+        raise StoreError("cannot find the run store: not inside a checkout of the repository and the package is "
+                         "not imported from one; set REPRO_RUNS to the run store folder")
+    return tree / "runs"
 
 
 def _store(store: Store | str | os.PathLike | None) -> Store:
@@ -562,7 +564,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _matches(value, wanted) -> bool:
+def matches(value, wanted) -> bool:
     if callable(wanted):
         return bool(wanted(value))
     if isinstance(wanted, (tuple, set, frozenset)):
@@ -605,8 +607,9 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
         if df.empty:
             break
         if key not in df.columns:
-            raise ValueError(f"unknown filter {key!r} for kind {kind!r}; columns: {', '.join(df.columns)}")
-        df = df[[_matches(v, wanted) for v in df[key]]]
+            joined = "; repro.results.load adds its ERM run's dataset, seed, ..." if "erm" in df.columns else ""
+            raise ValueError(f"unknown filter {key!r} for kind {kind!r}; columns: {', '.join(df.columns)}{joined}")
+        df = df[[matches(v, wanted) for v in df[key]]]
     return df.reset_index(drop=True)
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from repro import data, erm, hparams, metrics, runs, sweep
+from repro import data, erm, hparams, metrics, results, runs, sweep
 from repro.balance import BALANCES
 from repro.datasets import get as record  # (`datasets` is the sections' parameter: a list of names)
 from repro.heads import head_config, sgd_steps, svm_config
@@ -39,15 +39,12 @@ def _run(kind: str, configs: list[dict], workers: int = 1, executor: str = "loca
 
 def _execute(plan: dict, workers: int, executor: str = "local", slurm: dict | None = None):
     """Compute the plan's missing ERM runs, then its heads; return the ERM table and the heads table, each
-    head annotated with its ERM run's dataset, seed, balancing and group ratio."""
+    head annotated with its ERM run's identifying config (repro.results.join_erm: erm_dataset, erm_seed, ...)."""
     ermt = _run("erm", plan["erm"], workers, executor, slurm)
     if not plan.get("heads"):
         return ermt, pd.DataFrame()
     heads = _run("heads", plan["heads"], workers, executor, slurm)
-    source = ermt.drop_duplicates("run_id").set_index("run_id").loc[heads["erm"]]
-    for col in ("dataset", "seed", "balance", "group_ratio"):
-        heads[f"erm_{col}"] = source[col].to_numpy()
-    return ermt, heads
+    return ermt, results.join_erm(heads, ermt)
 
 
 def one_class(frame: pd.DataFrame) -> pd.Series:
