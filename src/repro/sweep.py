@@ -176,6 +176,7 @@ def longest_first(kind: str, units: list[list[dict]]) -> list[list[dict]]:
     return sorted(units, key=lambda unit: -sum(cost_model.cost(kind, c) for c in unit))
 
 
+_TRACKER_QUIET = "ignore:resource_tracker:UserWarning"
 _POOL: dict = {}  # "key": what the workers were started with, "pool": the ProcessPoolExecutor, "workers": its size
 
 
@@ -201,6 +202,11 @@ def pool(workers: int):
     key = _pool_key(workers, gpus)
     if _POOL.get("key") != key:
         shutdown()
+        # An interrupted pool leaves its queues' semaphores to multiprocessing's resource tracker, which removes
+        # them and then warns about them on stderr after the command's one line: its process (started with the
+        # first pool) takes its warning filters from sys.warnoptions.
+        if _TRACKER_QUIET not in sys.warnoptions:
+            sys.warnoptions.append(_TRACKER_QUIET)
         ctx, queue = mp.get_context("spawn"), None
         if gpus:
             queue = ctx.Queue()
