@@ -32,15 +32,16 @@ from safetensors.torch import load_file
 from repro import runs
 
 
-def read_all(store: runs.Store) -> tuple[int, int]:
-    """Read every run of `store` as a warm build does; (runs read, artifact bytes read)."""
+def read_all(store: runs.Store, artifacts: bool = True) -> tuple[int, int]:
+    """Read every run of `store`: its tables (what a warm build reads) and, with `artifacts`, every artifact's
+    tensors (what a build that computes heads or SVM paths reads); (runs read, artifact bytes read)."""
     n_runs = n_bytes = 0
     for kind in sorted(runs.KINDS):
         if not (store.root / kind).is_dir():
             continue
         table = runs.load(kind, store)
         n_runs += len(table)
-        for folder in table["path"]:
+        for folder in table["path"] if artifacts else ():
             for path in sorted(Path(folder).glob("*.safetensors")):
                 n_bytes += sum(t.numel() * t.element_size() for t in load_file(str(runs.artifact(path))).values())
     return n_runs, n_bytes
@@ -59,14 +60,14 @@ def unverified():
         yield
 
 
-def timed(store: runs.Store, verify: bool) -> float:
+def timed(store: runs.Store, verify: bool, artifacts: bool) -> float:
     runs.forget_verified()
     start = time.perf_counter()
     if verify:
-        read_all(store)
+        read_all(store, artifacts)
     else:
         with unverified():
-            read_all(store)
+            read_all(store, artifacts)
     return time.perf_counter() - start
 
 
@@ -80,15 +81,16 @@ def main() -> None:
         print(f"error: no run store at {store.root}; pass --store DIR or set REPRO_RUNS", file=sys.stderr)
         raise SystemExit(2)
     n_runs, n_bytes = read_all(store)  # warm-up (page cache), verified
-    timed(store, verify=False)
-    times = {True: [], False: []}
-    for _ in range(args.repeats):
-        for verify in (False, True):
-            times[verify].append(timed(store, verify))
-    plain, checked = statistics.median(times[False]), statistics.median(times[True])
     print(f"store {store.root}: {n_runs} runs, {n_bytes / 2**20:.1f} MiB of artifact tensors; "
           f"load average {os.getloadavg()[0]:.2f}; median of {args.repeats} passes each")
-    print(f"unverified {plain:.3f} s   verified {checked:.3f} s   ratio {checked / plain:.2f}")
+    for artifacts, what in ((False, "run tables (a warm build)"), (True, "run tables and every artifact")):
+        timed(store, False, artifacts)
+        times = {True: [], False: []}
+        for _ in range(args.repeats):
+            for verify in (False, True):
+                times[verify].append(timed(store, verify, artifacts))
+        plain, checked = statistics.median(times[False]), statistics.median(times[True])
+        print(f"{what}: unverified {plain:.3f} s   verified {checked:.3f} s   ratio {checked / plain:.2f}")
 
 
 if __name__ == "__main__":
