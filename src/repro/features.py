@@ -3,9 +3,9 @@
 At each saved epoch E, an ERM run directory holds features_epoch{E}.safetensors with, for each split s in
 train (the ERM training set), heldout and test:
   features_s (n_s, d) float32, logits_s (n_s, C) float32, y_s, g_s, idx_s (n_s,) int64 (indices into the dataset)
-and the ERM head: head_weight (C, d), head_bias (C,); on a synthetic twin also test_weights (n_groups,) float64,
-the real test proportions that average test accuracy is weighted by (repro.data.real_test_weights). Features are extracted once, in eval mode, without
-augmentation. `load(run, epoch)` is the one entry point for reading them.
+and the ERM head: head_weight (C, d), head_bias (C,); on a synthetic twin also test_weights (n_groups,)
+float64, the real test proportions that average test accuracy is weighted by (repro.data.real_test_weights).
+Features are extracted once, in eval mode, without augmentation. `load(run, epoch)` is the one entry point for reading them.
 """
 from __future__ import annotations
 

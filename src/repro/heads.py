@@ -30,7 +30,7 @@ def head_config(erm_id: str, spec: dict, dataset: str, profile: str, backbones: 
             "batch_size": llr["batch_size"]}
 
 
-def _evaluate_heads(f: dict, W, b, n_groups: int) -> list[dict]:
+def _evaluate_heads(f: dict, W, b, n_groups: int, test_weights=None) -> list[dict]:
     """Per head: test and held-out summaries, and per-group min/avg margins on the held-out set (its training set)."""
     from repro import metrics
 
@@ -40,8 +40,7 @@ def _evaluate_heads(f: dict, W, b, n_groups: int) -> list[dict]:
         for split in ("heldout", "test"):
             x, y, g = f[f"features_{split}"], f[f"y_{split}"], f[f"g_{split}"]
             logits = x.double() @ W[h].double().T + b[h].double()
-            weights = f.get("test_weights") if split == "test" else None  # a twin's test split (repro.data)
-            weights = None if weights is None else weights.cpu().numpy()
+            weights = test_weights if split == "test" else None  # a twin's test split (repro.data)
             row.update({f"{split}_{k}": v for k, v in metrics.summarize(logits.argmax(1), y, g, n_groups,
                                                                         avg_weights=weights).items()})
         m = metrics.margins(f["features_heldout"], f["y_heldout"], W[h], b[h])
@@ -91,10 +90,10 @@ def fit_batch(configs: list[dict], store=None) -> list:
             W[i], b[i], extra[i] = solver(x, y, g, features_train=f["features_train"], n_classes=n_classes,
                                           n_groups=n_groups, **spec)
         W, b = torch.stack(W), torch.stack(b)
-        evaluated_keys = [k for k in f if k.endswith(("_heldout", "_test")) or k == "test_weights"]
-        on_device = {k: f[k].to(device) for k in evaluated_keys}
+        on_device = {k: v.to(device) for k, v in f.items() if k.endswith(("_heldout", "_test"))}  # what is evaluated
+        weights = f["test_weights"].numpy() if "test_weights" in f else None  # a twin's (repro.data)
         evaluated = [{**row, **more} for row, more in zip(_evaluate_heads(on_device, W.to(device), b.to(device),
-                                                                          n_groups), extra)]
+                                                                          n_groups, weights), extra)]
 
     def writer(h: int, result: dict):
         def compute(_config, workdir):
