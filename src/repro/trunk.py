@@ -26,6 +26,7 @@ from torch import nn
 VIEWS = 4  # image views cached per example: original, flip, two random resized crops
 VIEW_SEED = 20260  # the crops' generator seed (fixed: the views belong to the dataset, not to a run)
 BATCH = 256
+FORMAT = 2  # how states are computed (2: images in channels-last memory, other float rounding): part of a cache's name
 
 
 class Top(nn.Module):
@@ -88,17 +89,21 @@ def compute(backbone, inputs, frozen: int, views: int) -> dict[str, torch.Tensor
     n = len(inputs.data.y)
     was = backbone.training
     backbone.eval()
+    if inputs.kind == "image":  # convolutions in channels-last memory: about 3x faster on one CPU thread
+        backbone.to(memory_format=torch.channels_last)
     parts: dict[int, list] = {v: [] for v in range(views)}
     for start in range(0, n, BATCH):
         rows = np.arange(start, min(start + BATCH, n))
         if inputs.kind == "image":
             x = inputs.raw(rows)
             for v in range(views):
-                parts[v].append(backbone.run(inputs.normalize(_views(x, rows, v)), 0, frozen).cpu())
+                x_v = inputs.normalize(_views(x, rows, v)).contiguous(memory_format=torch.channels_last)
+                parts[v].append(backbone.run(x_v, 0, frozen).contiguous().cpu())
         else:
             parts[0].append(backbone.run(inputs.batch(rows, train=False), 0, frozen))
     backbone.train(was)
     if inputs.kind == "image":
+        backbone.to(memory_format=torch.contiguous_format)
         return {"x": torch.stack([torch.cat(parts[v]) for v in range(views)]).contiguous()}
     length = max(int(s["attention_mask"].sum(1).max()) for s in parts[0])
     hidden = torch.zeros(n, length, parts[0][0]["hidden"].shape[-1])
@@ -116,7 +121,8 @@ def cache_path(data, config: dict, frozen: int, views: int) -> Path:
     size = config["image_size"] if data.kind == "image" else config["max_length"]
     # the frozen weights: the model's pretrained ones, or its random init, drawn from the run's seed
     weights = "pretrained" if config["pretrained"] else f"random-init-seed{config['seed']}"
-    key = f"{config['data_fingerprint']}\0{config['model']}\0{size}\0{frozen}\0{views}\0{VIEW_SEED}\0{weights}"
+    key = (f"{config['data_fingerprint']}\0{config['model']}\0{size}\0{frozen}\0{views}\0{VIEW_SEED}\0{weights}"
+           f"\0{FORMAT}")
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Path(data.root) / ".trunk" / f"{data.name}-{config['model']}-{size}-f{frozen}-v{views}-{digest}.safetensors"
 
