@@ -184,3 +184,17 @@ def test_pearson_handles_constant_and_nan_input():
     assert metrics.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     assert np.isnan(metrics.pearson([1, 1, 1], [1, 2, 3]))
     assert metrics.pearson([1, 2, np.nan, 3], [1, 2, 5, 3]) == pytest.approx(1.0)
+
+
+def test_a_separating_witness_proves_separability_and_a_failing_one_leaves_it_to_the_lp(monkeypatch):
+    import scipy.optimize
+
+    x, y = _separable()
+    theta, b = metrics.hard_margin_svm(x, y)
+    with monkeypatch.context() as m:
+        m.setattr(scipy.optimize, "linprog", lambda *a, **k: pytest.fail("the LP ran despite a separating witness"))
+        assert metrics.linearly_separable(x, y, witnesses=[(theta * 1e-3, b * 1e-3)])
+    assert metrics.linearly_separable(x, y, witnesses=[(-theta, -b)])  # a wrong witness: the LP finds it separable
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(200, 3)), rng.integers(0, 2, 200)
+    assert not metrics.linearly_separable(x, y, witnesses=[(np.ones(3), 0.0)])

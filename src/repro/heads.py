@@ -136,12 +136,13 @@ def svm_path(config: dict, workdir) -> dict:
         shape = {"n_heldout": int(x.shape[0]), "dim": int(x.shape[1])}  # n <= dim + 1: separable by dimension
         last = int(config["factor"] * standard)
         steps = sorted({int(s) for s in np.geomspace(1, last, config["n_points"])})
-        if not metrics.linearly_separable(x.numpy(), y):
+        W, b = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
+                                   batch_size=config["batch_size"], n_classes=1)
+        # the path's last head, where it separates the held-out set, proves separability without the LP
+        if not metrics.linearly_separable(x.numpy(), y, witnesses=[(W[-1, 0, 0].numpy(), float(b[-1, 0, 0]))]):
             return {"steps": steps, "direction_error": None, "standard_steps": standard, "separable": False,
                     "svm_bias": None, **shape, "test_pred_classes": None}
         theta_svm, b_svm = metrics.hard_margin_svm(x.numpy(), y, separable=True)
-        W, b = last_layer.sgd_path(x, y, steps, seeds=(config["seed"],), lr=config["lr"],
-                                   batch_size=config["batch_size"], n_classes=1)
         errors = [metrics.direction_error(W[i, 0, 0].numpy(), theta_svm) for i in range(len(steps))]
         z = f["features_test"].double() @ W[:, 0, 0].double().T + b[:, 0, 0].double()  # (n_test, steps)
         classes = [len(np.unique((z[:, i] > 0).numpy())) for i in range(len(steps))]

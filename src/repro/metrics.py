@@ -194,18 +194,32 @@ def _signs(y) -> np.ndarray:
     return np.where(y == classes[1], 1.0, -1.0)
 
 
-def linearly_separable(features, y) -> bool:
+def linearly_separable(features, y, witnesses=()) -> bool:
     """Whether some (w, b) has s_i (x_i.w + b) >= 1 for every example (s = -1/+1 labels): a linear program
     (scipy.optimize.linprog, HiGHS) with a zero objective; True when it is feasible, False when infeasible.
 
-    The hard-margin SVM of paper Sec. 2.2 exists exactly when this is True.
+    A (w, b) with s_i (x_i.w + b) > 0 for every example proves separability (scaled, it meets the margin 1)
+    without the LP, which takes about 40 s on 4,817 x 1,280 features: the candidates are `witnesses` (e.g. a
+    trained head) and a soft-margin linear SVM (C = 100, at most 200,000 SMO iterations; about 3 s there). A
+    candidate that fails proves nothing: the LP decides. The hard-margin SVM of paper Sec. 2.2 exists exactly
+    when this is True.
     """
+    import warnings
+
     from scipy.optimize import linprog
+    from sklearn.svm import SVC
 
     x, s = _np(features, np.float64), _signs(y)
     A = -s[:, None] * np.hstack([x, np.ones((len(x), 1))])
     if len(x) <= x.shape[1] + 1 and np.linalg.matrix_rank(A) == len(x):
         return True  # n independent rows: A z = -1 has a solution, no LP needed
+    for w, b in witnesses:
+        if np.all(s * (x @ _np(w, np.float64).reshape(-1) + float(b)) > 0):
+            return True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an SVM stopped by max_iter is only a candidate
+        if np.all(s * SVC(kernel="linear", C=100.0, max_iter=200_000, cache_size=500).fit(x, s).decision_function(x) > 0):
+            return True
     res = linprog(np.zeros(x.shape[1] + 1), A_ub=A, b_ub=-np.ones(len(x)), bounds=(None, None),
                   method="highs-ipm")  # interior point: 4-5x faster than simplex on dense 3000 x 1280
     if res.status not in (0, 2):
