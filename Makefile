@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:  make book   and   make test
 # Both create .venv from requirements.lock (exact versions and hashes of every package) when it is missing or
 # the lock or pyproject.toml changed, and do nothing more when it is up to date (the stamp records the last
-# install). `make lock` regenerates the lock from pyproject.toml (see the README, "Environment and archive").
+# install). `make lock` regenerates the lock from pyproject.toml (see book/manual_environment.md).
 # The one supported Python (pyproject.toml's requires-python; a test keeps them equal). Every recipe that would
 # create a venv first checks the interpreter: one `error:` line and exit 2 when it is another version.
 PYTHON_VERSION := 3.11
@@ -52,7 +52,7 @@ lock:
 book: $(STAMP)
 	$(VENV)/bin/repro book --profile $(PROFILE)
 
-# The paper profile end to end on this machine with shrunk sizes and random weights (repro.rehearse; README).
+# The paper profile end to end on this machine with shrunk sizes and random weights (repro.rehearse; book/manual_gpus.md).
 rehearse: $(STAMP)
 	$(VENV)/bin/repro book --profile paper --rehearse
 

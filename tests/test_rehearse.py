@@ -5,7 +5,7 @@ constraints of the balancing and last-layer code, and the rehearsal reaches trai
 configs. In miniature (slow): one section per model family, ResNet-18 at 224 px through the file-backed
 DataLoader (Figure 2's section) and BERT-Tiny on CivilComments text and MultiNLI tokens with heads and the SVM
 path (Figure 3 / Table 1's section), then the group-ratio, class-balancing and Appendix A sections with BERT-Tiny.
-The whole rehearsed book is `make rehearse` (README)."""
+The whole rehearsed book is `make rehearse` (book/manual_gpus.md)."""
 import json
 from pathlib import Path
 

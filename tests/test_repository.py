@@ -40,10 +40,10 @@ def test_vendored_metadata_is_tracked_and_matches_sources_md():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256, f"{name}: checksum differs from SOURCES.md"
 
 
-def test_readme_layout_names_every_module_of_the_package():
-    layout = (REPO / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+def test_layout_page_names_every_module_of_the_package():
+    layout = (REPO / "book" / "layout.md").read_text().split("```", 2)[1]
     words = set(re.findall(r"[\w]+", layout))
     package = REPO / "src" / "repro"
     modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | \
         {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
-    assert modules - words == set(), "README's Layout section does not name these modules"
+    assert modules - words == set(), "book/layout.md does not name these modules"

@@ -4,7 +4,7 @@ and code version.
 Layout (DomainBed-like): ROOT/<kind>/<run_id>/ holds config.json, metrics.json, meta.json (wall time, host,
 device), the run's artifacts, manifest.json (every file's size and sha256) and a `done` marker written last.
 
-Guarantees (README, "Failure modes"):
+Guarantees (book/manual_failures.md):
 - Atomic: a run is computed in ROOT/<kind>/.tmp-<run_id>-<pid>-<rand> and renamed into place, so a directory
   named by a run id is complete or left over from an older crash (then it is removed and the run redone).
 - Verified: `get` and `load` serve a finished run only if its config hashes to its id, it has a manifest,
