@@ -6,6 +6,7 @@
     repro data download NAME --root DIR
     repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
+    repro params [--write]
 
 A bad input (params file, option, REPRO_* variable, data file, run store) or a full disk stops with one line
 `error: ...` and exit code 2; Ctrl-C (exit 130) and SIGTERM (exit 143) with one line, after every process the
@@ -140,6 +141,21 @@ def _runs_verify(args) -> int:
     return 1 if failed else 0
 
 
+def _params(args) -> int:
+    from . import params
+    from .book import repo_root
+
+    root = repo_root()
+    if args.write:
+        for path in params.write(root):
+            print(f"wrote {path.relative_to(root)}")
+        return 0
+    found = params.problems(root)
+    for line in found:
+        print(line)
+    return 1 if found else 0
+
+
 def default_data_root(profile: str, dataset: str) -> str:
     """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing."""
     if profile == "paper":
@@ -230,6 +246,15 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--store", type=Path, default=None, help="run store folder (default $REPRO_RUNS or runs/)")
     v.add_argument("--fix", action="store_true", help="remove what fails")
     v.set_defaults(func=_runs_verify)
+
+    pa = sub.add_parser("params", help="check or rewrite the listing of every params file",
+                        description="Every params/<profile>/<name>.yml lists each parameter of book/<name>.ipynb's "
+                                    "parameters cell: the profile's values as YAML lines, the others as comments with "
+                                    "the template's default and meaning. Without --write: one line per file that "
+                                    "disagrees with its template, exit 1 if any.")
+    pa.add_argument("--write", action="store_true", help="rewrite the files that disagree (values the profile sets "
+                    "and free comment lines are kept)")
+    pa.set_defaults(func=_params)
     return p
 
 
