@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from repro import book
+from repro import book, files
 
 HEADER = ("# Every parameter of book/{name}.ipynb: set lines are this profile's values, commented lines the template's\n"
           "# defaults (uncomment one to set it). After editing the template's parameters cell: repro params --write\n")
@@ -161,13 +161,15 @@ def how_to_pass(runner: str, name: str, profile: str, key: str = "", value=None)
         return "edit the parameters cell"
     if key and isinstance(value, str) and value[:1] in "[{":
         return f"papermill -p passes a string or a number: pass YAML with -y \"{key}: {value}\""
-    return "papermill -p NAME VALUE, or -y for YAML values such as lists; papermill --help-notebook lists them"
+    return (f"papermill -p NAME VALUE, or -y for YAML values such as lists; papermill --help-notebook "
+            f"book/{name}.ipynb shows each parameter's meaning")
 
 
 def check_kernel(name: str, namespace: dict, root: Path) -> None:
-    """In the kernel of a notebook run directly: ParameterError (one line) unless every name papermill injected
-    is a parameter of book/<name>.ipynb and every parameter holds a value of the template's type and range
-    (book.check_param). A notebook that `repro book` runs passes: its params file was checked the same way."""
+    """In the kernel of notebook book/<name>.ipynb (`namespace`: its globals, with IPython's input history `In`):
+    ParameterError (one line) unless every name papermill injected is a parameter of the template and, unless
+    `repro book` runs it (it checked the params file the same way before), every parameter holds a value of the
+    template's type and range (book.check_param)."""
     path = root / "book" / f"{name}.ipynb"
     if not path.is_file():
         return  # a copy outside a checkout: nothing to compare with
@@ -180,6 +182,11 @@ def check_kernel(name: str, namespace: dict, root: Path) -> None:
         raise ParameterError(f"error: parameter {unknown[0]!r} is not a parameter of {name}.ipynb; valid: "
                              f"{', '.join(k for k in defaults if k not in book.RUNNER_KEYS)} "
                              f"({how_to_pass(runner, name, profile)})")
+    if runner == "repro":
+        return  # its values were checked in the params file (a rehearsal's are repro.rehearse's own)
+    if profile not in book.PROFILES:
+        raise ParameterError(f"error: parameter 'profile' of {name}.ipynb must be one of {', '.join(book.PROFILES)}, "
+                             f"got {files.quote(profile)}; {how_to_pass(runner, name, profile)}")
     for key, default in defaults.items():
         if key in book.RUNNER_KEYS or key not in namespace:
             continue
