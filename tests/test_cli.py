@@ -12,7 +12,7 @@ import pytest
 
 from repro import cli, data
 
-SUBCOMMANDS = [[], ["book"], ["data"], ["data", "table"], ["data", "synth"], ["data", "download"], ["run"], ["run", "erm"]]
+SUBCOMMANDS = [[], ["book"], ["data"], ["data", "table"], ["data", "synth"], ["data", "download"], ["run"], ["run", "erm"], ["params"]]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda w: " ".join(w) or "repro")

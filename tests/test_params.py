@@ -59,6 +59,19 @@ def test_a_params_file_that_disagrees_with_its_template_is_named_then_rewritten(
     assert "# noise: 0.5  # scale of the noise\n" in (tree / "params" / "cpu" / "hypothesis.yml").read_text()
 
 
+def test_repro_params_checks_then_writes(tree, monkeypatch, capsys):
+    from repro import cli
+
+    monkeypatch.chdir(tree / "book")  # the tree above the current folder
+    assert cli.main(["params"]) == 0 and capsys.readouterr().out == ""
+    _edit(tree / "params" / "smoke" / "hypothesis.yml", "# noise: 0.25", "# noise: 0.3")
+    assert cli.main(["params"]) == 1
+    assert capsys.readouterr().out == ("params/smoke/hypothesis.yml shows noise: 0.3 as the default, the template's "
+                                       "is 0.25; fix with: repro params --write\n")
+    assert cli.main(["params", "--write"]) == 0 and capsys.readouterr().out == "wrote params/smoke/hypothesis.yml\n"
+    assert cli.main(["params"]) == 0
+
+
 def test_a_set_key_the_template_lacks_is_still_an_error(tree):
     _edit(tree / "params" / "smoke" / "margins.yml", "seeds: [1]", "seedz: [1]")
     with pytest.raises(book.BookError, match="params/smoke/margins.yml: unknown key 'seedz'; allowed keys: "):

@@ -143,4 +143,3 @@ def table(frame, floatfmt: str = ".3f") -> None:
 def finish(setup: Setup) -> None:
     """The provenance table: the last cell of every page."""
     provenance.finish(setup.record)
-

@@ -14,7 +14,6 @@ line saying how to pass it under the runner at hand.
 from __future__ import annotations
 
 import ast
-import json
 import math
 import re
 from pathlib import Path
@@ -42,6 +41,8 @@ def template(path: Path) -> dict[str, tuple]:
     import papermill
 
     found = papermill.inspect_notebook(str(path))
+    if not found:
+        raise book.BookError(f"{path}: no cell tagged 'parameters'; tag the cell of literals with 'parameters'")
     out = {}
     for name, spec in found.items():
         if name in book.RUNNER_KEYS:
@@ -50,8 +51,6 @@ def template(path: Path) -> dict[str, tuple]:
             raise book.BookError(f"{path.name}: parameter {name!r} has no meaning; write `  # what it sets` after "
                                  f"its value in the parameters cell")
         out[name] = (ast.literal_eval(spec["default"]), spec["help"].strip())
-    if not found:
-        raise book.BookError(f"{path}: no cell tagged 'parameters'; tag the cell of literals with 'parameters'")
     return out
 
 
