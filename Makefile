@@ -22,7 +22,7 @@ LOCK_TOOLS := pip==25.3 pip-tools==7.6.2
 # still satisfy pyproject.toml are kept and only what changed is re-resolved.
 UPGRADE ?=
 
-.PHONY: book test env lock rehearse clean-book
+.PHONY: book test env lock rehearse clean-book lab params
 
 env: $(STAMP)
 
@@ -55,6 +55,18 @@ book: $(STAMP)
 # The paper profile end to end on this machine with shrunk sizes and random weights (repro.rehearse; book/manual_gpus.md).
 rehearse: $(STAMP)
 	$(VENV)/bin/repro book --profile paper --rehearse
+
+# JupyterLab (the extra `lab` of pyproject.toml, installed from the lock with everything else) opened at the
+# repository root: a notebook of book/ runs there as in a build (repro.page.at_root). LAB_ARGS: e.g. --no-browser.
+LAB_ARGS ?=
+lab: $(STAMP)
+	@test -x $(VENV)/bin/jupyter-lab || { echo "error: $(VENV) has no JupyterLab (the extra 'lab' of pyproject.toml): run make lock to \
+	add it to $(LOCK), then make lab" >&2; exit 2; }
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+
+# Rewrite the listing of every params/<profile>/<name>.yml from its template's parameters cell (repro.params).
+params: $(STAMP)
+	$(VENV)/bin/repro params --write
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

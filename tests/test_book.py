@@ -3,6 +3,8 @@ import ast
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -388,3 +390,54 @@ def test_a_section_builds_under_a_100_byte_non_ascii_tmpdir(tmp_path, monkeypatc
     monkeypatch.setattr(tempfile, "tempdir", None)
     index = book.build("smoke", root=root, log=lambda *a: None)
     assert index.is_file() and (root / "_build" / "html" / "book" / "margins.html").is_file()
+
+
+def test_a_notebook_run_from_book_works_in_the_repository_root(tmp_path):
+    """`cd book && jupyter execute hypothesis.ipynb` (Jupyter's working directory is the notebook's folder)
+    writes its outputs where a build does, and leaves `git status` clean."""
+    from tests.conftest import SRC, copy_book_sources
+
+    root = copy_book_sources(tmp_path)
+    shutil.copy2(REPO / ".gitignore", root / ".gitignore")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "sources"]):
+        subprocess.run([*git, *args], cwd=root, check=True)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    out = subprocess.run([str(Path(sys.executable).with_name("jupyter")), "execute", "hypothesis.ipynb"],
+                         cwd=root / "book", env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (root / "_build" / "src" / "book" / "data" / "figure1.csv").is_file()
+    assert not (root / "book" / "_build").exists() and not (root / "book" / "data").exists()
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True,
+                            text=True, check=True).stdout
+    assert status == "", status
+
+
+def test_the_kernel_moves_to_the_book_tree_only_inside_a_kernel(tmp_path, monkeypatch):
+    from repro import page
+
+    root = _copy_repo(tmp_path)
+    monkeypatch.chdir(root / "book")
+    assert page.at_root(None) == root.resolve() and Path.cwd() == (root / "book").resolve()  # not a kernel: stays
+    assert page.at_root({}) == root.resolve() and Path.cwd() == root.resolve()
+
+
+def test_notebooks_without_ipywidgets_get_console_progress_bars_without_a_warning():
+    """In a kernel (ipykernel.zmqshell imported) without ipywidgets, tqdm.auto warns "IProgress not found" on
+    import, unless page.console_progress_bars ran first."""
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        pytest.skip("ipywidgets is installed: tqdm.auto draws widgets, without a warning")
+    code = ("import warnings, ipykernel.zmqshell\n"
+            "from repro import page\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    {call}\n"
+            "    from tqdm.auto import tqdm\n"
+            "notebook = any(c.__module__ == 'tqdm.notebook' for c in tqdm.__mro__)\n"
+            "print(sum('IProgress' in str(w.message) for w in seen), 'notebook' if notebook else 'console')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    for call, want in (("page.console_progress_bars()", "0 console"), ("pass", "1 console")):
+        out = subprocess.run([sys.executable, "-c", code.format(call=call)], env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == want, (call, out.stdout, out.stderr[-1000:])

@@ -57,7 +57,7 @@ def _cycle(g: dict[str, set[str]]) -> list[str] | None:
 def test_no_import_cycle():
     g = graph()
     assert "repro.heads" in g["repro.sections"] and "repro.datasets" in g["repro.data"]  # the graph sees imports,
-    assert "repro.page" in g["repro.book"] and "repro.provenance" in g["repro.book"]  # inner and relative ones
+    assert "repro.params" in g["repro.page"] and "repro.provenance" in g["repro.book"]  # inner and relative ones
     assert _cycle(g) is None, " -> ".join(_cycle(g))
 
 

@@ -35,3 +35,17 @@ def test_twin_profiles_cost_the_twin_sizes():
     assert plan.train_size("waterbirds", "smoke") == int(synth.counts("waterbirds", "smoke")[0].sum())
     assert plan.train_size("waterbirds", "cpu") > plan.train_size("waterbirds", "smoke")
     assert plan.train_size("waterbirds", "paper") == 4795
+
+
+def test_missing_weights_advice_names_a_command_of_the_locked_environment():
+    """The Hugging Face weights are fetched with `hf download` (huggingface_hub's command line; the older
+    huggingface-cli is gone from the locked version)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hub = {model: (name, how) for model, (name, how) in plan.WEIGHTS.items() if not name.endswith(".pth")}
+    assert hub and all(how == f"hf download {name}" for name, how in hub.values())
+    out = subprocess.run([str(Path(sys.executable).with_name("hf")), "download", "--help"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and "REPO_ID" in out.stdout

@@ -58,6 +58,13 @@ def test_an_empty_or_missing_store_warns_and_names_it(tmp_path):
             assert results.load("heads", store, dataset="waterbirds").empty
 
 
+def test_a_store_without_the_kind_asked_for_warns_and_names_the_kinds_it_holds(tmp_path):
+    (tmp_path / "erm" / "0123456789abcdef").mkdir(parents=True)
+    (tmp_path / "erm" / "0123456789abcdef" / "done").write_text("")
+    with pytest.warns(UserWarning, match=f"run store {tmp_path} holds no finished heads run \\(only erm\\)"):
+        assert results.load("heads", tmp_path, dataset="waterbirds").empty
+
+
 @pytest.fixture(scope="module")
 def smoke_store(tmp_path_factory):
     """A store with one smoke ERM run of the Waterbirds twin, two LLR heads and one SVM path (Section 2.2)."""

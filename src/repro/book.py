@@ -174,7 +174,7 @@ def _number_problem(value) -> str | None:
     return None
 
 
-def _check_param(where: str, key: str, default, value) -> None:
+def check_param(where: str, key: str, default, value) -> None:
     """Type (and element type, for lists) against the template default, finite numbers and bounded integers,
     then PARAM_RULES and the slurm options (repro.sweep.SLURM_OPTIONS); BookError if bad."""
     def fail(want):
@@ -244,7 +244,7 @@ def load_params(root: Path, name: str, profile: str, yes: bool = False) -> dict:
     for key, value in values.items():
         if key not in allowed:
             raise BookError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
-        _check_param(str(where), key, defaults[key], value)
+        check_param(str(where), key, defaults[key], value)
     if not yes:
         _check_grid(where, values, defaults)
     return values
@@ -323,20 +323,22 @@ def execute(root: Path, name: str, profile: str, out: Path, params: dict, log=pr
     except PapermillExecutionError as err:
         raise BookError(f"notebook {name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                         f"partly executed notebook: {tmp}") from None
-    from repro import page  # (lazy: page imports the training code)
-
-    page.remove_injected(tmp)  # papermill's parameters cell: its values are in the provenance table
-    _relative_paths(tmp, root)
+    _tidy_executed(tmp, root)
     tmp.replace(out)
     return time.time() - start
 
 
-def _relative_paths(path: Path, root: Path) -> None:
-    """Papermill records the notebook's input and output paths; keep them relative to the repository, so that no
-    path of the building machine reaches the HTML sources or an archive."""
+def _tidy_executed(path: Path, root: Path) -> None:
+    """Tag papermill's injected-parameters cell `remove-cell` (its values are the params file, which the
+    provenance table prints), and keep the notebook's input and output paths that papermill records relative to
+    the repository, so that no path of the building machine reaches the HTML sources or an archive."""
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
     meta = nb.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):

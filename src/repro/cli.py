@@ -4,8 +4,9 @@
     repro data table [--root DIR] [--format csv|markdown]
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
     repro data download NAME --root DIR
-    repro run erm --dataset NAME [--profile smoke] [--set KEY=VALUE ...] [--yes]
+    repro run erm --dataset NAME [--profile cpu] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
+    repro params [--write]
 
 A bad input (params file, option, REPRO_* variable, data file, run store) or a full disk stops with one line
 `error: ...` and exit code 2; Ctrl-C (exit 130) and SIGTERM (exit 143) with one line, after every process the
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from . import __version__, datasets
@@ -26,6 +28,9 @@ from . import device as devices
 from .files import quote
 from .hparams import PROFILES
 
+# The profile of `repro book` and `repro run erm` when none is given: the same, so that a run computed by hand is
+# one the book uses.
+DEFAULT_PROFILE = "cpu"
 _DEVICE_HELP = ("auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N or mps; sets REPRO_DEVICE. "
                 "Not part of a run's identity")
 
@@ -68,7 +73,17 @@ def _data_table(args) -> int:
         sys.stdout.write(table.to_csv(index=False, float_format="%.3f"))
     else:
         sys.stdout.write(table.to_markdown(index=False, floatfmt=".3f") + "\n")
+    for name in (n for n in datasets.names() if n not in set(table["dataset"])):
+        print(_left_out(name, root, vendored=args.root is None), file=sys.stderr)
     return 0
+
+
+def _left_out(name: str, root: Path, vendored: bool) -> str:
+    """Why dataset `name` is not in the table of `repro data table` (a note on stderr: stdout stays the table)."""
+    why = (f"the repository vendors no {name} metadata (data/metadata/SOURCES.md says why)" if vendored
+           else f"{root} holds no {name} metadata")
+    return (f"note: {name} is not in the table: {why}; `repro data download {name} --root DIR` fetches the real "
+            f"data, `repro data synth {name} --root DIR` writes a twin, then `repro data table --root DIR`")
 
 
 def _data_synth(args) -> int:
@@ -113,15 +128,21 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 
 def _run_erm(args) -> int:
-    from . import cost, erm
+    from . import cost, erm, runs
 
     devices.select(args.device)
     overrides = _parse_sets(args.set)
     if "data_root" not in overrides:
         overrides["data_root"] = default_data_root(args.profile, args.dataset)
-    if not args.yes:
-        cost.check_hours(cost.cost("erm", erm.default_config(args.dataset, args.profile, **overrides)), "this run")
+    config = erm.default_config(args.dataset, args.profile, **overrides)
+    cached = runs.is_done(runs.run_dir("erm", runs.run_id("erm", config)))
+    if not args.yes and not cached:
+        cost.check_hours(cost.cost("erm", config), "this run")
+    start = time.time()
     path = erm.run(args.dataset, args.profile, **overrides)
+    what = f"the erm run of {args.dataset} ({args.profile} profile)"
+    print(f"cached: {what} was in the run store; nothing computed" if cached else
+          f"computed: {what} in {time.time() - start:.1f} s, now in the run store", file=sys.stderr)
     print(path)
     return 0
 
@@ -140,6 +161,21 @@ def _runs_verify(args) -> int:
     return 1 if failed else 0
 
 
+def _params(args) -> int:
+    from . import params
+    from .book import repo_root
+
+    root = repo_root()
+    if args.write:
+        for path in params.write(root):
+            print(f"wrote {path.relative_to(root)}")
+        return 0
+    found = params.problems(root)
+    for line in found:
+        print(line)
+    return 1 if found else 0
+
+
 def default_data_root(profile: str, dataset: str) -> str:
     """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing."""
     if profile == "paper":
@@ -151,8 +187,28 @@ def default_data_root(profile: str, dataset: str) -> str:
     return root
 
 
+class _Help(argparse.HelpFormatter):
+    """--help with each option's default: "(default: X)" after the help of an option whose default is a value
+    (not a flag's False, not None or []: those options say what happens without them)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        shown = not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
+        return f"{text} (default: %(default)s)" if shown and "%(default)" not in text else text
+
+
+class _TopHelp(argparse.RawDescriptionHelpFormatter, _Help):
+    """The top-level --help: the module docstring's usage lines as they are written."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: `repro <command>: error: ...` and exit code 2 (no usage block)."""
+    """argparse with one-line errors: `repro <command>: error: ...` and exit code 2 (no usage block), and
+    --help that shows defaults (_Help)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -160,14 +216,14 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     names = datasets.names()
-    p = _Parser(prog="repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="repro", description=__doc__, formatter_class=_TopHelp)
     p.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("book", help="execute the notebooks and build the HTML book",
                        description="Validate params/<profile>/*.yml, execute book/*.ipynb with papermill into "
                                    "_build/src, then run jupyter-book (warnings are errors).")
-    b.add_argument("--profile", default="cpu", choices=PROFILES, help="parameter profile (default cpu)")
+    b.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES, help="parameter profile: params/<profile>/")
     b.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (others reuse their last run)")
     b.add_argument("--dry-run", action="store_true", help="print the runs the profile needs and exit")
     b.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
@@ -191,15 +247,15 @@ def parser() -> argparse.ArgumentParser:
                         description="Per dataset and group: y, s, p(y), p(g), p(y|s) on train, and split counts.")
     t.add_argument("--root", type=Path, help="data root holding waterbirds/, celeba/, ... (default: the real "
                    "metadata of Waterbirds, CelebA and MultiNLI in the repository's data/metadata)")
-    t.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    t.add_argument("--format", choices=("csv", "markdown"), default="csv", help="output format")
     t.set_defaults(func=_data_table)
     s = dsub.add_parser("synth", help="write synthetic twins in the real on-disk formats",
                         description="Write a synthetic twin of each named dataset under ROOT/<name>/.")
     s.add_argument("names", nargs="+", choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
     s.add_argument("--root", required=True, type=Path)
     s.add_argument("--scale", default="cpu", help="fraction of the real split sizes, or a profile name whose "
-                                                   "per-dataset scales to use: cpu (default) or smoke")
-    s.add_argument("--seed", type=int, default=0)
+                                                   "per-dataset scales to use: cpu or smoke")
+    s.add_argument("--seed", type=int, default=0, help="seed of the twins' generator")
     s.set_defaults(func=_data_synth)
     dl = dsub.add_parser("download", help="download a real dataset and verify its checksums",
                          description="Fetch, verify and unpack a dataset from its public URLs into ROOT/<name>/.")
@@ -214,7 +270,8 @@ def parser() -> argparse.ArgumentParser:
                         description="Train ERM and cache its features. Data: data/synth/<profile> (twins written "
                                     "on first use) for smoke/cpu, data/real for paper, unless --set data_root=DIR.")
     e.add_argument("--dataset", required=True, choices=names)
-    e.add_argument("--profile", default="smoke", choices=PROFILES)
+    e.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES, help="hyperparameters and data of this "
+                   "profile, as in `repro book` (smoke: the smallest twins and models, for a first try)")
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")
     e.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
     e.add_argument("--yes", action="store_true", help="start a run estimated above repro.cost.HOURS_MAX hours")
@@ -227,9 +284,19 @@ def parser() -> argparse.ArgumentParser:
                                      "config.json hashes to its run id, and every artifact's size and sha256 "
                                      "against manifest.json. Exit 1 if a run fails; --fix removes failing runs "
                                      "and abandoned temporary folders (they are recomputed on next use).")
-    v.add_argument("--store", type=Path, default=None, help="run store folder (default $REPRO_RUNS or runs/)")
+    v.add_argument("--store", type=Path, default=None,
+                   help="run store folder (default: $REPRO_RUNS, else the repository's runs/)")
     v.add_argument("--fix", action="store_true", help="remove what fails")
     v.set_defaults(func=_runs_verify)
+
+    pa = sub.add_parser("params", help="check or rewrite the listing of every params file",
+                        description="Every params/<profile>/<name>.yml lists each parameter of book/<name>.ipynb's "
+                                    "parameters cell: the profile's values as YAML lines, the others as comments with "
+                                    "the template's default and meaning. Without --write: one line per file that "
+                                    "disagrees with its template, exit 1 if any.")
+    pa.add_argument("--write", action="store_true", help="rewrite the files that disagree (values the profile sets "
+                    "and free comment lines are kept)")
+    pa.set_defaults(func=_params)
     return p
 
 

@@ -4,11 +4,16 @@ synthetic data, provenance) right after the title and the parameters, `figure` f
 """
 from __future__ import annotations
 
+import importlib.util
 import io
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from repro import device as devices
-from repro import hparams, provenance, rehearse, report
+from repro import files, hparams, provenance, rehearse, report
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,46 @@ def data_line(profile: str, toy: bool = False) -> str:
             "for the four benchmarks with the paper's group proportions, trained with CPU-sized models. " + limits)
 
 
+def _kernel_namespace() -> dict | None:
+    """The user namespace of the IPython kernel this code runs in, else None."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return None if shell is None else shell.user_ns
+
+
+def console_progress_bars() -> None:
+    """Where ipywidgets is missing, make tqdm.auto (which transformers and huggingface_hub use) the console
+    bar now, without its "IProgress not found" warning, which it would otherwise print in a notebook."""
+    if "tqdm.autonotebook" in sys.modules or importlib.util.find_spec("ipywidgets") is not None:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import tqdm.autonotebook  # noqa: F401  (falls back to tqdm.std once, for every later import)
+
+
+def at_root(namespace: dict | None) -> Path | None:
+    """In a kernel (`namespace` not None): make the book tree above the current folder (repro.files.find_tree)
+    the working directory, so that a notebook opened in book/ (Jupyter's working directory is the notebook's
+    folder) reads and writes data/, runs/ and _build/ where `repro book` does. Returns the tree, if any."""
+    root = files.find_tree()
+    if namespace is not None and root is not None and Path.cwd().resolve() != root:
+        os.chdir(root)
+    return root
+
+
 def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_root: str = "",
           synth_profile: str = "", model_overrides: dict | None = None, backbones: str = "",
-          toy: bool = False) -> Setup:
-    """Set up a page: say what its data are (`data_line`; the first output of the page), select the device,
-    show the rehearsal banner if this is one, write the synthetic twins (when `synth_profile` names a scale)
-    and start the provenance record."""
+          toy: bool = False, notebook: str = "") -> Setup:
+    """Set up a page: work in the repository root (`at_root`), check the parameters papermill or Jupyter passed
+    to the template `notebook` (repro.params.check_kernel), say what its data are (`data_line`; the first output
+    of the page), select the device, show the rehearsal banner if this is one, write the synthetic twins (when
+    `synth_profile` names a scale) and start the provenance record."""
+    namespace = _kernel_namespace()
+    root = at_root(namespace)
+    if namespace is not None and root is not None and notebook:
+        from repro import params
+
+        params.check_kernel(notebook, namespace, root)
+    console_progress_bars()
     line = data_line(profile, toy)
     if line:
         markdown(line)
@@ -104,16 +143,3 @@ def table(frame, floatfmt: str = ".3f") -> None:
 def finish(setup: Setup) -> None:
     """The provenance table: the last cell of every page."""
     provenance.finish(setup.record)
-
-
-def remove_injected(path) -> None:
-    """Tag papermill's injected-parameters cell of an executed notebook `remove-cell`: the values it sets are
-    the params file, which the provenance table prints."""
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
-    nbformat.write(nb, str(path))

@@ -114,7 +114,7 @@ def write(html_dir: Path, pages: list[str], out: Path, log=print) -> Path:
     with open(tmp, "wb") as f:
         writer.write(f)
     tmp.replace(out)
-    log(f"PDF: {out} ({len(writer.pages)} pages)")
+    log(f"printed {len(writer.pages)} PDF pages")  # the caller prints the path of the PDF
     return out
 
 

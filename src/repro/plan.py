@@ -17,9 +17,10 @@ WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, ho
                  "python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\" on a networked machine"),
     "resnet18": ("resnet18-f37072fd.pth",
                  "python -c \"import torchvision; torchvision.models.resnet18(weights='IMAGENET1K_V1')\" on a networked machine"),
-    "bert-base": ("bert-base-uncased", "huggingface-cli download bert-base-uncased"),
-    "bert-tiny": ("google/bert_uncased_L-2_H-128_A-2",
-                  "huggingface-cli download google/bert_uncased_L-2_H-128_A-2"),
+    # `hf` is huggingface_hub's command line (it replaced huggingface-cli); it fills the cache that
+    # _weights_location looks in
+    "bert-base": ("bert-base-uncased", "hf download bert-base-uncased"),
+    "bert-tiny": ("google/bert_uncased_L-2_H-128_A-2", "hf download google/bert_uncased_L-2_H-128_A-2"),
 }
 
 

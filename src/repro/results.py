@@ -2,8 +2,8 @@
 gives every run that was computed from an ERM run (a head, an SVM path) that ERM run's identifying config.
 
 The store is found the same way from any folder (repro.runs.default_root: $REPRO_RUNS, else the runs/ folder
-of the repository); reading an empty or missing store says so with a warning instead of returning an empty
-table silently. The book's page "Using the results from Python" shows it with examples.
+of the repository); reading an empty or missing store, or one without a run of the kind asked for, says so
+with a warning instead of returning an empty table silently. The book's page "Using the results from Python" shows it with examples.
 """
 from __future__ import annotations
 
@@ -35,10 +35,14 @@ def load(kind: str, store=None, **filters) -> pd.DataFrame:
     keeps the heads of Waterbirds ERM runs. An unknown key is a ValueError naming the columns.
     """
     root = (store if isinstance(store, runs.Store) else runs.Store(store)).root
-    if not any(root.glob("*/*/done")):
+    table = runs.load(kind, store)  # (an unknown kind: ValueError naming the registered ones)
+    kinds = sorted({done.parent.parent.name for done in root.glob("*/*/done")})
+    if not kinds:
         warnings.warn(f"the run store {root} holds no finished run; build the book (`make book`) or a section "
                       f"to fill it, or set REPRO_RUNS to another store", stacklevel=2)
-    table = runs.load(kind, store)
+    elif kind not in kinds:
+        warnings.warn(f"the run store {root} holds no finished {kind} run (only {', '.join(kinds)}); build the "
+                      f"sections that compute them, or set REPRO_RUNS to another store", stacklevel=2)
     if "erm" in table.columns:
         ids = tuple(dict.fromkeys(table["erm"]))
         table = join_erm(table, runs.load("erm", store, run_id=ids))
