@@ -102,6 +102,8 @@ def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min
     written: it is built in a temporary folder and renamed into place; a twin with other settings is renamed
     aside first, never rewritten in place. Temporary folders left by a killed writer are removed."""
     record = datasets.get(name)
+    if record.companion:
+        record.write_twin()  # a companion has no twin: one line saying how to build it
     min_count = min_count_of(scale, min_count)
     scale = resolve_scale(name, scale)
     root = Path(root)
