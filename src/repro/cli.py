@@ -3,7 +3,7 @@
     repro book [--profile cpu] [--only NAME ...] [--dry-run] [--yes] [--pdf] [--archive [--with-artifacts]]
     repro data table [--root DIR] [--format csv|markdown]
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
-    repro data download NAME --root DIR
+    repro data download NAME --root DIR    (NAME: a dataset of the paper, or a companion: built from real files)
     repro run erm --dataset NAME [--profile cpu] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
     repro params [--write]
@@ -100,6 +100,12 @@ def _data_synth(args) -> int:
 
 
 def _data_download(args) -> int:
+    if args.name in datasets.companions():  # real files that install offline, built into ROOT/<name>/
+        from . import companions
+
+        companions.build(args.name, args.root)
+        print(f"{args.name}: {Path(args.root) / args.name}")
+        return 0
     from . import download
 
     download.download(args.name, args.root)
@@ -177,7 +183,13 @@ def _params(args) -> int:
 
 
 def default_data_root(profile: str, dataset: str) -> str:
-    """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing."""
+    """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing; for a
+    companion data/companions, building it if missing."""
+    if dataset in datasets.companions():
+        from . import companions
+
+        companions.ensure(COMPANION_ROOT, [dataset])
+        return COMPANION_ROOT
     if profile == "paper":
         return "data/real"
     from . import synth
@@ -202,6 +214,9 @@ class _TopHelp(argparse.RawDescriptionHelpFormatter, _Help):
     """The top-level --help: the module docstring's usage lines as they are written."""
 
 
+COMPANION_ROOT = "data/companions"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `repro <command>: error: ...` and exit code 2 (no usage block), and
     --help that shows defaults (_Help)."""
@@ -215,7 +230,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    names = datasets.names()
+    names, companions = datasets.names(), datasets.companions()
     p = _Parser(prog="repro", description=__doc__, formatter_class=_TopHelp)
     p.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -258,8 +273,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the twins' generator")
     s.set_defaults(func=_data_synth)
     dl = dsub.add_parser("download", help="download a real dataset and verify its checksums",
-                         description="Fetch, verify and unpack a dataset from its public URLs into ROOT/<name>/.")
-    dl.add_argument("name", choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
+                         description="Fetch, verify and unpack a dataset from its public URLs into ROOT/<name>/; "
+                                     "a companion is fetched into ROOT/.raw/ and built into ROOT/<name>/.")
+    dl.add_argument("name", choices=names + companions, metavar="NAME",
+                    help=f"one of {', '.join(names)} or a companion: {', '.join(companions)}")
     dl.add_argument("--root", required=True, type=Path)
     dl.set_defaults(func=_data_download)
 
@@ -268,8 +285,9 @@ def parser() -> argparse.ArgumentParser:
     rsub = r.add_subparsers(dest="run_command", required=True)
     e = rsub.add_parser("erm", help="ERM finetuning + feature cache",
                         description="Train ERM and cache its features. Data: data/synth/<profile> (twins written "
-                                    "on first use) for smoke/cpu, data/real for paper, unless --set data_root=DIR.")
-    e.add_argument("--dataset", required=True, choices=names)
+                                    "on first use) for smoke/cpu, data/real for paper, data/companions for a "
+                                    "companion (built on first use), unless --set data_root=DIR.")
+    e.add_argument("--dataset", required=True, choices=names + companions)
     e.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES, help="hyperparameters and data of this "
                    "profile, as in `repro book` (smoke: the smallest twins and models, for a first try)")
     e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value (YAML literal)")

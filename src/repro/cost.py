@@ -23,10 +23,10 @@ TOP_SECONDS_PER_EXAMPLE = {("efficientnet-lite0", 1): 1.2e-4, ("efficientnet-lit
 
 def train_size(dataset: str, profile: str) -> int:
     """Training examples of `dataset` under `profile`: the synthetic twin's for smoke/cpu (from its scale,
-    nothing is written), the real dataset's (Table 2, from its record) for paper."""
+    nothing is written), the real dataset's (Table 2, from its record) for paper and for a companion."""
     from repro import synth
 
-    if profile in hparams.TWIN_PROFILES:
+    if profile in hparams.TWIN_PROFILES and not datasets.get(dataset).companion:
         return int(synth.counts(dataset, profile)[0].sum())
     return datasets.get(dataset).n_train
 

@@ -133,8 +133,8 @@ def check(config: dict) -> dict:
         if key in config and (not isinstance(config[key], str) or config[key] not in valid):
             raise ValueError(f"ERM config key {key!r}: unknown value {files.quote(config[key])}; "
                              f"choose one of {', '.join(valid)}")
-    if config["dataset"] not in datasets.REGISTRY:
-        fail("dataset", f"one of {', '.join(datasets.REGISTRY)}")
+    if config["dataset"] not in (*datasets.names(), *datasets.companions()):
+        fail("dataset", f"one of {', '.join((*datasets.names(), *datasets.companions()))}")
     if config["model"] not in models.REGISTRY:
         fail("model", f"one of {', '.join(models.REGISTRY)}")
     for key, kinds, want in (("augment", (bool,), "true or false"), ("pretrained", (bool, type(None)), "true or false"),

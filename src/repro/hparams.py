@@ -37,6 +37,9 @@ _SCRATCH_ERM = {
     "multinli": dict(model="bert-micro", optimizer="adamw", lr=1e-3, schedule="linear", batch_size=32,
                      weight_decay=1e-4, epochs=4, pretrained=False, model_kw=_TEXT_MICRO),
 }
+# The companion datasets (repro.companions, real files) train as their kind's paper datasets do.
+_SCRATCH_ERM["dominoes"] = dict(_SCRATCH_ERM["waterbirds"])
+_SCRATCH_ERM["rottentomatoes"] = dict(_SCRATCH_ERM["civilcomments"])
 
 # Pretrained CPU models (the `cpu` profile's default, closer to the paper's pretrained-then-fine-tuned setting):
 # ImageNet EfficientNet-Lite0 and all-MiniLM-L6-v2, fine-tuned at the top only (train_blocks: the top units
@@ -55,6 +58,9 @@ _PRETRAINED_ERM = {
     "celeba": dict(_IMAGE_TOP, epochs=3),
     "civilcomments": dict(_TEXT_TOP, epochs=2),  # 2-4 epochs: Devlin et al.'s fine-tuning range; 2 by time
     "multinli": dict(_TEXT_TOP, epochs=2),
+    # companions: the 56-px Dominoes at 64 px (each 28-px half is not shrunk, as it would be at the profile's 32)
+    "dominoes": dict(_IMAGE_TOP, epochs=5, image_size=64),
+    "rottentomatoes": dict(_TEXT_TOP, epochs=2),
 }
 _CPU_ERM = _PRETRAINED_ERM
 

@@ -26,8 +26,8 @@ def find_root(name: str, root) -> Path:
 
 
 def available(root) -> list[str]:
-    """Names of the datasets whose metadata is present under `root`, in registry order."""
-    return [d.name for d in datasets.REGISTRY.values()
+    """Names of the datasets whose metadata is present under `root`, in registry order (then the companions)."""
+    return [d.name for d in (*datasets.REGISTRY.values(), *datasets.COMPANIONS.values())
             if any(files.locate(Path(root) / s, d.marker) for s in d.layouts)]
 
 
@@ -37,7 +37,8 @@ def read(name: str, root) -> pd.DataFrame:
 
 
 def fingerprint(name: str, root) -> str:
-    """sha256 (16 hex) of the dataset's metadata file and, for a twin, its SYNTHETIC.json.
+    """sha256 (16 hex) of the dataset's metadata file and, for a twin, its SYNTHETIC.json (for a companion, its
+    COMPANION.json).
 
     ERM configs carry it, so a run is recomputed when the data under the same root change (e.g. a twin
     rewritten at another scale)."""
@@ -45,7 +46,7 @@ def fingerprint(name: str, root) -> str:
 
     folder = find_root(name, root)
     digest = hashlib.sha256()
-    for path in (files.locate(folder, datasets.get(name).marker), folder / "SYNTHETIC.json"):
+    for path in (files.locate(folder, datasets.get(name).marker), folder / "SYNTHETIC.json", folder / "COMPANION.json"):
         if path is not None and path.is_file():
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -102,6 +102,8 @@ def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min
     written: it is built in a temporary folder and renamed into place; a twin with other settings is renamed
     aside first, never rewritten in place. Temporary folders left by a killed writer are removed."""
     record = datasets.get(name)
+    if record.companion:
+        record.write_twin()  # a companion has no twin: one line saying how to build it
     min_count = min_count_of(scale, min_count)
     scale = resolve_scale(name, scale)
     root = Path(root)
@@ -112,20 +114,31 @@ def write(name: str, root, scale="cpu", seed: int = 0, image_size: int = 32, min
     except OSError as err:
         raise ValueError(f"data root {root} cannot be created ({err.strerror}); pass a writable folder") from None
     info = _identity(name, scale, seed, image_size, min_count)
+
+    def write_twin(folder: Path) -> None:
+        rng = np.random.default_rng([seed, datasets.names().index(name)])
+        y, a, split = _rows(name, scale, rng, min_count)
+        record.write_twin(folder, y, a, split, rng, image_size)
+        (folder / "SYNTHETIC.json").write_text(json.dumps(info, indent=1) + "\n")
+
+    return write_folder(root, name, f"the {name} twin", lambda: _current(root / name, name, info), write_twin)
+
+
+def write_folder(root: Path, name: str, what: str, is_current, write) -> Path:
+    """root/<name>/, written by write(folder) unless is_current(), under the lock root/.<name>.lock: in a
+    temporary folder renamed into place (one with other settings is renamed aside first, never rewritten in
+    place), after removing the temporary folders a killed writer left."""
     target = root / name
-    with runs.file_lock(root / f".{name}.lock", f"the {name} twin in {root}"):
+    with runs.file_lock(root / f".{name}.lock", f"{what} in {root}"):
         for stale in _leftovers(root, name):  # only the lock holder writes these: a killed writer's
             shutil.rmtree(stale, ignore_errors=True)
-        if _current(target, name, info):
+        if is_current():
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         try:
             folder = tmp / name
             folder.mkdir()
-            rng = np.random.default_rng([seed, datasets.names().index(name)])
-            y, a, split = _rows(name, scale, rng, min_count)
-            record.write_twin(folder, y, a, split, rng, image_size)
-            (folder / "SYNTHETIC.json").write_text(json.dumps(info, indent=1) + "\n")
+            write(folder)
             if target.exists():
                 os.replace(target, tmp / "replaced")  # aside, not rewritten in place
             os.replace(folder, target)

@@ -29,6 +29,11 @@ class Dataset:
     paper_erm: ERM config keys the paper profile sets for this dataset only (repro.erm)
     twin_scales: twin size relative to the real data per profile ("smoke", "cpu", "rehearse"): one factor or
       [train, val, test] factors
+    companion: a companion dataset built from real files that install offline (repro.companions), beside the
+      paper's four; it has no twin (write_twin raises) and its table2 holds the counts it is built with
+    build(raw, folder, sizes=None, seed=None) -> dict: a companion's construction from its raw files (raw: source
+      name -> path), writing the dataset folder; returns what COMPANION.json records (counts, natural counts);
+      build_version: its construction version (a companion built by another version is rebuilt)
     """
 
     name: str
@@ -49,6 +54,9 @@ class Dataset:
     sources: tuple[dict, ...] = ()
     paper_erm: Mapping[str, object] = field(default_factory=dict)
     twin_counts_fix: Mapping[tuple[int, int, int], int] = field(default_factory=dict)
+    companion: bool = False
+    build: Callable | None = None
+    build_version: int = 0
 
     @property
     def n_classes(self) -> int:
@@ -74,3 +82,23 @@ class Dataset:
     def n_train(self) -> int:
         """Training examples of the real dataset (Table 2)."""
         return int(self.paper_counts()[0].sum())
+
+
+def table2_of(counts) -> tuple:
+    """Table 2 rows (p_y, [(p_g, p_y_given_s, train, val, test) per attribute]) per class from (3, n_classes,
+    n_attrs) counts per split, class and attribute; the proportions are those of the training split."""
+    counts = np.asarray(counts, dtype=np.int64)
+    train = counts[0].astype(float)
+    p_y, p_g, p_ys = train.sum(1) / train.sum(), train / train.sum(), train / train.sum(0, keepdims=True)
+    return tuple((round(float(p_y[c]), 4), tuple((round(float(p_g[c, s]), 4), round(float(p_ys[c, s]), 4),
+                                                  *(int(n) for n in counts[:, c, s]))
+                                                 for s in range(counts.shape[2])))
+                 for c in range(counts.shape[1]))
+
+
+def no_twin(name: str) -> Callable:
+    """The write_twin of a companion dataset: a ValueError, as a companion has no synthetic twin."""
+    def write_twin(*args, **kwargs):
+        raise ValueError(f"{name} is a companion dataset built from real files and has no synthetic twin; "
+                         f"build it with `repro data download {name} --root DIR`")
+    return write_twin
