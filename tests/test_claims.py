@@ -488,7 +488,10 @@ def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
     assert line == (f"{n} claims: {{bdg-success}}`2 supported` {{bdg-danger}}`1 not supported` "
                     f"{{bdg-light}}`{n - 3} not evaluated in this build`")
     config = yaml.safe_load((tmp_path / "_config.yml").read_text())
-    assert config["parse"]["myst_substitutions"] == {"profile": "smoke", "verdict_counts": line}
+    m = len(claims.COMPANION_CLAIMS)
+    assert config["parse"]["myst_substitutions"] == {
+        "profile": "smoke", "verdict_counts": line,
+        "companion_counts": f"{m} claims: {{bdg-light}}`{m} not evaluated in this build`"}  # counted apart
 
 
 def test_claims_table_shows_badges():
@@ -505,3 +508,41 @@ def test_counts_include_inconclusive():
     assert "{bdg-warning}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
 
 
+
+
+# ------------------------------------------------------------------ the real companions
+
+def test_companion_claims_apply_the_papers_criteria_to_each_companion_alone():
+    """Each companion claim is the paper claim's criterion on that companion's rows only: the same verdicts
+    as the paper-scope function gives that dataset, the other datasets' rows ignored."""
+    comp = claims.COMPANIONS
+    assert len(comp) == 2 and not set(comp) & set(ALL)
+    keys = {c.key for c in claims.COMPANION_CLAIMS}
+    assert len(keys) == 8 * len(comp) and not keys & {c.key for c in claims.CLAIMS}
+    good, bad = comp
+    end = _end({good: [20, 25, 30], bad: [1.1, 1.2, 1.3], "celeba": [50, 50, 50]})
+    erm_r, llr_r = _ratios_everywhere(lambda s, re, rl: rl / 2, datasets=(good, bad, "celeba"))
+    parts = [_balance_rows(good), _balance_rows(bad, erm_best=(0.7,) * 3, llr_best=(0.95,) * 3)]
+    cb = [pd.concat([p[i] for p in parts]) for i in range(3)]
+    mass = pd.concat([_mass(good), _mass(bad, rise=(-0.2,) * 3)])
+    bars = pd.concat([_bars(good), _bars(bad, dfr=(0.6,) * 3)])
+    out = claims.companions(end, erm_r, llr_r, *cb, mass, {d: [1, 2] for d in comp}, bars, scope=comp)
+    assert set(out) == keys
+    verdicts = {k: v for k, (_, v) in out.items()}
+    assert verdicts[f"nc_collapse_{good}"] == S and verdicts[f"nc_comparable_{good}"] == N
+    assert verdicts[f"nc_collapse_{bad}"] == N and verdicts[f"nc_comparable_{bad}"] == S
+    for name in comp:
+        assert verdicts[f"ratio_r_{name}"] == S
+    assert verdicts[f"cb_erm_matches_llr_{good}"] == S and verdicts[f"cb_erm_matches_llr_{bad}"] == N
+    assert verdicts[f"afr_group_balance_{good}"] == S and verdicts[f"afr_group_balance_{bad}"] == N
+    assert verdicts[f"dfr_beats_cb_erm_{good}"] == S and verdicts[f"dfr_beats_cb_erm_{bad}"] == N
+    missing = claims.companions(end[end["dataset"] != bad], erm_r, llr_r, *cb, mass, {d: [1, 2] for d in comp}, bars,
+                                scope=comp)
+    assert missing[f"nc_collapse_{bad}"][1] == NA
+
+
+def test_companion_claims_are_scored_apart():
+    page = claims.scorecard_markdown()
+    head, tail = page.split("Beside the paper: real companions")
+    assert all(f"::{c.key}_verdict" in tail and f"::{c.key}_verdict" not in head for c in claims.COMPANION_CLAIMS)
+    assert "{{ companion_counts }}" in tail

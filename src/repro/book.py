@@ -385,7 +385,7 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
     those a notebook computes alone. A section on Slurm or on its own `device`, or whose data are missing,
     is left to its notebook. Missing runs estimated above repro.cost.HOURS_MAX start only with `yes`.
     Returns {kind: runs computed}; shows repro.sweep.Progress on stderr."""
-    from repro import cost, metadata, runs, sections, sweep, synth
+    from repro import companions, cost, datasets, metadata, runs, sections, sweep, synth
 
     wanted: dict[str, list[dict]] = {}
     workers = 1
@@ -401,6 +401,8 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
         for name, values in local.items():
             if values.get("synth_profile") and values.get("datasets"):
                 synth.ensure(values["data_root"], list(values["datasets"]), scale=values["synth_profile"])
+            elif values.get("datasets") and all(datasets.get(d).companion for d in values["datasets"]):
+                companions.ensure(values["data_root"], list(values["datasets"]), fixture=bool(values.get("fixture")))
             section = sections.SECTIONS[name]
             try:
                 for dataset in values.get("datasets", []):

@@ -132,7 +132,39 @@ CLAIMS = [
           "class-balanced ERM on every dataset", "best of 3 DFR balancings - best of 3 ERM class balancings > 0"
           + _EVERY),
 ]
-BY_KEY = {c.key: c for c in CLAIMS}
+
+# The companions (repro.datasets.COMPANIONS): real images and texts beside the paper's datasets. The paper's
+# general claims are tested on each with the criteria above; the dataset-specific ones of Sec. 2.1 become the
+# question which of its two patterns a companion follows. They are kept apart from CLAIMS: the scorecard counts
+# and lists them separately, and no claim "on each of the paper's four datasets" includes them.
+COMPANIONS = registry.companions()
+
+
+def _companion_claims(name: str) -> list[Claim]:
+    """The claims tested on one companion dataset (section "companions")."""
+    shown = getattr(registry.get(name), "display", name)
+
+    def general(key, fig):
+        paper = {c.key: c for c in CLAIMS}[key]
+        return Claim(f"{key}_{name}", "companions", f"{fig} on {shown}: " + paper.statement.split(": ", 1)[1],
+                     paper.test.replace(_EVERY, ""))
+    return [
+        Claim(f"nc_collapse_{name}", "companions", f"Sec. 2.1 on {shown}: the collapse pattern of Waterbirds and "
+              "MultiNLI, held-out NC1 at least an order of magnitude above training NC1 at the end of training",
+              f"mean over seeds of NC1(held-out) / NC1(train) >= {NC_COLLAPSE:g}"),
+        Claim(f"nc_comparable_{name}", "companions", f"Sec. 2.1 on {shown}: the pattern of CelebA and "
+              "CivilComments, held-out and training NC1 comparable at the end of training",
+              f"mean over seeds of NC1(held-out) / NC1(train) < {NC_COMPARABLE:g}"),
+        Claim(f"ratio_r_{name}", "companions", f"Fig. 4 on {shown}: ERM and LLR test WGA correlate with r > 0.99",
+              f"Pearson r > {R_RATIO:g}, as for CelebA"),
+        general("ratio_gain_needs_balance", "Sec. 3.1"), general("cb_erm_matches_llr", "Sec. 3.2 / Fig. 5"),
+        general("afr_gamma0", "Sec. 3.2"), general("afr_group_balance", "Sec. 3.2"),
+        general("dfr_beats_cb_erm", "App. A / Fig. 7"),
+    ]
+
+
+COMPANION_CLAIMS = [c for name in COMPANIONS for c in _companion_claims(name)]
+BY_KEY = {c.key: c for c in CLAIMS + COMPANION_CLAIMS}
 
 
 def _seed_table(frame: pd.DataFrame, columns, value: str = "test_acc_wg", seed: str = "seed") -> pd.DataFrame:
@@ -276,8 +308,19 @@ def _gain(s, mask, n, at_erm):
 
 def group_ratio(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> dict:
     """Figure 4's claims per dataset, over seeds (a seed's ERM at every ratio and its LLR heads are one unit)."""
-    out, gains, r_est = {}, [], {}
-    for dataset in DATASETS:
+    gains, r_est = _group_ratio_tests(erm_rows, llr_rows, DATASETS)
+    out = {}
+    for key, dataset in (("ratio_r_celeba", "celeba"), ("ratio_r_civilcomments", "civilcomments")):
+        est = r_est.get(dataset, undefined(f"{dataset} {MISSING}"))
+        out[key] = (_text("r = ", est), judge(est, ">", R_RATIO))
+    out["ratio_gain_needs_balance"] = _per_dataset(gains, DATASETS)
+    return out
+
+
+def _group_ratio_tests(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, scope) -> tuple[list, dict]:
+    """([(dataset, text, verdict)] of the gain test, {dataset: Estimate of Figure 4's r}) over `scope`."""
+    gains, r_est = [], {}
+    for dataset in scope:
         erm_part, llr_part = _rows(erm_rows, dataset), _rows(llr_rows, dataset)
         if not (len(erm_part) and len(llr_part)):
             continue
@@ -303,11 +346,7 @@ def group_ratio(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> dict:
         e_up, e_down = (estimate(units, lambda s, m=m, n=n, a=at_erm: _gain(s, m, n, a)) for m in (up, down))
         gains.append((dataset, f"{e_up.text()} where higher, {e_down.text()} where lower",
                       every([judge(e_up, ">", GAIN), judge(e_down, "<", -GAIN)])))
-    for key, dataset in (("ratio_r_celeba", "celeba"), ("ratio_r_civilcomments", "civilcomments")):
-        est = r_est.get(dataset, undefined(f"{dataset} {MISSING}"))
-        out[key] = (_text("r = ", est), judge(est, ">", R_RATIO))
-    out["ratio_gain_needs_balance"] = _per_dataset(gains, DATASETS)
-    return out
+    return gains, r_est
 
 
 def _best_gap(erm: pd.DataFrame, other: pd.DataFrame, stat) -> Estimate:
@@ -323,10 +362,11 @@ def _best_gap(erm: pd.DataFrame, other: pd.DataFrame, stat) -> Estimate:
     return estimate(units, best, why="no seed has runs on both sides")
 
 
-def _gaps(left: pd.DataFrame, left_col: str, right: pd.DataFrame, right_col: str, stat, op, threshold) -> list:
-    """[(dataset, text, verdict)] of a best-of gap for every dataset both sides have rows for."""
+def _gaps(left: pd.DataFrame, left_col: str, right: pd.DataFrame, right_col: str, stat, op, threshold,
+          scope=DATASETS) -> list:
+    """[(dataset, text, verdict)] of a best-of gap for every dataset of `scope` both sides have rows for."""
     results = []
-    for dataset in DATASETS:
+    for dataset in scope:
         a, b = _rows(left, dataset), _rows(right, dataset)
         if len(a) and len(b):
             est = _best_gap(_seed_table(a, left_col), _seed_table(b, right_col), stat)
@@ -334,18 +374,18 @@ def _gaps(left: pd.DataFrame, left_col: str, right: pd.DataFrame, right_col: str
     return results
 
 
-def class_balance(erm_rows, llr_rows, afr_rows, mass, minority: dict) -> dict:
+def class_balance(erm_rows, llr_rows, afr_rows, mass, minority: dict, scope=DATASETS) -> dict:
     cb = llr_rows[(llr_rows["erm_balance"] == "none") & (llr_rows["llr_balance"] == "upweighting")]
     same = llr_rows[llr_rows["erm_balance"] == llr_rows["llr_balance"]]  # CB-LLR as LaBonte et al. (2023) run it
     afr = afr_rows[afr_rows["gamma"] == 0] if len(afr_rows) else afr_rows
     gap = lambda a, b: np.abs(a - b)  # noqa: E731
-    return {"cb_erm_matches_llr": _per_dataset(_gaps(erm_rows, "balance", same, "erm_balance", gap, "<=", CB_GAP),
-                                               DATASETS),
-            "afr_gamma0": _per_dataset(_gaps(afr, "gamma", cb, "llr_balance", gap, "<=", AFR0_GAP), DATASETS),
-            "afr_group_balance": afr_group_balance(mass, minority)}
+    return {"cb_erm_matches_llr": _per_dataset(_gaps(erm_rows, "balance", same, "erm_balance", gap, "<=", CB_GAP,
+                                                     scope), scope),
+            "afr_gamma0": _per_dataset(_gaps(afr, "gamma", cb, "llr_balance", gap, "<=", AFR0_GAP, scope), scope),
+            "afr_group_balance": afr_group_balance(mass, minority, scope)}
 
 
-def afr_group_balance(mass: pd.DataFrame, minority: dict) -> tuple[str, str]:
+def afr_group_balance(mass: pd.DataFrame, minority: dict, scope=DATASETS) -> tuple[str, str]:
     """Per seed, the minority groups' share of AFR's weight at the largest gamma minus at gamma 0."""
     gammas = mass["gamma"].dropna() if len(mass) else pd.Series(dtype=float)
     top = gammas.max() if len(gammas) else np.nan
@@ -359,7 +399,7 @@ def afr_group_balance(mass: pd.DataFrame, minority: dict) -> tuple[str, str]:
         est = t_interval((share[top] - share[0]).to_numpy())
         results.append((dataset, f"{_fmt(share[0].mean())} -> {_fmt(share[top].mean())}, rise {est.text()}",
                         judge(est, ">", 0.0)))
-    value, verdict = _per_dataset(results, DATASETS)
+    value, verdict = _per_dataset([r for r in results if r[0] in scope], scope)
     return (f"gamma 0 -> {_fmt(top)}: {value}" if top > 0 else value), verdict
 
 
@@ -394,6 +434,27 @@ def appendix_a(curves: pd.DataFrame, bars: pd.DataFrame) -> dict:
     return {"gb_collapse": _per_dataset(drops, names),
             "dfr_beats_cb_erm": _per_dataset(_gaps(erm, "balance", dfr, "balance", lambda a, b: b - a, ">", 0.0),
                                              DATASETS)}
+
+
+def companions(end, ratio_erm, ratio_llr, cb_erm, cb_llr, cb_afr, mass, minority: dict, bars, scope) -> dict:
+    """The companion claims of the datasets `scope`, from the tables of the four sections the companions page
+    runs (neural collapse, group ratio, class balance, Appendix A), by the paper claims' criteria."""
+    out = {}
+    gains, r_est = _group_ratio_tests(ratio_erm, ratio_llr, scope)
+    dfr, erm = (bars[bars["method"] == m] if len(bars) else bars for m in ("group-balanced DFR", "class-balanced ERM"))
+    dfr_gaps = _gaps(erm, "balance", dfr, "balance", lambda a, b: b - a, ">", 0.0, scope)
+    for name in scope:
+        est = _nc(end, name, "nc1_heldout_end", "nc1_train_end")
+        out[f"nc_collapse_{name}"] = (_text("ratio ", est), judge(est, ">=", NC_COLLAPSE))
+        out[f"nc_comparable_{name}"] = (_text("ratio ", est), judge(est, "<", NC_COMPARABLE))
+        r = r_est.get(name, undefined(f"{name} {MISSING}"))
+        out[f"ratio_r_{name}"] = (_text("r = ", r), judge(r, ">", R_RATIO))
+        out[f"ratio_gain_needs_balance_{name}"] = _per_dataset([g for g in gains if g[0] == name], (name,))
+        one = class_balance(cb_erm, cb_llr, cb_afr, mass, minority, scope=(name,))
+        for key in ("cb_erm_matches_llr", "afr_gamma0", "afr_group_balance"):
+            out[f"{key}_{name}"] = one[key]
+        out[f"dfr_beats_cb_erm_{name}"] = _per_dataset([g for g in dfr_gaps if g[0] == name], (name,))
+    return out
 
 
 # Badge of each verdict (sphinx-design roles); a verdict not listed here gets the neutral "info" colour.
@@ -455,12 +516,13 @@ def show(results: dict) -> None:
 
 # ------------------------------------------------------------------ verdict counts (front page, scorecard)
 
-def glued_verdicts(folder: Path) -> dict:
-    """claim key -> verdict, read from the glued outputs of the executed notebooks in `folder`."""
+def glued_verdicts(folder: Path, claims: list | None = None) -> dict:
+    """claim key -> verdict of `claims` (default: the paper's, CLAIMS), read from the glued outputs of the
+    executed notebooks in `folder`."""
     import json
 
     found = {}
-    for claim in CLAIMS:
+    for claim in CLAIMS if claims is None else claims:
         path = Path(folder) / f"{claim.section}.ipynb"
         if not path.is_file():
             continue
@@ -473,17 +535,18 @@ def glued_verdicts(folder: Path) -> dict:
     return found
 
 
-def counts_markdown(verdicts: dict) -> str:
-    """'N claims: [k supported] [m not supported] ...' as badges, in the order of BADGES; claims without a
-    glued verdict are counted as not evaluated."""
+def counts_markdown(verdicts: dict, claims: list | None = None) -> str:
+    """'N claims: [k supported] [m not supported] ...' as badges, in the order of BADGES; claims of `claims`
+    (default: the paper's, CLAIMS) without a glued verdict are counted as not evaluated."""
+    claims = CLAIMS if claims is None else claims
     counts = {v: 0 for v in BADGES}
     for v in verdicts.values():
         counts[v] = counts.get(v, 0) + 1
     parts = [f"{{bdg-{BADGES.get(v, 'info')}}}`{n} {v}`" for v, n in counts.items() if n]
-    missing = len(CLAIMS) - len(verdicts)
+    missing = len(claims) - len(verdicts)
     if missing:
         parts.append(f"{{bdg-light}}`{missing} not evaluated in this build`")
-    return f"{len(CLAIMS)} claims: " + " ".join(parts)
+    return f"{len(claims)} claims: " + " ".join(parts)
 
 
 def stage_counts(stage: Path) -> str:
@@ -494,9 +557,11 @@ def stage_counts(stage: Path) -> str:
     from repro import files
 
     line = counts_markdown(glued_verdicts(Path(stage) / "book"))
+    companions = counts_markdown(glued_verdicts(Path(stage) / "book", COMPANION_CLAIMS), COMPANION_CLAIMS)
     path = Path(stage) / "_config.yml"
     config = files.read_yaml(path)
-    config.setdefault("parse", {}).setdefault("myst_substitutions", {})["verdict_counts"] = line
+    substitutions = config.setdefault("parse", {}).setdefault("myst_substitutions", {})
+    substitutions["verdict_counts"], substitutions["companion_counts"] = line, companions
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return line
 
@@ -565,7 +630,27 @@ def scorecard_markdown() -> str:
     section notebook."""
     out = [SCORECARD_HEAD]
     for section in dict.fromkeys(c.section for c in CLAIMS):
-        out.append(f"\n## []({section}.ipynb)\n\n| claim (paper) | criterion | this build | verdict |\n|---|---|---|---|")
-        out += [f"| {c.statement} | {c.test} | {{glue:text}}`{c.section}.ipynb::{c.key}_value:s` | "
-                f"{{glue}}`{c.section}.ipynb::{c.key}_verdict` |" for c in CLAIMS if c.section == section]
+        out.append(f"\n## []({section}.ipynb)\n")
+        out.append(_claims_table([c for c in CLAIMS if c.section == section]))
+    if COMPANION_CLAIMS:
+        out.append(COMPANIONS_HEAD)
+        out.append(_claims_table(COMPANION_CLAIMS))
     return "\n".join(out) + "\n"
+
+
+COMPANIONS_HEAD = """
+## Beside the paper: real companions
+
+**Real companions:** {{ companion_counts }}
+
+Not the paper's datasets and not counted above: the paper's general claims tested, by the same criteria, on
+two datasets built from real images and real texts ([the companions' page](companions.ipynb)). A verdict here
+says whether the mechanism shows on real data of this kind, not whether the paper's numbers replicate.
+"""
+
+
+def _claims_table(claims: list) -> str:
+    """A Markdown table of `claims` with their glued values and verdicts."""
+    rows = [f"| {c.statement} | {c.test} | {{glue:text}}`{c.section}.ipynb::{c.key}_value:s` | "
+            f"{{glue}}`{c.section}.ipynb::{c.key}_verdict` |" for c in claims]
+    return "\n".join(["| claim (paper) | criterion | this build | verdict |", "|---|---|---|---|", *rows])

@@ -44,9 +44,13 @@ def identity(name: str, **sizes) -> dict:
     return json.loads(json.dumps(dict(companion=True, name=name, version=d.build_version, settings=settings)))
 
 
-def current(root, name: str, **sizes) -> bool:
-    """Whether root/<name>/ holds a complete build of this identity."""
-    folder, want = Path(root) / name, identity(name, **sizes)
+def current(root, name: str, fixture: bool = False, **sizes) -> bool:
+    """Whether root/<name>/ holds a complete build of this identity (fixture: of repro.fixtures' files)."""
+    if fixture:
+        from repro import fixtures
+
+        sizes = {**fixtures.SMOKE[name], **sizes}
+    folder, want = Path(root) / name, dict(identity(name, **sizes), **({"fixture": True} if fixture else {}))
     try:
         info = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
@@ -146,13 +150,21 @@ def _counts(name: str, folder: Path) -> dict:
             for s, split in enumerate(("train", "val", "test"))}
 
 
-def build(name: str, root, opener=None, **sizes) -> Path:
-    """Fetch the raw files of companion `name` and build root/<name>/ unless that very build is there."""
+def build(name: str, root, opener=None, fixture: bool = False, **sizes) -> Path:
+    """Fetch the raw files of companion `name` and build root/<name>/ unless that very build is there.
+    fixture: build from repro.fixtures' tiny files at their sizes instead (the smoke profile; no network)."""
     d, root = record(name), Path(root)
     if root.exists() and not root.is_dir():
         raise ValueError(f"data root {root} is a file, not a folder; pass a folder as --root")
-    info = identity(name, **sizes)
-    raw = raw_files(name, root, opener)  # before anything is written under the dataset's name
+    if fixture:
+        from repro import fixtures
+
+        sizes = {**fixtures.SMOKE[name], **sizes}
+        raw = fixtures.smoke_raw(root / RAW)
+        raw = {item["name"]: raw[item["name"]] for item in d.sources}
+    info = dict(identity(name, **sizes), **({"fixture": True} if fixture else {}))
+    if not fixture:
+        raw = raw_files(name, root, opener)  # before anything is written under the dataset's name
     root.mkdir(parents=True, exist_ok=True)
 
     def write(folder: Path) -> None:
@@ -163,14 +175,15 @@ def build(name: str, root, opener=None, **sizes) -> Path:
         (folder / MARKER).write_text(json.dumps(dict(info, sources=sources, counts=_counts(name, folder), **built),
                                                 indent=1) + "\n")
 
-    return synth.write_folder(root, name, f"the {name} companion", lambda: current(root, name, **sizes), write)
+    return synth.write_folder(root, name, f"the {name} companion", lambda: current(root, name, fixture, **sizes),
+                              write)
 
 
-def ensure(root, names=None, opener=None, **sizes) -> list[str]:
-    """Build the companions `names` (default: all) that are missing under `root` or were built otherwise;
-    returns the names built."""
+def ensure(root, names=None, opener=None, fixture: bool = False, **sizes) -> list[str]:
+    """Build the companions `names` (default: all) that are missing under `root` or were built otherwise
+    (fixture: from repro.fixtures, see build); returns the names built."""
     names = datasets.companions() if names is None else names
-    missing = [name for name in names if not current(root, name, **sizes)]
+    missing = [name for name in names if not current(root, name, fixture, **sizes)]
     for name in missing:
-        build(name, root, opener, **sizes)
+        build(name, root, opener, fixture, **sizes)
     return missing

@@ -67,6 +67,9 @@ _CPU_ERM = _PRETRAINED_ERM
 _SMOKE_ERM = {name: {**hp, "epochs": 2} for name, hp in _SCRATCH_ERM.items()}
 
 
+# The companions are CPU-sized: the paper profile trains them with the cpu profile's models (and LLR epochs).
+_PAPER_ERM.update({name: dict(_PRETRAINED_ERM[name]) for name in datasets.companions()})
+
 # The paper profile's rehearsal (repro.rehearse: `repro book --profile paper --rehearse` selects it as the
 # `backbones` of every section): the paper's architectures and Table 3 hyperparameters from random weights (no
 # download), every ERM run stopped after REHEARSAL_STEPS SGD steps and every head after REHEARSAL_HEAD_EPOCHS
@@ -118,7 +121,8 @@ def head(dataset: str, profile: str = "paper", backbones: str = "") -> dict:
     epochs as ERM (paper profile; the rehearsal's variant at most REHEARSAL_HEAD_EPOCHS)."""
     _check(dataset, profile)
     _table(profile, backbones)  # a variant of the profile
-    epochs = _LLR_EPOCHS.get(profile, ERM[profile][dataset]["epochs"])
+    epochs = _LLR_EPOCHS.get("cpu" if datasets.get(dataset).companion and profile == "paper" else profile,
+                             ERM[profile][dataset]["epochs"])
     if backbones == REHEARSAL:
         epochs = min(epochs, REHEARSAL_HEAD_EPOCHS)
     return {**_LLR, "epochs": epochs}

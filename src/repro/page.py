@@ -44,11 +44,26 @@ def markdown(text: str) -> None:
     _show(Markdown(text))
 
 
-def data_line(profile: str, toy: bool = False) -> str:
+COMPANIONS_LINE = ("**What these numbers are:** real data, not the paper's datasets: two companion datasets built "
+                   "from real images (Fashion-MNIST items under MNIST digits) and real texts (Rotten Tomatoes critic "
+                   "snippets) that install without a data portal, with a core label, a spurious attribute correlated "
+                   "with it in training, and group-balanced held-out and test sets. They test whether the paper's "
+                   "general claims hold on real data of this kind, trained with the cpu profile's models; they "
+                   "do not reproduce a number of the paper (see [Deviations from the paper](deviations.md)).")
+
+
+FIXTURE_LINE = ("**What these numbers are:** tiny generated files in the companion datasets' real formats "
+                "(`repro.fixtures`, the smoke profile), not real data: they show that the page builds, nothing more.")
+
+
+def data_line(profile: str, toy: bool = False, companions: bool = False, fixture: bool = False) -> str:
     """The line that opens every section page on a twin profile (repro.hparams.TWIN_PROFILES): what the page's
     numbers come from, what they can and cannot show, and a link to the deviations page. `toy`: the page draws
     a toy problem (the same in every profile) instead. "" on other profiles: the paper profile reads the real
-    data, and a rehearsal of it shows its own banner (repro.rehearse)."""
+    data, and a rehearsal of it shows its own banner (repro.rehearse). `companions`: the page runs the real companion
+    datasets (repro.datasets.COMPANIONS), in every profile."""
+    if companions:
+        return FIXTURE_LINE if fixture else COMPANIONS_LINE
     if profile not in hparams.TWIN_PROFILES:
         return ""
     limits = ("They can show whether a mechanism the paper describes appears on such stand-ins; they are not the "
@@ -91,11 +106,13 @@ def at_root(namespace: dict | None) -> Path | None:
 
 def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_root: str = "",
           synth_profile: str = "", model_overrides: dict | None = None, backbones: str = "",
-          toy: bool = False, notebook: str = "") -> Setup:
+          toy: bool = False, notebook: str = "", companions: bool = False,
+          fixture: bool = False) -> Setup:
     """Set up a page: work in the repository root (`at_root`), check the parameters papermill or Jupyter passed
     to the template `notebook` (repro.params.check_kernel), say what its data are (`data_line`; the first output
     of the page), select the device, show the rehearsal banner if this is one, write the synthetic twins (when
-    `synth_profile` names a scale) and start the provenance record."""
+    `synth_profile` names a scale) or build the real companions (`companions`: fetched and constructed on first
+    use, repro.companions) and start the provenance record."""
     namespace = _kernel_namespace()
     root = at_root(namespace)
     if namespace is not None and root is not None and notebook:
@@ -103,13 +120,17 @@ def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_ro
 
         params.check_kernel(notebook, namespace, root)
     console_progress_bars()
-    line = data_line(profile, toy)
+    line = data_line(profile, toy, companions, fixture)
     if line:
         markdown(line)
     devices.select(device)
     if rehearse.active():
         markdown(rehearse.banner())
-    if synth_profile and datasets:
+    if companions and datasets:
+        from repro import companions as real
+
+        real.ensure(data_root, list(datasets), fixture=fixture)
+    elif synth_profile and datasets:
         from repro import synth
 
         synth.ensure(data_root, list(datasets), scale=synth_profile)

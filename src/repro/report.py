@@ -440,3 +440,16 @@ def _dfr_shortfall(dataset: str, heads: pd.DataFrame) -> str:
     sizes = sorted({int(c[c > 0].min()) for c in counts})
     text += f", their final fits balanced to {_listing(sizes)} example(s) per group"
     return text + (f", leaving out group(s) {empty} that have no held-out example in some seed" if empty else "")
+
+
+def companion_counts(names, root) -> pd.DataFrame:
+    """Examples per group and split of the companion datasets `names` built under `root` (their metadata), with
+    the training split's share of each group and P(y | a) there: the companions' Table 2 rows."""
+    from repro import data, metadata
+
+    frames = []
+    for name in names:
+        frame = metadata.read(name, root)
+        frames.append(data.composition_of(name, frame["y"].to_numpy(), frame["a"].to_numpy(), frame["split"].to_numpy()))
+    table = pd.concat(frames, ignore_index=True)
+    return table.drop(columns=[c for c in ("group", "p_y") if c in table])

@@ -325,6 +325,23 @@ def appendix_a(datasets, seeds, profile, data_root, dfr_resamples=20, workers=1,
     return curves, bars
 
 
+# ---------------------------------------------- the real companions (repro.datasets.COMPANIONS), one page
+
+def companions_configs(datasets, seeds, profile, data_root, epoch_factor=2.5, ratios=(0.05, 0.1, 0.2, 0.5, 1.0),
+                       match_steps=False, gammas=(0.0, 1.0, 2.0, 4.0, 8.0), dfr_resamples=20, backbones=""):
+    """Every run of the companions page: the runs of neural collapse, group ratio, class balance and Appendix A
+    on the companion datasets (the page calls those four sections' functions)."""
+    plans = [neural_collapse_configs(datasets, seeds, profile, data_root, epoch_factor, backbones=backbones),
+             group_ratio_configs(datasets, seeds, profile, data_root, ratios, match_steps, backbones=backbones),
+             class_balance_configs(datasets, seeds, profile, data_root, gammas, backbones=backbones),
+             appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples, backbones=backbones)]
+    out: dict[str, list[dict]] = {}
+    for plan in plans:
+        for kind, configs in plan.items():
+            out.setdefault(kind, []).extend(configs)
+    return out
+
+
 @dataclass(frozen=True)
 class Section:
     """A paper section: the notebook that shows it, the template parameters its plan is made of, the function
@@ -332,7 +349,7 @@ class Section:
     notebook: str
     params: tuple[str, ...]
     configs: Callable[..., dict]
-    compute: Callable
+    compute: Callable | None
 
 
 COMMON = ("datasets", "seeds", "data_root", "backbones")
@@ -342,6 +359,8 @@ SECTIONS = {s.notebook: s for s in [
     Section("group_ratio", COMMON + ("ratios", "match_steps"), group_ratio_configs, group_ratio),
     Section("class_balance", COMMON + ("gammas",), class_balance_configs, class_balance),
     Section("appendix_a", COMMON + ("dfr_resamples",), appendix_a_configs, appendix_a),
+    Section("companions", COMMON + ("epoch_factor", "ratios", "match_steps", "gammas", "dfr_resamples"),
+            companions_configs, None),  # the page computes through the four sections above
 ]}
 
 
