@@ -179,8 +179,9 @@ def test_scorecard_cells_are_glued_never_typed():
     page = (REPO / "book" / "scorecard.md").read_text()
     assert page == claims.scorecard_markdown(), "book/scorecard.md is generated from repro.claims; regenerate it"
     rows = [line for line in page.splitlines() if line.startswith("| ") and "::" in line]
-    assert len(rows) == len(claims.CLAIMS) >= 10
-    for row, claim in zip(rows, claims.CLAIMS):
+    everything = claims.CLAIMS + claims.COMPANION_CLAIMS  # the companions' table comes last, apart
+    assert len(rows) == len(everything) and len(claims.CLAIMS) >= 10
+    for row, claim in zip(rows, everything):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 4, "four columns fit the text column"
         assert cells[2] == f"{{glue:text}}`{claim.section}.ipynb::{claim.key}_value:s`"
@@ -245,7 +246,8 @@ def test_every_executed_page_opens_with_what_its_data_are(smoke_book):
         shown = [o for c in nb.cells[:4] if c.cell_type == "code" for o in c.outputs
                  if "text/markdown" in o.get("data", {})]
         setup = next(c.source for c in nb.cells if "page.begin(" in c.source)  # after papermill's injected cell
-        want = page.data_line("smoke", toy=_toy(setup))
+        want = page.data_line("smoke", toy=_toy(setup), companions="companions=True" in setup,
+                              fixture="companions=True" in setup)  # smoke's companions: repro.fixtures' files
         assert want and shown and shown[0]["data"]["text/markdown"] == want, f"{name}: {shown[:1]}"
 
 

@@ -18,11 +18,11 @@ import pandas as pd
 
 # The smoke profile's companions: (split, y, a) counts of each construction, and the raw files' sizes.
 SMOKE = {
-    "dominoes": dict(counts=(((45, 5), (5, 45)), ((4, 4), (4, 4)), ((4, 4), (4, 4))), pool=(6, 3, 3)),
-    "rottentomatoes": dict(counts=(((5, 45), (45, 5)), ((4, 4), (4, 4)), ((4, 4), (4, 4)))),
+    "dominoes": dict(counts=(((45, 5), (5, 45)), ((8, 8), (8, 8)), ((4, 4), (4, 4))), pool=(6, 3, 3)),
+    "rottentomatoes": dict(counts=(((5, 45), (45, 5)), ((8, 8), (8, 8)), ((4, 4), (4, 4)))),
 }
-_SMOKE_FASHION = (np.array([4, 3, 0, 7] * 60), np.array([3, 4, 9] * 10))  # train, t10k labels
-_SMOKE_ROTTEN = (14, 56)  # snippets per minority / majority group
+_SMOKE_FASHION = (np.array([4, 3, 0, 7] * 70), np.array([3, 4, 9] * 10))  # train, t10k labels
+_SMOKE_ROTTEN = (20, 60)  # snippets per minority / majority group
 
 
 def idx(array: np.ndarray) -> bytes:

@@ -37,12 +37,13 @@ HEAD_EPOCHS = hparams.REHEARSAL_HEAD_EPOCHS  # last-layer epochs per head (a val
 # Notebook parameters replaced in a rehearsal (when the template defines them): grids shrink to one seed, two
 # group ratios and two AFR temperatures; the sections run the paper profile's rehearsal variant.
 PARAMS = {"seeds": [1], "ratios": [0.2, 1.0], "gammas": [0.0, 4.0], "synth_profile": "",
-          "backbones": hparams.REHEARSAL}
+          "backbones": hparams.REHEARSAL, "fixture": True}  # fixture: the companions from repro.fixtures' files
 
 # Every size the rehearsal shrinks (and nothing else): printed by `repro book --rehearse` and on every page.
 SHRINKS = {
     "examples per split": "tiny synthetic twins in the real file formats, a few dozen examples per split "
-                          f"({IMAGE_SIZE} px JPEGs for the vision datasets)",
+                          f"({IMAGE_SIZE} px JPEGs for the vision datasets); the companions from tiny generated files "
+                          "in their real formats (repro.fixtures)",
     "grids": f"one seed ({PARAMS['seeds']}); group ratios {PARAMS['ratios']}; AFR gammas {PARAMS['gammas']}",
     "ERM steps": f"each ERM run stops after max_steps = {MAX_STEPS} SGD steps (its epochs, schedule and "
                  "hyperparameters are the paper's)",
@@ -66,12 +67,14 @@ def banner() -> str:
 
 
 def write_twins(root) -> None:
-    """The rehearsal's twins of every registered dataset under `root` (written once; see SCALE, MIN_COUNTS)."""
-    from repro import datasets, synth
+    """The rehearsal's twins of every registered dataset under `root` (written once; see SCALE, MIN_COUNTS), and
+    the companions from repro.fixtures' files."""
+    from repro import companions, datasets, synth
 
     for name in datasets.names():
         synth.ensure(root, [name], scale=SCALE, image_size=IMAGE_SIZE,
                      min_count=MIN_COUNTS.get(name, DEFAULT_MIN_COUNT))
+    companions.ensure(root, fixture=True)
 
 
 def notebook_params(params: dict, defaults: dict, data_root: str) -> dict:
