@@ -1,8 +1,8 @@
 """ERM finetuning (paper Appendix B.2): one JSON-able config dict, which is also the run-store config.
 
 `default_config(dataset, profile, **overrides)` reads repro.hparams.erm(dataset, profile); `train(config,
-workdir)` trains on the process's device (repro.device), evaluates per-group accuracy every `eval_every`
-epochs, and at every epoch of `save_epochs` writes a checkpoint (checkpoint_epoch{E}.safetensors, the config
+workdir)` trains on the process's device (repro.device), evaluates per-group accuracy of `eval_splits` every
+`eval_every` epochs and of every split at the last epoch (`evaluated_splits`), and at every epoch of `save_epochs` writes a checkpoint (checkpoint_epoch{E}.safetensors, the config
 in its metadata) and the feature cache (repro.features). `run(dataset, profile, **overrides)` does all of it
 through the run store. The loop is split as in torchvision's reference scripts: `train_one_epoch`,
 `evaluate`, `train`; batches come from repro.inputs.
