@@ -140,6 +140,16 @@ def _runs_verify(args) -> int:
     return 1 if failed else 0
 
 
+def _bench(args) -> int:
+    from . import plan
+
+    devices.select(args.device)
+    if args.seconds <= 0:
+        raise ValueError(f"--seconds must be positive, got {args.seconds:g}")
+    print(plan.bench(args.profile, args.only, args.seconds, args.store))
+    return 0
+
+
 def default_data_root(profile: str, dataset: str) -> str:
     """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing."""
     if profile == "paper":
@@ -230,6 +240,19 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--store", type=Path, default=None, help="run store folder (default $REPRO_RUNS or runs/)")
     v.add_argument("--fix", action="store_true", help="remove what fails")
     v.set_defaults(func=_runs_verify)
+
+    bn = sub.add_parser("bench", help="measure this device's throughput for the dry run's estimates",
+                        description="Time training steps and evaluation batches of every model the profile's ERM "
+                                    "runs need (at their batch size, image size or sequence length and precision; "
+                                    "synthetic inputs, random weights), on this device, in about --seconds; store "
+                                    "the rates in <run store>/.calibration/<device>.json, where `repro book "
+                                    "--dry-run` and the sweeps' ETA read them (repro.calibration).")
+    bn.add_argument("--profile", default="cpu", choices=PROFILES, help="the profile whose models to measure (default cpu)")
+    bn.add_argument("--only", nargs="+", metavar="NAME", help="only the models of these sections")
+    bn.add_argument("--seconds", type=float, default=60.0, help="time to spend measuring, in all (default 60)")
+    bn.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
+    bn.add_argument("--store", type=Path, default=None, help="run store folder (default $REPRO_RUNS or runs/)")
+    bn.set_defaults(func=_bench)
     return p
 
 
