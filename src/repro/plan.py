@@ -119,7 +119,7 @@ def _costs(kind: str, config: dict) -> dict:
 
 
 def _millions(n: float) -> str:
-    return f"{n / 1e6:,.1f} M" if n >= 1e5 else f"{n:,.0f}"
+    return f"{n / 1e6:,.1f} M" if n >= 1e6 else f"{n:,.0f}"
 
 
 def _summary(part: pd.DataFrame) -> dict:
