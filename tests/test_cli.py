@@ -39,7 +39,7 @@ def test_help_shows_every_default_and_book_and_run_erm_share_the_profile():
             if not (d is None or d is False or d == [] or d == argparse.SUPPRESS):
                 assert f"(default: {action.default})" in text, (sub.prog, action.dest)
     defaults = {sub.prog: sub.get_default("profile") for sub in _subparsers(p) if sub.get_default("profile")}
-    assert defaults == {"repro book": "cpu", "repro run erm": "cpu"}
+    assert defaults == {"repro book": "cpu", "repro run erm": "cpu", "repro bench": "cpu"}
 
 
 def test_python_dash_m_entry_point():

@@ -157,3 +157,87 @@ def test_optimizers_agree_with_the_per_tensor_loop():
         else:
             assert torch.allclose(*finals, rtol=1e-6, atol=1e-7), name
             assert not torch.equal(finals[0], torch.zeros_like(finals[0]))
+
+
+def test_schedule_and_evaluated_splits():
+    cfg = _cfg(epochs=4, eval_every=2, save_epochs=[3, 4])
+    assert erm.schedule(cfg, 64) == (4, 4, {3, 4})
+    assert [erm.evaluated_splits(cfg, e, 4, {3, 4}) for e in (1, 2, 3, 4)] == [[], list(erm.SPLITS), list(erm.SPLITS),
+                                                                             list(erm.SPLITS)]
+    cfg = _cfg(epochs=4, eval_every=1, eval_splits=["test"], nc1_every=2, max_steps=5)
+    assert erm.schedule(cfg, 64) == (4, 3, {3})  # 2 steps an epoch: the 5th step ends in epoch 3, then saved
+    assert [erm.evaluated_splits(cfg, e, 3, {3}) for e in (1, 2, 3)] == [["test"], ["train", "test"], list(erm.SPLITS)]
+    assert erm.schedule(_cfg(epochs=2, min_steps=7), 64) == (4, 4, {4})
+    for bad in (["test", "train"], [], ["val"], "test"):
+        with pytest.raises(ValueError, match="eval_splits"):
+            _cfg(eval_splits=bad)
+    assert "eval_splits" not in _cfg(eval_splits=list(erm.SPLITS))  # the default: no key, the same run ids
+
+
+def _tensors(path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, {k: v for k, v in f.metadata().items() if k != "config"}
+
+
+def test_evaluating_only_the_test_split_changes_only_the_history(tiny_images, use, tmp_path):
+    """eval_splits=["test"] (Figure 6's runs on the paper profile): the same checkpoints, features and final
+    metrics, bit for bit; per epoch, only the test split's values, which equal those of a full evaluation."""
+    use(tiny_images)
+    full, test_only = _cfg(eval_every=1), _cfg(eval_every=1, eval_splits=["test"])
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    m1, m2 = erm.train(full, tmp_path / "a"), erm.train(test_only, tmp_path / "b")
+    strip = {k: v for k, v in m1.items() if k != "history"}
+    assert json.dumps(strip) == json.dumps({k: v for k, v in m2.items() if k != "history"})
+    assert json.dumps(m1["history"][-1]) == json.dumps(m2["history"][-1])
+    for h1, h2 in zip(m1["history"][:-1], m2["history"][:-1]):
+        assert not [k for k in h2 if k.startswith(("train_", "heldout_"))] and h2["test_acc_wg"] == h1["test_acc_wg"]
+        assert json.dumps(h2) == json.dumps({k: v for k, v in h1.items() if not k.startswith(("train_", "heldout_"))})
+    for name in ("checkpoint_epoch3.safetensors", "features_epoch3.safetensors"):
+        (t1, meta1), (t2, meta2) = _tensors(tmp_path / "a" / name), _tensors(tmp_path / "b" / name)
+        assert meta1 == meta2 and t1.keys() == t2.keys() and all(torch.equal(t1[k], t2[k]) for k in t1)
+
+
+def _syncing_epoch(model, opt, inputs, order, y, w, *, config, epoch, epochs, step, total_steps, base_lrs,
+                   generator, scaler=None, max_steps=0):
+    """train_one_epoch as it was: the loss read to the host at every step (a reference for its bits)."""
+    import torch.nn.functional as F
+    model.train()
+    total, seen = 0.0, 0
+    for b, x in inputs.batches(order, config["batch_size"], train=True, generator=generator, epoch=epoch):
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = base * erm.lr_factor(config["schedule"], epoch - 1, step, epochs, total_steps)
+        rows = torch.from_numpy(b).to(y.device)
+        loss = F.cross_entropy(model(x).float(), y[rows], reduction="none")
+        loss = (loss * w[rows]).mean() if w is not None else loss.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step, seen, total = step + 1, seen + len(b), total + float(loss.detach()) * len(b)
+    return total / max(seen, 1), step
+
+
+@pytest.mark.parametrize("over", [{}, dict(balance="upweighting", nc1_every=1)])
+def test_the_loss_summed_on_the_device_has_the_per_step_sum_s_bits(tiny_images, use, tmp_path, monkeypatch, over):
+    use(tiny_images)
+    cfg = _cfg(eval_every=1, **over)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    now = erm.train(cfg, tmp_path / "a")
+    monkeypatch.setattr(erm, "train_one_epoch", _syncing_epoch)
+    before = erm.train(cfg, tmp_path / "b")
+    assert json.dumps(now) == json.dumps(before)
+    for name in ("checkpoint_epoch3.safetensors", "features_epoch3.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_token_batches_carry_their_longest_text(tiny_texts):
+    """Inputs counts a text batch's longest sequence on the host; the model trims to it without reading the
+    device, and computes what it computes from a plain dict (which it trims by reading the mask)."""
+    from repro import models
+    cfg = _cfg("civilcomments", max_length=16)
+    batch = inputs.Inputs(tiny_texts, cfg).batch(np.arange(8), train=False)
+    assert isinstance(batch, models.TokenBatch) and batch.longest == int(batch["attention_mask"].sum(1).max()) < 16
+    torch.manual_seed(0)
+    model = models.build("bert-micro", 2, False, **cfg["model_kw"]).eval()
+    with torch.no_grad():
+        assert torch.equal(model(batch), model(dict(batch)))

@@ -320,17 +320,16 @@ def test_the_pool_outlives_a_sweep_and_is_replaced_when_the_environment_changes(
 
 
 def test_units_start_longest_first():
-    from repro import erm, plan
+    from repro import cost, erm
 
     configs = [erm.default_config("waterbirds", "smoke", data_root="nowhere", epochs=e) for e in (1, 3, 2)]
     configs.append(erm.default_config("celeba", "smoke", data_root="nowhere", epochs=3))
     units = sweep.longest_first("erm", [[c] for c in configs])
-    costs = [plan.cost("erm", u[0]) for u in units]
+    costs = [cost.cost("erm", u[0]) for u in units]
     assert costs == sorted(costs, reverse=True) and len(set(costs)) == 4
-    assert plan.cost("erm", configs[1]) == 3 * plan.cost("erm", configs[0])  # examples x epochs
-    # steps-matched subsets (Figure 4 on the CPU profiles) cost at least their min_steps
+    # steps-matched subsets (Figure 4 on the CPU profiles) train at least their min_steps
     small = erm.default_config("waterbirds", "smoke", data_root="nowhere", group_ratio=0.2, min_steps=1000)
-    assert plan.cost("erm", small) == pytest.approx(plan.SECONDS_PER_EXAMPLE["cnn-small"] * 1000 * 32)
+    assert cost.examples(small)[0] >= 1000 * 32 > cost.examples(configs[0])[0]
 
 
 class FakeClock:

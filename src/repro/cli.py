@@ -7,6 +7,7 @@
     repro run erm --dataset NAME [--profile cpu] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
     repro params [--write]
+    repro bench [--profile cpu] [--only NAME ...] [--seconds S]
 
 A bad input (params file, option, REPRO_* variable, data file, run store) or a full disk stops with one line
 `error: ...` and exit code 2; Ctrl-C (exit 130) and SIGTERM (exit 143) with one line, after every process the
@@ -182,6 +183,16 @@ def _params(args) -> int:
     return 1 if found else 0
 
 
+def _bench(args) -> int:
+    from . import plan
+
+    devices.select(args.device)
+    if args.seconds <= 0:
+        raise ValueError(f"--seconds must be positive, got {args.seconds:g}")
+    print(plan.bench(args.profile, args.only, args.seconds, args.store))
+    return 0
+
+
 def default_data_root(profile: str, dataset: str) -> str:
     """data/real for the paper profile; for smoke/cpu data/synth/<profile>, writing the twin if missing; for a
     companion data/companions, building it if missing."""
@@ -315,6 +326,19 @@ def parser() -> argparse.ArgumentParser:
     pa.add_argument("--write", action="store_true", help="rewrite the files that disagree (values the profile sets "
                     "and free comment lines are kept)")
     pa.set_defaults(func=_params)
+
+    bn = sub.add_parser("bench", help="measure this device's throughput for the dry run's estimates",
+                        description="Time training steps and evaluation batches of every model the profile's ERM "
+                                    "runs need (at their batch size, image size or sequence length and precision; "
+                                    "synthetic inputs, random weights), on this device, in about --seconds; store "
+                                    "the rates in <run store>/.calibration/<device>.json, where `repro book "
+                                    "--dry-run` and the sweeps' ETA read them (repro.calibration).")
+    bn.add_argument("--profile", default="cpu", choices=PROFILES, help="the profile whose models to measure")
+    bn.add_argument("--only", nargs="+", metavar="NAME", help="only the models of these sections")
+    bn.add_argument("--seconds", type=float, default=60.0, help="time to spend measuring, in all")
+    bn.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
+    bn.add_argument("--store", type=Path, default=None, help="run store folder (default $REPRO_RUNS or runs/)")
+    bn.set_defaults(func=_bench)
     return p
 
 

@@ -1,8 +1,8 @@
 """ERM finetuning (paper Appendix B.2): one JSON-able config dict, which is also the run-store config.
 
 `default_config(dataset, profile, **overrides)` reads repro.hparams.erm(dataset, profile); `train(config,
-workdir)` trains on the process's device (repro.device), evaluates per-group accuracy every `eval_every`
-epochs, and at every epoch of `save_epochs` writes a checkpoint (checkpoint_epoch{E}.safetensors, the config
+workdir)` trains on the process's device (repro.device), evaluates per-group accuracy of `eval_splits` every
+`eval_every` epochs and of every split at the last epoch (`evaluated_splits`), and at every epoch of `save_epochs` writes a checkpoint (checkpoint_epoch{E}.safetensors, the config
 in its metadata) and the feature cache (repro.features). `run(dataset, profile, **overrides)` does all of it
 through the run store. The loop is split as in torchvision's reference scripts: `train_one_epoch`,
 `evaluate`, `train`; batches come from repro.inputs.
@@ -42,9 +42,10 @@ CHOICES = {
 
 # Keys beyond hparams.erm: per-profile defaults (and per dataset, its record's paper_erm) (the cpu/smoke profiles run 32x32 twins and short texts).
 # eval_every=0 evaluates only after the last epoch (an evaluation pass costs about one training epoch on the
-# twins); runs that need curves (Fig. 6) set eval_every=1.
+# twins, and on the real data evaluation would otherwise be most of the examples processed); runs whose
+# per-epoch values a figure reads ask for them: Figure 2 nc1_every=1, Figure 6 eval_every=1 (test split only).
 _EXTRA = {
-    "paper": dict(image_size=224, max_length=128, augment=True, eval_every=2, model_kw={}),
+    "paper": dict(image_size=224, max_length=128, augment=True, eval_every=0, model_kw={}),
     "cpu": dict(image_size=32, max_length=64, augment=True, eval_every=0, model_kw={}),
     "smoke": dict(image_size=32, max_length=64, augment=True, eval_every=0, model_kw={}),
 }
@@ -56,7 +57,11 @@ _EXTRA = {
 #              evaluated and saved; the learning-rate schedule still spans `epochs` (the rehearsal uses it)
 #   train_blocks: 0 trains the whole network; k > 0 trains only the top k units of the backbone (and the
 #              head): the frozen lower units run once per dataset and are cached (repro.trunk)
-LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0, "train_blocks": 0}
+#   eval_splits: the splits an `eval_every` evaluation computes before the last epoch (the last epoch and the
+#              saved ones evaluate every split); training, checkpoints, features and final metrics do not
+#              depend on it, only the history's entries do
+SPLITS = ("train", "heldout", "test")
+LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0, "train_blocks": 0, "eval_splits": list(SPLITS)}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -147,6 +152,9 @@ def check(config: dict) -> dict:
         fail("group_ratio", "null or a number in (0, 1]")
     if r is not None and config["balance"] != "none":
         raise ValueError("group_ratio already fixes the group balance; use it with balance='none'")
+    chosen = config.get("eval_splits", list(SPLITS))
+    if not isinstance(chosen, list) or not chosen or chosen != [s for s in SPLITS if s in chosen]:
+        fail("eval_splits", f"a non-empty list of splits among {', '.join(SPLITS)}, in that order")
     epochs = config["save_epochs"]
     if not isinstance(epochs, list) or not epochs or not all(number(e, True) and 1 <= e <= config["epochs"] for e in epochs):
         fail("save_epochs", f"a non-empty list of epochs in 1..{config['epochs']}")
@@ -235,13 +243,18 @@ def train_one_epoch(model, opt, inputs: Inputs, order: np.ndarray, y: torch.Tens
                     generator: torch.Generator, scaler=None, max_steps: int = 0) -> tuple[float, int]:
     """One pass over `order` (dataset indices); y (n,) labels and w (n,) loss weights on the device.
 
-    Returns (mean training loss over the examples seen, global step count after the epoch)."""
+    Returns (mean training loss over the examples seen, global step count after the epoch). Nothing in a step
+    waits for the device: the loss is summed on the device (in float64, the Python float arithmetic of a
+    per-step `float(loss)`, so the mean has the same bits; float32 on MPS, which has no float64) and read once."""
     model.train()
-    total, seen, precision = 0.0, 0, setting(config, "precision")
+    seen, precision = 0, setting(config, "precision")
+    total = torch.zeros((), dtype=torch.float32 if y.device.type == "mps" else torch.float64, device=y.device)
+    pin = y.device.type == "cuda"  # a pinned index copy is asynchronous
     for b, x in inputs.batches(order, config["batch_size"], train=True, generator=generator, epoch=epoch):
         for group, base in zip(opt.param_groups, base_lrs):
             group["lr"] = base * lr_factor(config["schedule"], epoch - 1, step, epochs, total_steps)
-        rows = torch.from_numpy(b).to(y.device)
+        rows = torch.from_numpy(b)
+        rows = rows.pin_memory().to(y.device, non_blocking=True) if pin else rows.to(y.device)
         with autocast(inputs.device, precision):
             loss = F.cross_entropy(model(x).float(), y[rows], reduction="none")
         loss = (loss * w[rows]).mean() if w is not None else loss.mean()
@@ -253,10 +266,11 @@ def train_one_epoch(model, opt, inputs: Inputs, order: np.ndarray, y: torch.Tens
         else:
             loss.backward()
             opt.step()
-        step, seen, total = step + 1, seen + len(b), total + float(loss.detach()) * len(b)
+        total += loss.detach().to(total.dtype) * len(b)
+        step, seen = step + 1, seen + len(b)
         if max_steps and step >= max_steps:
             break
-    return total / max(seen, 1), step
+    return float(total) / max(seen, 1), step
 
 
 def evaluate(model, inputs: Inputs, idx: dict, data, config: dict, splits_: list[str], props=None) -> tuple[dict, dict]:
@@ -300,6 +314,40 @@ def _setup(config: dict, device):
     return data, inputs, model
 
 
+def schedule(config: dict, n_train: int) -> tuple[int, int, set[int]]:
+    """(epochs the learning-rate schedule spans, the last epoch run, the epochs saved) of a run whose training
+    set holds n_train examples per epoch: a small subset (e.g. at a group ratio) trains for at least min_steps
+    SGD steps and saves its last epoch; max_steps stops early, and the last epoch run is then saved."""
+    epochs, save = config["epochs"], set(config["save_epochs"])
+    steps_per_epoch = math.ceil(n_train / config["batch_size"])
+    if config["min_steps"] > epochs * steps_per_epoch:
+        epochs = math.ceil(config["min_steps"] / steps_per_epoch)
+        save = {epochs}
+    max_steps = setting(config, "max_steps")
+    last = min(epochs, math.ceil(max_steps / steps_per_epoch)) if max_steps else epochs
+    if last < epochs:
+        save = {e for e in save if e < last} | {last}
+    return epochs, last, save
+
+
+def nc1_due(config: dict, epoch: int, last: int) -> bool:
+    """Whether NC1 of the training features is measured after `epoch` (every nc1_every epochs, and the last)."""
+    return config["nc1_every"] > 0 and (epoch % config["nc1_every"] == 0 or epoch == last)
+
+
+def evaluated_splits(config: dict, epoch: int, last: int, save: set[int]) -> list[str]:
+    """The splits evaluated after `epoch`, in SPLITS order: every split at the last and the saved epochs;
+    eval_splits every eval_every epochs; the training split when NC1 is due; else none."""
+    if epoch == last or epoch in save:
+        return list(SPLITS)
+    every, wanted = config["eval_every"], set()
+    if every > 0 and epoch % every == 0:
+        wanted |= set(setting(config, "eval_splits"))
+    if nc1_due(config, epoch, last):
+        wanted.add("train")
+    return [s for s in SPLITS if s in wanted]
+
+
 def _train(config: dict, workdir: Path, device) -> dict:
     from repro import metrics
     gen = torch.Generator().manual_seed(config["seed"])
@@ -312,16 +360,8 @@ def _train(config: dict, workdir: Path, device) -> dict:
     base_lrs = [group["lr"] for group in opt.param_groups]
     precision, max_steps = setting(config, "precision"), setting(config, "max_steps")
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    epochs, bs = config["epochs"], config["batch_size"]
-    steps_per_epoch = math.ceil(n_train / bs)
-    save = set(config["save_epochs"])
-    if config["min_steps"] > epochs * steps_per_epoch:
-        # a small subset (e.g. at a group ratio) trains for at least min_steps SGD steps; it saves its last epoch
-        epochs = math.ceil(config["min_steps"] / steps_per_epoch)
-        save = {epochs}
-    last = min(epochs, math.ceil(max_steps / steps_per_epoch)) if max_steps else epochs
-    if last < epochs:  # stopped early by max_steps: the last epoch run is evaluated and saved
-        save = {e for e in save if e < last} | {last}
+    epochs, last, save = schedule(config, n_train)
+    steps_per_epoch = math.ceil(n_train / config["batch_size"])
     props = np.bincount(data.g[idx["train"]], minlength=data.n_groups) / len(idx["train"])
     props = props if datasets.get(data.name).train_weighted_average else None  # (Waterbirds)
     y = torch.tensor(data.y, dtype=torch.long, device=device)
@@ -332,13 +372,11 @@ def _train(config: dict, workdir: Path, device) -> dict:
                                      epochs=epochs, step=step, total_steps=epochs * steps_per_epoch,
                                      base_lrs=base_lrs, generator=gen, scaler=scaler, max_steps=max_steps)
         row = {"epoch": epoch, "loss": loss}
-        every = config["eval_every"]
-        full = (every > 0 and epoch % every == 0) or epoch == last or epoch in save
-        nc1_due = config["nc1_every"] > 0 and (epoch % config["nc1_every"] == 0 or epoch == last)
-        if full or nc1_due:
-            evals, out = evaluate(model, inputs, idx, data, config, [s for s in idx if full or s == "train"], props)
+        evaluated = evaluated_splits(config, epoch, last, save)
+        if evaluated:
+            evals, out = evaluate(model, inputs, idx, data, config, evaluated, props)
             row.update(evals)
-            if nc1_due:
+            if nc1_due(config, epoch, last):
                 row["nc1_train"] = metrics.nc1(out["train"][0], y[torch.from_numpy(idx["train"]).to(device)])
                 if epoch == last:  # the last epoch always evaluates every split
                     nc1_heldout = metrics.nc1(out["heldout"][0], y[torch.from_numpy(idx["heldout"]).to(device)])

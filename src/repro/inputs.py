@@ -222,7 +222,8 @@ class Inputs:
         idx = np.asarray(idx, dtype=np.int64)
         if self.kind in ("text", "tokens"):
             rows = torch.from_numpy(self.data.inputs[idx] if self.kind == "tokens" else idx)
-            return self._to({k: v[rows] for k, v in self.tokens.items()})
+            tokens = {k: v[rows] for k, v in self.tokens.items()}
+            return models.TokenBatch(self._to(tokens), models.longest(tokens))  # counted here, on the host
         x = self.raw(idx)
         if train and self.augment:
             x = augment(x, generator)

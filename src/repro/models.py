@@ -102,6 +102,23 @@ class EfficientNetLite(nn.Module):
         return self.pool(self.run(x, 0, self.n_units))
 
 
+class TokenBatch(dict):
+    """A dict batch of (n, L) tensors (tokens, or a trunk state) that carries the length of its longest
+    sequence, counted on the host before the tensors moved to the device (repro.inputs, repro.trunk), so that
+    trimming the padding does not wait for the device."""
+
+    def __init__(self, tensors: dict, longest: int):
+        super().__init__(tensors)
+        self.longest = int(longest)
+
+
+def longest(batch: dict) -> int:
+    """The longest sequence of a token batch: its TokenBatch.longest, else counted from its attention mask."""
+    if isinstance(batch, TokenBatch):
+        return batch.longest
+    return int(batch["attention_mask"].sum(1).max())
+
+
 class TextEncoder(nn.Module):
     """A transformers BertModel; features = pooler output, [CLS] hidden state, or mean over tokens.
 
@@ -128,7 +145,7 @@ class TextEncoder(nn.Module):
         reads only the first token (pool "cls" or "pooler"), the last layer computes that token alone
         (first_token_layer) and the state holds it alone: hidden (n, 1, d)."""
         from transformers.masking_utils import create_bidirectional_mask
-        length = int(x["attention_mask"].sum(1).max())
+        length = longest(x)
         mask = x["attention_mask"][:, :length]
         if start == 0:
             token_types = x["token_type_ids"][:, :length] if "token_type_ids" in x else None
@@ -159,7 +176,7 @@ class TextEncoder(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         mask = batch["attention_mask"]
-        length = int(mask.sum(1).max())  # trim padding to the longest sequence in the batch
+        length = longest(batch)  # trim padding to the longest sequence in the batch
         inputs = {k: batch[k][:, :length] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         out = self.bert(**inputs)
         if self.pool == "pooler":

@@ -1,6 +1,6 @@
-"""`repro book --dry-run`: every run the book's sections need under a profile, which are cached, a rough
-compute estimate, and what is missing (data, pretrained weights) with the command that fetches it.
-Nothing is computed.
+"""`repro book --dry-run`: every run the book's sections need under a profile, which are cached, what they cost
+(examples, device-hours, disk, accelerator memory: repro.cost, per dataset and model and per section), and what
+is missing (data, pretrained weights) with the command that fetches it. Nothing is computed.
 """
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from repro import book, hparams, runs, sections
-from repro.cost import (SECONDS_PER_EXAMPLE, SECONDS_PER_RUN, TOP_SECONDS_PER_EXAMPLE,  # noqa: F401
-                        cost, train_size)
+from repro import book, calibration, cost, hparams, runs, sections
+from repro.cost import train_size  # noqa: F401  (the sizes a plan is costed at)
 
 WEIGHTS = {  # model -> (file in the torch hub cache or Hugging Face repo id, how to get it)
     "resnet50": ("resnet50-0676ba61.pth",
@@ -63,14 +62,11 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
         for kind, configs in planned.items():
             for c in configs:
                 rid = runs.run_id(kind, c)
-                rows.append({"section": name, "kind": kind, "run_id": rid, "cost": cost(kind, c),
-                             "cached": runs.is_done(runs.run_dir(kind, rid, store)),
-                             "dataset": c.get("dataset"), "model": c.get("model"),
-                             "pretrained": c.get("pretrained"), "data_root": c.get("data_root")})
+                rows.append({"section": name, "kind": kind, "run_id": rid,
+                             "cached": runs.is_done(runs.run_dir(kind, rid, store)), **_costs(kind, c)})
                 if kind == "erm":
                     roots.add((c["dataset"], c["data_root"]))
-    table = pd.DataFrame(rows, columns=["section", "kind", "run_id", "cost", "cached", "dataset", "model",
-                                        "pretrained", "data_root"])
+    table = pd.DataFrame(rows, columns=["section", "kind", "run_id", "cached", *COSTS])
     lines = [f"Plan of the '{profile}' profile ({', '.join(names)}); nothing is computed."]
     if unplanned:
         lines.append(f"  not listed until their data are in place (see Missing): {', '.join(unplanned)}")
@@ -79,9 +75,10 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
         lines.append(f"  {kind}: {len(part)} runs, {int(part['cached'].sum())} cached, {int((~part['cached']).sum())} to run")
     per_section = table.groupby("section")["run_id"].nunique()
     lines.append("  runs per section (shared runs count in each): " + ", ".join(f"{k} {v}" for k, v in per_section.items()))
+    lines += cost_tables(table)
     todo = unique[~unique["cached"]]
-    unit = "GPU-hours" if profile == "paper" else "CPU-hours (one core)"
-    lines.append(f"  estimated compute for the missing runs: {todo['cost'].sum() / 3600:.1f} {unit} (rough, see repro.plan)")
+    lines.append(f"  estimated compute for the missing runs: {hours_text(todo['cost'].sum(), commas=False)} device-hours "
+                 f"({rates_note(unique)})")
     problems = []
     from repro import metadata
 
@@ -104,3 +101,109 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
     lines.append("Missing:" if problems else "Missing: nothing; every dataset and pretrained weight is in place.")
     lines += problems
     return "\n".join(lines)
+
+
+COSTS = ("cost", "train_examples", "eval_examples", "disk", "memory", "rates", "dataset", "model", "pretrained",
+         "data_root")
+
+
+def _costs(kind: str, config: dict) -> dict:
+    """A run's estimates (repro.cost): seconds, examples, disk and peak memory (bytes), where its rates come from."""
+    out = {"cost": cost.cost(kind, config), "train_examples": 0, "eval_examples": 0, "disk": 0.0, "memory": 0.0,
+           "rates": "", "dataset": config.get("dataset"), "model": config.get("model"),
+           "pretrained": config.get("pretrained"), "data_root": config.get("data_root")}
+    if kind == "erm":
+        r = cost.rates(config)
+        out.update(zip(("train_examples", "eval_examples"), cost.examples(config)), disk=cost.disk_bytes(config),
+                   memory=cost.peak_bytes(config), rates=f"{r.source}: {r.device}")
+    return out
+
+
+def _millions(n: float) -> str:
+    return f"{n / 1e6:,.1f} M" if n >= 1e6 else f"{n:,.0f}"
+
+
+def _summary(part: pd.DataFrame) -> dict:
+    erm = part[part["kind"] == "erm"]
+    return {"runs": len(part), "training examples": _millions(erm["train_examples"].sum()),
+            "evaluation examples": _millions(erm["eval_examples"].sum()),
+            "device-hours": hours_text(part["cost"].sum()), "disk": cost.size_text(erm["disk"].sum())}
+
+
+def hours_text(seconds: float, commas: bool = True) -> str:
+    """Hours with the digits that matter: '1,234', '12.3', '0.042'."""
+    h = seconds / 3600
+    text = f"{h:,.0f}" if h >= 100 else f"{h:.1f}" if h >= 1 else f"{h:.3f}"
+    return text if commas else text.replace(",", "")
+
+
+def cost_tables(table: pd.DataFrame) -> list[str]:
+    """The plan's cost per dataset and model (ERM runs) and per section (every kind; a run shared by sections
+    counts in each), as text tables, with a total of the distinct runs."""
+    unique = table.drop_duplicates(["kind", "run_id"])
+    erm = unique[unique["kind"] == "erm"]
+    rows = [{"dataset · model": f"{d} · {m}", **_summary(part), "peak memory (est.)": cost.size_text(part["memory"].max()),
+             "rates": part["rates"].iloc[0]} for (d, m), part in erm.groupby(["dataset", "model"], sort=False)]
+    if rows:
+        rows.append({"dataset · model": "all ERM runs", **_summary(erm), "peak memory (est.)":
+                     cost.size_text(erm["memory"].max()), "rates": ""})
+    sections_ = [{"section": name, **_summary(part.drop_duplicates(["kind", "run_id"]))}
+                 for name, part in table.groupby("section", sort=False)]
+    sections_.append({"section": "all (distinct runs)", **_summary(unique)})
+    lines = ["", "ERM runs by dataset and model (device-hours: training and evaluation at the rates named; disk: "
+             "checkpoints and feature caches; peak memory: an estimate from parameters, batch and activations, "
+             "unless measured by `repro bench`):", ""]
+    lines += _markdown(pd.DataFrame(rows)) if rows else ["(none)"]
+    lines += ["", "By section (every kind of run; a run shared by sections counts in each; heads and SVM paths are "
+              "costed by repro.cost.SECONDS_PER_RUN, their files are kilobytes):", ""]
+    lines += _markdown(pd.DataFrame(sections_))
+    return ["  " + line if line else "" for line in lines] + [""]
+
+
+def _markdown(frame: pd.DataFrame) -> list[str]:
+    """A table's lines, names and sources left-aligned, numbers right-aligned."""
+    align = ["left" if c in ("dataset · model", "section", "rates") else "right" for c in frame.columns]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align).splitlines()
+
+
+def rates_note(unique: pd.DataFrame) -> str:
+    """Where the rates come from: the calibration of this device, or which device the defaults belong to."""
+    sources = sorted(set(unique.loc[unique["kind"] == "erm", "rates"]))
+    stored = calibration.load()
+    where = calibration.path()
+    if stored:
+        note = f"this device's calibration {where} ({calibration.name(stored)}, measured {stored['measured']})"
+        if any(s.startswith("default") for s in sources):
+            note += "; workloads it lacks at repro.cost.DEFAULT_RATES"
+    else:
+        note = (f"at repro.cost.DEFAULT_RATES of {', '.join(s.removeprefix('default: ') for s in sources) or 'none'}; "
+                f"no calibration of this device in {where.parent}: `repro bench` measures one")
+    return note
+
+
+def erm_configs(profile: str, only: list[str] | None = None, root: Path | None = None, yes: bool = False) -> list[dict]:
+    """The ERM configs of the book's sections under `profile` (those whose run lists need data that are missing
+    are left out: their models are the other sections' models)."""
+    root = root or book.repo_root()
+    out = []
+    for name in [n for n in book.notebooks(root) if n in sections.SECTIONS and (not only or n in only)]:
+        try:
+            out += section_configs(name, profile, root, yes).get("erm", [])
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def bench(profile: str, only: list[str] | None = None, seconds: float = 60.0, store=None, log=print) -> str:
+    """Measure the throughput of every workload (model, batch, input size, precision) the profile's ERM runs
+    need on this device (repro.calibration), store it for the dry run and the sweeps' ETA; returns a report."""
+    configs = erm_configs(profile, only)
+    if not configs:
+        raise ValueError(f"the '{profile}' profile plans no ERM run{' in ' + ', '.join(only) if only else ''}; "
+                         "nothing to measure")
+    keys = calibration.workloads(configs)
+    log(f"measuring {len(keys)} workloads of the '{profile}' profile on {calibration.device_slug()} "
+        f"(about {seconds:.0f} s)")
+    measured = calibration.measure(configs, seconds=seconds, log=lambda line: log("  " + line))
+    path = calibration.save(measured, store=store)
+    return f"{path}: {len(measured)} workloads; `repro book --profile {profile} --dry-run` now costs them at these rates"

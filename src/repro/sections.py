@@ -286,9 +286,12 @@ DFR_L1 = "DFR (Kirichenko et al.: L1 logistic regression)"  # Figure 7's name fo
 
 
 def appendix_a_configs(datasets, seeds, profile, data_root, dfr_resamples=20, backbones=""):
+    # Figure 6 reads the test split's WGA per epoch: the paper profile evaluates only that split before the last
+    # epoch (the twin profiles evaluate every split, as their runs did before erm's eval_splits existed)
+    per_epoch = {"eval_splits": ["test"]} if profile == "paper" else {}
     dynamics = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b, balance_by="group",
-                           train_set="train+heldout",
-                           eval_every=1) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
+                           train_set="train+heldout", eval_every=1, **per_epoch)
+                for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     class_full = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b, train_set="train+heldout")
                   for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]
     class_split = [erm_config(d, profile, data_root, s, backbones=backbones, balance=b) for d, s in _grid(datasets, seeds) for b in BALANCES[1:]]

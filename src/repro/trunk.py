@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from repro import models
+
 VIEWS = 4  # image views cached per example: original, flip, two random resized crops
 VIEW_SEED = 20260  # the crops' generator seed (fixed: the views belong to the dataset, not to a run)
 BATCH = 256
@@ -164,8 +166,8 @@ class TrunkInputs:
         r = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         if self.kind != "image":
             state = {k: v[r] for k, v in self.states.items()}
-            length = int(state["attention_mask"].sum(1).max())
-            return {k: v[:, :length].to(self.device) for k, v in state.items()}
+            length = int(state["attention_mask"].sum(1).max())  # on the host
+            return models.TokenBatch({k: v[:, :length].to(self.device) for k, v in state.items()}, length)
         v = torch.zeros_like(r) if view is None else torch.from_numpy(view[rows])
         return self.states["x"][v, r].to(self.device)
 

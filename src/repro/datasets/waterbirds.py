@@ -88,5 +88,4 @@ DATASET = Dataset(
     paper_minority=(1, 2), group_ratio_method="upsampling", train_weighted_average=True,
     sources=(dict(name="waterbird_complete95_forest2water2.tar.gz", unpack=True,  # no published checksum
                   url="https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz"),),
-    paper_erm={"eval_every": 10},
 )
