@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro import claims, sections
+from repro import claims, datasets, sections
 
 S, N, I, NA = claims.SUPPORTED, claims.NOT_SUPPORTED, claims.INCONCLUSIVE, claims.NOT_MEASURABLE
 SEEDS = (1, 2, 3)
@@ -45,7 +45,8 @@ def test_neural_collapse_ratios(key, dataset, ratios, verdict):
     assert out[key][0].startswith("ratio ") and ("[" in out[key][0] or "no interval" in out[key][0])
     others = {"nc_heldout_waterbirds", "nc_heldout_multinli", "nc_none_celeba", "nc_none_civilcomments"} - {key}
     for k in others:  # not in the results: not measurable, and the value says why
-        assert out[k][1] == NA and out[k][0] == f"not measurable: {BY_DATASET[k]} not in this build's results"
+        assert out[k][1] == NA
+        assert out[k][0] == f"not measurable: {datasets.display(BY_DATASET[k])} not in this build's results"
 
 
 BY_DATASET = {"nc_heldout_waterbirds": "waterbirds", "nc_heldout_multinli": "multinli", "nc_none_celeba": "celeba",
@@ -61,10 +62,10 @@ def test_nc_flat():
     assert flat([0.9, 1.0, 1.1], [0.1, 0.2, 0.3]) == N
     assert flat([0.9, 1.0, 1.1], [0.3, 0.5, 0.8]) == I  # civilcomments: [0.11, 0.96] straddles 0.5
     value, verdict = claims.neural_collapse(_end({"waterbirds": [1, 1, 1]}))["nc_flat"]
-    assert verdict == NA and value == "not measurable: celeba, civilcomments not in this build's results"
+    assert verdict == NA and value == "not measurable: CelebA, CivilComments not in this build's results"
     # on one of its two datasets only: not supported on a subset
     value, verdict = claims.neural_collapse(_end({"celeba": [1, 1, 1]}))["nc_flat"]
-    assert verdict == I and "civilcomments not measurable: not in this build's results" in value
+    assert verdict == I and "CivilComments not measurable: not in this build's results" in value
 
 
 # ------------------------------------------------------------------ Section 2.2
@@ -88,15 +89,15 @@ def test_svm_slow():
     assert claims.svm_slow(_paths(_fig3()))[1] == S
     assert claims.svm_slow(_paths(_fig3(celeba=[0.01, 0.02, 0.03])))[1] == N
     assert claims.svm_slow(_paths(_fig3(celeba=[0.05, 0.1, 0.2])))[1] == I  # [-0.01, 0.25] straddles 0.1
-    assert claims.svm_slow(pd.DataFrame()) == ("not measurable: waterbirds, celeba, civilcomments not in this "
+    assert claims.svm_slow(pd.DataFrame()) == ("not measurable: Waterbirds, CelebA, CivilComments not in this "
                                                "build's results", NA)
     value, verdict = claims.svm_slow(_paths({"waterbirds": [0.3, 0.35, 0.4]}))
-    assert verdict == I and "celeba not measurable: not in this build's results" in value  # never on a subset
+    assert verdict == I and "CelebA not measurable: not in this build's results" in value  # never on a subset
 
 
 def test_svm_slow_reports_non_separable_held_out_sets():
     value, verdict = claims.svm_slow(_paths(_fig3(), {"celeba": False}))
-    assert verdict == I and "celeba not measurable: held-out features not linearly separable" in value
+    assert verdict == I and "CelebA not measurable: held-out features not linearly separable" in value
     assert claims.svm_slow(_paths(_fig3(civilcomments=[0.0] * 3), {"celeba": False}))[1] == N  # a measured failure
     value, verdict = claims.svm_slow(_paths(_fig3(), {d: False for d in claims.FIG3}))
     assert verdict == NA and "not linearly separable" in value
@@ -233,7 +234,7 @@ def test_ratio_correlation():
     value, verdict = claims.group_ratio(erm, llr)["ratio_r_celeba"]
     assert verdict == NA and value == "not measurable: a constant WGA: r has nothing to correlate"
     out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2, datasets=["celeba"]))
-    assert out["ratio_r_civilcomments"] == ("not measurable: civilcomments not in this build's results", NA)
+    assert out["ratio_r_civilcomments"] == ("not measurable: CivilComments not in this build's results", NA)
 
 
 def test_ratio_criterion_passes_numbers_consistent_with_the_paper():
@@ -278,7 +279,7 @@ def test_ratio_gain_not_measurable_and_never_on_a_subset():
     value, verdict = claims.group_ratio(erm[erm["ratio"] != 0.05], llr)["ratio_gain_needs_balance"]
     assert verdict == NA and "ERM not trained at every ratio" in value
     out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2, datasets=["celeba"]))
-    assert out["ratio_gain_needs_balance"][1] == I and "multinli not measurable" in out["ratio_gain_needs_balance"][0]
+    assert out["ratio_gain_needs_balance"][1] == I and "MultiNLI not measurable" in out["ratio_gain_needs_balance"][0]
     assert claims.group_ratio(erm.iloc[:0], llr.iloc[:0])["ratio_gain_needs_balance"][1] == NA
 
 
@@ -329,10 +330,10 @@ def test_cb_erm_matches_llr():
     assert _cb({"erm_best": (0.70, 0.76, 0.80)})["cb_erm_matches_llr"][1] == I  # gap [-0.04, 0.13] straddles 0.05
     erm, llr, afr = _balance_rows("celeba")
     out = claims.class_balance(erm.iloc[:0], llr, afr, _mass("celeba"), MINORITY)
-    assert out["cb_erm_matches_llr"] == ("not measurable: waterbirds, celeba, civilcomments, multinli not in this "
+    assert out["cb_erm_matches_llr"] == ("not measurable: Waterbirds, CelebA, CivilComments, MultiNLI not in this "
                                          "build's results", NA)
     value, verdict = _cb(datasets=["celeba"])["cb_erm_matches_llr"]
-    assert verdict == I and "waterbirds not measurable: not in this build's results" in value
+    assert verdict == I and "Waterbirds not measurable: not in this build's results" in value
 
 
 def test_afr_gamma0():
@@ -347,7 +348,7 @@ def test_afr_gamma0():
 
 def test_afr_group_balance():
     value, verdict = _cb()["afr_group_balance"]
-    assert verdict == S and "celeba 0.3 -> 0.5" in value
+    assert verdict == S and "CelebA 0.3 -> 0.5" in value
     # minority share above its share of examples (0.1) but falling with gamma: class balancing alone, not AFR
     assert _cb(rise=(-0.1, -0.1, -0.1))["afr_group_balance"][1] == N
     assert _cb(rise=(-0.1, 0.05, 0.1))["afr_group_balance"][1] == I  # [-0.16, 0.19]
@@ -390,7 +391,7 @@ def test_gb_collapse_not_measurable_on_short_curves_and_never_on_a_subset():
         assert verdict == NA and f"{epochs}-epoch curve, a collapse needs 5 epochs" in value
     assert claims.appendix_a(_curves([0.2] * 3, epochs=5), NO_BARS)["gb_collapse"][1] != NA
     value, verdict = claims.appendix_a(_curves([0.3] * 3, datasets=["celeba"]), NO_BARS)["gb_collapse"]
-    assert verdict == I and "civilcomments upweighting not measurable: not in this build's results" in value
+    assert verdict == I and "CivilComments upweighting not measurable: not in this build's results" in value
     assert claims.appendix_a(pd.DataFrame(), NO_BARS)["gb_collapse"][1] == NA
 
 

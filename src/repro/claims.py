@@ -98,7 +98,7 @@ CLAIMS = [
           "decrease after the first epoch",
           f"mean over seeds of NC1(train, end) / NC1(train, epoch 1) >= {NC_FLAT:g} on both"),
     Claim("svm_slow", "margins", "Sec. 2.2 / Fig. 3: after 10x the standard number of steps, LLR has not converged "
-          "to the SVM direction", f"on each of Figure 3's datasets ({', '.join(FIG3)}), mean over the seeds whose "
+          "to the SVM direction", f"on each of Figure 3's datasets ({', '.join(map(registry.display, FIG3))}), mean over the seeds whose "
           f"held-out features are linearly separable of the final directional error to the hard-margin SVM > "
           f"{SVM_ERROR:g} (a dataset with no such seed is not measurable: its hard-margin SVM does not exist)"),
     Claim("margin_avg_vs_min", "margins", "Table 1 / App. A: the average training margin of a group is more "
@@ -149,15 +149,21 @@ def _text(prefix: str, est: Estimate) -> str:
     return prefix + est.text() if np.isfinite(est.point) else est.text()
 
 
+def _named(item: str) -> str:
+    """A test's item as the page shows it: its dataset as the paper writes it ("CelebA upsampling")."""
+    dataset, _, rest = item.partition(" ")
+    return f"{registry.display(dataset)} {rest}".strip()
+
+
 def _per_dataset(results: list, scope) -> tuple[str, str]:
     """(value, verdict) of a claim on every item of `scope` (datasets, or curves) from [(item, text, verdict)]
     of those measured: an item without a result is not measurable, so the claim is never supported on a
     subset of its scope."""
     found = {d: (t, v) for d, t, v in results}
     if not found:
-        return f"not measurable: {', '.join(scope)} {MISSING}", NOT_MEASURABLE
+        return f"not measurable: {', '.join(map(_named, scope))} {MISSING}", NOT_MEASURABLE
     rows = [(d, *found.get(d, (f"not measurable: {MISSING}", NOT_MEASURABLE))) for d in scope]
-    return "; ".join(f"{d} {t}" for d, t, _ in rows), every(v for _, _, v in rows)
+    return "; ".join(f"{_named(d)} {t}" for d, t, _ in rows), every(v for _, _, v in rows)
 
 
 # ------------------------------------------------------------------ the sections' claims
@@ -165,7 +171,7 @@ def _per_dataset(results: list, scope) -> tuple[str, str]:
 def _nc(end: pd.DataFrame, dataset: str, num: str, den: str) -> Estimate:
     part = _rows(end, dataset)
     if not len(part):
-        return undefined(f"{dataset} {MISSING}")
+        return undefined(f"{registry.display(dataset)} {MISSING}")
     return t_interval((part[num] / part[den]).to_numpy(dtype=float))
 
 
@@ -304,7 +310,7 @@ def group_ratio(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> dict:
         gains.append((dataset, f"{e_up.text()} where higher, {e_down.text()} where lower",
                       every([judge(e_up, ">", GAIN), judge(e_down, "<", -GAIN)])))
     for key, dataset in (("ratio_r_celeba", "celeba"), ("ratio_r_civilcomments", "civilcomments")):
-        est = r_est.get(dataset, undefined(f"{dataset} {MISSING}"))
+        est = r_est.get(dataset, undefined(f"{registry.display(dataset)} {MISSING}"))
         out[key] = (_text("r = ", est), judge(est, ">", R_RATIO))
     out["ratio_gain_needs_balance"] = _per_dataset(gains, DATASETS)
     return out

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from repro.datasets import display
+
 COUNT_COLUMNS = ("train", "val", "test")
 PROB_COLUMNS = ("p_y", "p_g", "p_y_given_s")
 FLAG = "⚠"
@@ -81,7 +83,7 @@ def caption(label: str, plot, profile: str, models: str = "") -> str:
     means are over and the spread drawn, if any, and the profile; nothing the figure does not show."""
     parts = [f"**{label}.** {plot.shows}"]
     if plot.datasets:
-        parts.append(f"Datasets (models): {models}." if models else f"Datasets: {_listing(plot.datasets)}.")
+        parts.append(f"Datasets (models): {models}." if models else f"Datasets: {_listing(map(display, plot.datasets))}.")
     n = len(plot.seeds)
     if n > 1:
         spread = f"; {plot.spread} show ± one standard deviation (ddof 0)" if plot.spread else ""
@@ -123,7 +125,7 @@ def margin_table(corr: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in corr.iterrows():
         part = points[(points["dataset"] == row["dataset"]) & (points["group"] == row["group"])]
-        out = {"dataset": row["dataset"], "group": part["group_name"].iloc[0] if len(part) else row["group"],
+        out = {"dataset": display(row["dataset"]), "group": part["group_name"].iloc[0] if len(part) else row["group"],
                "heads": int(row["n_points"])}
         notes = []
         for col, margin, label in (("r_min_margin", "margin_min", "min margin"),
@@ -185,7 +187,7 @@ def table1_beside_paper(corr: pd.DataFrame) -> pd.DataFrame:
 def table1_beside_paper_markdown(corr: pd.DataFrame) -> str:
     """`table1_beside_paper` as one narrow table per dataset (the dataset names the table, not a column)."""
     table = table1_beside_paper(corr)
-    return "\n\n".join(f"**{dataset}**\n\n" + part.drop(columns="dataset").to_markdown(index=False)
+    return "\n\n".join(f"**{display(dataset)}**\n\n" + part.drop(columns="dataset").to_markdown(index=False)
                          for dataset, part in table.groupby("dataset", sort=False))
 
 
@@ -199,9 +201,9 @@ def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFra
     erm_mean = erm_rows.groupby(["dataset", "ratio"])["test_acc_wg"].mean()
     llr_mean = llr_rows.groupby(["dataset", "erm_ratio", "llr_ratio"])["test_acc_wg"].mean().reset_index()
     rows = []
-    for _, row in corr.iterrows():
+    for _, row in _registry_order(corr).iterrows():
         r = row["pearson_r"]
-        out = {"dataset": row["dataset"], "points": int(row["n_points"]),
+        out = {"dataset": display(row["dataset"]), "points": int(row["n_points"]),
                "Pearson r": f"{r:.3f}" if np.isfinite(r) else "n/a", "why n/a": ""}
         if not np.isfinite(r):
             part = llr_mean[llr_mean["dataset"] == row["dataset"]]
@@ -213,11 +215,19 @@ def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFra
     return _drop_empty(pd.DataFrame(rows))
 
 
+def _registry_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a table with a dataset column in the registry's order (the order of every figure)."""
+    from repro.datasets import names
+
+    rank = {d: i for i, d in enumerate(names())}
+    return frame.sort_values("dataset", key=lambda col: col.map(lambda d: rank.get(d, len(rank))), kind="stable")
+
+
 def nc1_table(end: pd.DataFrame) -> pd.DataFrame:
     """The Figure 2 summary: per dataset, seed means of NC1 at the first and last epoch and held-out / train."""
     ratio = end["nc1_heldout_end"] / end["nc1_train_end"]
     means = end.assign(ratio=ratio).groupby("dataset", sort=False).mean(numeric_only=True)
-    return pd.DataFrame({"dataset": means.index,
+    return pd.DataFrame({"dataset": [display(d) for d in means.index],
                          "epochs (standard)": [f"{e:.0f} ({s:.0f})" for e, s in zip(means["epochs"], means["standard_epochs"])],
                          "train NC1, epoch 1": means["nc1_train_first"].map("{:.3g}".format),
                          "train NC1, end": means["nc1_train_end"].map("{:.3g}".format),
@@ -243,9 +253,9 @@ def table2_markdown(table: pd.DataFrame) -> str:
             rows.append(row)
         frame = pd.DataFrame(rows).rename(columns={"p_y": "p(y)", "p_g": "p(g)", "p_y_given_s": "p(y given s)"})
         if (frame["train"] == "not available in this build").all():
-            out.append(f"**{dataset}**: not available in this build.")
+            out.append(f"**{display(dataset)}**: not available in this build.")
             continue
-        text = f"**{dataset}** (groups as class / spurious attribute)\n\n" + frame.to_markdown(index=False)
+        text = f"**{display(dataset)}** (groups as class / spurious attribute)\n\n" + frame.to_markdown(index=False)
         if notes:
             text += f"\n\n{FLAG} " + "; ".join(notes) + "."
         out.append(text)
@@ -261,7 +271,7 @@ def data_root_note(data_root: str, scales: dict | None, seed: int) -> str:
         v = v if isinstance(v, (list, tuple)) else [v]
         return "/".join(f"{x:g}" for x in v) if len(set(v)) > 1 else f"{v[0]:g}"
 
-    listed = "; ".join(f"{name} {fmt(v)}" for name, v in scales.items())
+    listed = "; ".join(f"{display(name)} {fmt(v)}" for name, v in scales.items())
     return f"Data root: `{data_root}`: synthetic twins (seed {seed}) at the paper's counts times {listed}."
 
 
@@ -287,10 +297,10 @@ def sizes_markdown(counts: pd.DataFrame, heldout_min: int, test_min: int) -> str
         for col in table.columns:
             floor = test_min if col == "test" else heldout_min
             low = table[col] < floor
-            short += [f"{dataset} {name} ({col}: {int(n)})" for (_, name), n in table.loc[low, col].items()]
+            short += [f"{display(dataset)} {name} ({col}: {int(n)})" for (_, name), n in table.loc[low, col].items()]
             table[col] = [f"{int(n)} {FLAG}" if n < floor else str(int(n)) for n in table[col]]
         table = table.reset_index().drop(columns="group").rename(columns={"name": "group"})
-        out.append(f"**{dataset}**\n\n" + table.to_markdown(index=False, colalign=["left"] + ["right"] * (table.shape[1] - 1)))
+        out.append(f"**{display(dataset)}**\n\n" + table.to_markdown(index=False, colalign=["left"] + ["right"] * (table.shape[1] - 1)))
     line = (f"Every group has at least {heldout_min} examples in every seed's held-out set and at least {test_min} "
             "in the test set." if not short else
             f"Below {heldout_min} held-out or {test_min} test examples ({FLAG}): " + "; ".join(short) + ".")
@@ -330,9 +340,9 @@ def separability_note(paths: pd.DataFrame) -> str:
     parts, automatic = [], []
     for dataset, r in sizes.iterrows():
         n = f"{r['n_min']}" if r["n_min"] == r["n_max"] else f"{r['n_min']}-{r['n_max']}"
-        parts.append(f"{dataset} {n} examples in {r['dim']} dimensions")
+        parts.append(f"{display(dataset)} {n} examples in {r['dim']} dimensions")
         if r["n_min"] <= r["dim"] + 1:
-            automatic.append(dataset)
+            automatic.append(display(dataset))
     text = "Held-out sets: " + "; ".join(parts) + "."
     if automatic:
         text += (f" On {', '.join(automatic)} the held-out set has no more examples than dimensions (plus one), so "
@@ -384,8 +394,8 @@ def _why(counts: pd.DataFrame, dataset: str) -> str:
         cause = "so both the method and the dataset play a part"
     else:
         cause = "no other dataset or method to compare with"
-    return (f"On {dataset}, {listed} predict one class for every test example; the same methods on the other "
-            f"datasets: {k2} of {n2}; the other methods on {dataset}: {k3} of {n3}; {cause}.")
+    return (f"On {display(dataset)}, {listed} predict one class for every test example; the same methods on the "
+            f"other datasets: {k2} of {n2}; the other methods on {display(dataset)}: {k3} of {n3}; {cause}.")
 
 
 def one_class_note(tables: dict, shares: pd.DataFrame | None = None) -> str:
@@ -405,11 +415,12 @@ def one_class_note(tables: dict, shares: pd.DataFrame | None = None) -> str:
     if shares is not None and len(shares):
         major = shares.groupby(["dataset", "class"], sort=False)["share"].mean().groupby("dataset", sort=False).max()
         text.append("The majority class's share of the held-out set (mean over seeds): "
-                    + ", ".join(f"{d} {v:.2f}" for d, v in major.items()) + ".")
+                    + ", ".join(f"{display(d)} {v:.2f}" for d, v in major.items()) + ".")
     table = counts[counts["method"].isin(counts.loc[counts["one_class"] > 0, "method"])]
     wide = table.assign(cell=[f"{r.one_class} of {r.runs}" for r in table.itertuples()]).pivot(
         index="method", columns="dataset", values="cell").reindex(index=list(dict.fromkeys(table["method"])),
                                                                   columns=list(dict.fromkeys(counts["dataset"])))
+    wide = wide.rename(columns=display)
     return "\n\n".join([" ".join(text), "One-class runs per method (rows with any):",
                         wide.fillna("").reset_index().to_markdown(index=False)])
 
@@ -432,7 +443,7 @@ def dfr_tuning_note(bars: pd.DataFrame) -> str:
 def _dfr_shortfall(dataset: str, heads: pd.DataFrame) -> str:
     """"dataset: k heads, groups [...] missing; no held-out example of group g in j; final fits n per group"."""
     groups = sorted({k for m in heads["dfr_tuning_groups_missing"] for k in m})
-    text = f"{dataset}, {len(heads)} head{'s' * (len(heads) != 1)} (groups {groups})"
+    text = f"{display(dataset)}, {len(heads)} head{'s' * (len(heads) != 1)} (groups {groups})"
     if "dfr_group_counts" not in heads:
         return text
     counts = [np.asarray(c) for c in heads["dfr_group_counts"]]

@@ -24,3 +24,9 @@ def get(name: str) -> Dataset:
 def names() -> tuple[str, ...]:
     """Names of the registered datasets, in registry order."""
     return tuple(REGISTRY)
+
+
+def display(name: str) -> str:
+    """Dataset `name` as figures, tables and verdicts show it ("CelebA"); a name not registered is returned as is."""
+    record = REGISTRY.get(name)
+    return (record.display or record.name) if record else name

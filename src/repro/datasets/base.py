@@ -29,6 +29,7 @@ class Dataset:
     paper_erm: ERM config keys the paper profile sets for this dataset only (repro.erm)
     twin_scales: twin size relative to the real data per profile ("smoke", "cpu", "rehearse"): one factor or
       [train, val, test] factors
+    display: the name as the paper writes it (figures, tables, verdicts); the key `name` otherwise
     """
 
     name: str
@@ -49,6 +50,7 @@ class Dataset:
     sources: tuple[dict, ...] = ()
     paper_erm: Mapping[str, object] = field(default_factory=dict)
     twin_counts_fix: Mapping[tuple[int, int, int], int] = field(default_factory=dict)
+    display: str = ""
 
     @property
     def n_classes(self) -> int:
