@@ -272,7 +272,7 @@ def test_appendix_b_table2_from_the_vendored_metadata(smoke_book):
     bodies = re.findall(r"<tbody>(.*?)</tbody>", real, re.DOTALL)  # one table per dataset with real metadata
     rows = [re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.DOTALL) for body in bodies]
     assert [len(r) for r in rows] == [4, 4, 6], "Waterbirds, CelebA and MultiNLI: 14 groups"
-    assert "<strong>civilcomments</strong>: not available in this build" in real
+    assert "<strong>CivilComments</strong>: not available in this build" in real
     flagged = [re.sub(r"<[^>]+>", " ", row) for table in rows for row in table if "⚠" in row]
     assert len(flagged) == 2 and all(r.count("⚠") == 1 and "landbird" in r and "2255" in r for r in flagged), flagged
     assert all("⚠" in row for row in rows[0][:2]), "the flags are the two Waterbirds landbird test cells"

@@ -6,6 +6,7 @@ Notebooks hold no functions, so tables that compare, flag, explain or export liv
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -251,11 +252,11 @@ def table2_markdown(table: pd.DataFrame) -> str:
                     cell = f"{value} {FLAG}"
                 row[col] = cell
             rows.append(row)
-        frame = pd.DataFrame(rows).rename(columns={"p_y": "p(y)", "p_g": "p(g)", "p_y_given_s": "p(y given s)"})
+        frame = pd.DataFrame(rows).rename(columns={"p_y": "$p(y)$", "p_g": "$p(g)$", "p_y_given_s": "$p(y \\mid s)$"})
         if (frame["train"] == "not available in this build").all():
             out.append(f"**{display(dataset)}**: not available in this build.")
             continue
-        text = f"**{display(dataset)}** (groups as class / spurious attribute)\n\n" + frame.to_markdown(index=False)
+        text = f"**{display(dataset)}** (groups as class / spurious attribute)\n\n" + aligned_markdown(frame)
         if notes:
             text += f"\n\n{FLAG} " + "; ".join(notes) + "."
         out.append(text)
@@ -275,11 +276,66 @@ def data_root_note(data_root: str, scales: dict | None, seed: int) -> str:
     return f"Data root: `{data_root}`: synthetic twins (seed {seed}) at the paper's counts times {listed}."
 
 
+# Table 3's rows, in one order for every profile: key -> the label a reader sees (a key no profile sets is
+# left out; a key not listed here follows, under its own name).
+HPARAM_ROWS = {"model": "model", "pretrained": "pretrained weights", "train_blocks": "top blocks trained",
+               "model_kw": "model options", "optimizer": "optimizer", "lr": "learning rate", "schedule": "schedule",
+               "batch_size": "batch size", "weight_decay": "weight decay", "momentum": "momentum",
+               "epochs": "epochs", "max_steps": "steps at most"}
+
+
+def value_text(v) -> str:
+    """A hyperparameter as a reader expects it: 1e-05 as $10^{-5}$, True as yes, {'pool': 'pooler'} as
+    "pool: pooler", lists comma-separated, an empty dict as "-"."""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, float) and v and abs(np.log10(abs(v))) >= 2:
+        mantissa, exponent = f"{v:.0e}".split("e")
+        power = f"10^{{{int(exponent)}}}"
+        return f"${power}$" if mantissa in ("1", "+1") else f"${mantissa} \\times {power}$"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {value_text(x)}" for k, x in v.items()) or "-"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(value_text, v))
+    return str(v)
+
+
 def hparams_markdown(rows: list[dict]) -> str:
-    """Table 3 transposed for the column: one row per hyperparameter, one column per dataset."""
-    frame = pd.DataFrame(rows).set_index("dataset").drop(columns=["llr"], errors="ignore")
-    frame = frame.map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
-    return frame.T.rename_axis("hyperparameter").reset_index().to_markdown(index=False)
+    """Table 3 transposed for the column: one row per hyperparameter (HPARAM_ROWS' order, the same in every
+    profile), one column per dataset, ERM's settings and then the epochs of LLR; "-" where a profile does not
+    set a key for a dataset. rows: repro.hparams.table(profile)."""
+    erm = pd.DataFrame([{k: v for k, v in r.items() if k != "llr"} for r in rows]).set_index("dataset")
+    keys = [k for k in HPARAM_ROWS if k in erm] + [k for k in erm if k not in HPARAM_ROWS]
+    table = pd.DataFrame({display(d): [value_text(erm.at[d, k]) if _set(erm.at[d, k]) else "-" for k in keys]
+                          + [value_text(r["llr"]["epochs"])] for d, r in zip(erm.index, rows)})
+    table.insert(0, "hyperparameter", [HPARAM_ROWS.get(k, k) for k in keys] + ["LLR epochs"])
+    return aligned_markdown(table)
+
+
+def _set(v) -> bool:
+    return not (isinstance(v, float) and np.isnan(v))
+
+
+def llr_line(rows: list[dict]) -> str:
+    """One line under Table 3: LLR's settings (the same for every dataset), and how its epochs relate to ERM's."""
+    llr = rows[0]["llr"]
+    same = ", ".join(f"{HPARAM_ROWS.get(k, k)} {value_text(v)}" for k, v in llr.items() if k != "epochs")
+    if all(r["llr"]["epochs"] == r["epochs"] for r in rows):
+        epochs = "as many epochs as ERM (the table's last row)"
+    else:
+        epochs = ("epochs fixed per profile (the table's last row), not ERM's: see "
+                  "[Deviations from the paper](deviations.md)")
+    return f"LLR, on every dataset: {llr['optimizer'].upper()}, {same.replace('optimizer sgd, ', '')}; {epochs}."
+
+
+def aligned_markdown(table: pd.DataFrame) -> str:
+    """A table as Markdown with every column of numbers (an optional ⚠ or note after them) right-aligned."""
+    number = re.compile(r"^[-+]?(\d[\d,]*\.?\d*(e[-+]?\d+)?|n/a|-)( .*)?$")
+    align = ["right" if table[c].map(lambda v: bool(number.match(str(v)))).all()
+             and not table[c].astype(str).isin(["n/a", "-"]).all() else "left" for c in table.columns]
+    return table.to_markdown(index=False, colalign=align)
 
 
 def sizes_markdown(counts: pd.DataFrame, heldout_min: int, test_min: int) -> str:
