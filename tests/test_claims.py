@@ -142,16 +142,16 @@ def test_table1_scope_is_the_papers_groups():
 
 def test_margin_avg_vs_min():
     value, verdict = claims.margin_avg_vs_min(_points({k: "agree" for k in GROUPS}))
-    assert verdict == S and value == "r(avg) > r(min) in 18 [18, 18] of 18 groups (need 10)"
+    assert verdict == S and value == "r(avg) > r(min) in 18 of 18 groups (need 10), r(avg) < r(min) in 0, undecided in 0"
     kinds = {k: "agree" if i < 9 else "disagree" for i, k in enumerate(GROUPS)}  # 9 agree, 9 do not
     assert claims.margin_avg_vs_min(_points(kinds))[1] == N
     del kinds[GROUPS[-1]]  # 9 agree, 8 do not, 1 missing: 10 may still agree
     value, verdict = claims.margin_avg_vs_min(_points(kinds))
-    assert verdict == I and value.startswith("r(avg) > r(min) in 9 [9, 10] of 18 groups")
+    assert verdict == I and value.startswith("r(avg) > r(min) in 9 of 18 groups (need 10), r(avg) < r(min) in 8, undecided in 0")
     assert "1 group(s) not in this build's results" in value
     # the heads of one ERM seed are one unit: a single ERM seed gives no interval
     value, verdict = claims.margin_avg_vs_min(_points({k: "agree" for k in GROUPS}, erm_seeds=1))
-    assert verdict == I and value.startswith("r(avg) > r(min) in 0 [0, 18]")
+    assert verdict == I and value.startswith("r(avg) > r(min) in 0 of 18 groups (need 10), r(avg) < r(min) in 0, undecided in 18")
 
 
 def test_margin_avg_vs_min_not_measurable_and_never_on_a_subset():
@@ -167,7 +167,7 @@ def test_table1_criterion_holds_on_the_papers_table1():
     """Applied to the paper's own Table 1 (taken as exact: the paper prints no interval), the criterion holds:
     r(avg) > r(min) in 14 of the 18 groups."""
     value, verdict = claims.margin_groups(claims.paper_table1_estimates())
-    assert verdict == S and value.startswith("r(avg) > r(min) in 14 [14, 14] of 18 groups")
+    assert verdict == S and value.startswith("r(avg) > r(min) in 14 of 18 groups (need 10), r(avg) < r(min) in 4")
     assert claims.PAPER_AGREE == 14
     # the former criterion (abs(r_min) < 0.3 and r_avg >= 0.3) held in only 4 of the paper's 18 groups
     old = sum(abs(m) < 0.3 and a >= 0.3 for rs in claims.PAPER_TABLE1.values()
@@ -354,7 +354,7 @@ def test_afr_group_balance():
     assert _cb(rise=(-0.1, 0.05, 0.1))["afr_group_balance"][1] == I  # [-0.16, 0.19]
     mass = _everywhere(_mass)
     value, verdict = claims.afr_group_balance(mass[mass["gamma"] != 0], MINORITY)
-    assert verdict == NA and "AFR not run at gamma 0 and at a gamma above 0" in value
+    assert verdict == NA and "AFR not run at γ = 0 and at a γ above 0" in value
     assert claims.afr_group_balance(_mass("celeba"), MINORITY)[1] == I  # one dataset of four
 
 
@@ -475,7 +475,8 @@ def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
     import yaml
 
     assert claims.badge(claims.SUPPORTED) == "{bdg-success}`supported`"
-    assert 'sd-bg-danger' in claims.badge_html(claims.NOT_SUPPORTED) and claims.BADGES["inconclusive"] == "warning"
+    assert 'sd-bg-warning' in claims.badge_html(claims.NOT_SUPPORTED) and claims.BADGES["inconclusive"] == "secondary"
+    assert "danger" not in claims.BADGES.values(), "a finding against the paper is not a failed build"
     (tmp_path / "book").mkdir()
     outputs = [_glued("nc_flat_verdict", claims.SUPPORTED), _glued("nc_heldout_multinli_verdict", claims.NOT_SUPPORTED),
                _glued("nc_none_celeba_verdict", claims.SUPPORTED), _glued("nc_flat_value", "not a verdict")]
@@ -486,15 +487,15 @@ def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
                                                          "nc_none_celeba": "supported"}
     line = claims.stage_counts(tmp_path)
     n = len(claims.CLAIMS)
-    assert line == (f"{n} claims: {{bdg-success}}`2 supported` {{bdg-danger}}`1 not supported` "
-                    f"{{bdg-light}}`{n - 3} not evaluated in this build`")
+    assert line == (f"{n} claims: {{bdg-success}}`2 supported` {{bdg-warning}}`1 not supported` "
+                    f"{{bdg-dark}}`{n - 3} not evaluated in this build`")
     config = yaml.safe_load((tmp_path / "_config.yml").read_text())
     assert config["parse"]["myst_substitutions"] == {"profile": "smoke", "verdict_counts": line}
 
 
 def test_claims_table_shows_badges():
     table = claims.table({"svm_slow": ("min 0.5", claims.SUPPORTED), "margin_avg_vs_min": ("n/a", claims.NOT_MEASURABLE)})
-    assert list(table["verdict"]) == ["{bdg-success}`supported`", "{bdg-muted}`not measurable in this profile`"]
+    assert list(table["verdict"]) == ["{bdg-success}`supported`", "{bdg-light}`not measurable in this profile`"]
 
 
 def test_claim_texts_fit_a_table_row():
@@ -503,6 +504,6 @@ def test_claim_texts_fit_a_table_row():
 
 def test_counts_include_inconclusive():
     line = claims.counts_markdown({"nc_flat": I, "svm_slow": S, "gb_collapse": I})
-    assert "{bdg-warning}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
+    assert "{bdg-secondary}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
 
 
