@@ -138,7 +138,8 @@ def test_smoke_book_pages_read_like_the_paper(smoke_book):
         assert not re.search(r"\bnan\b", text, flags=re.I), f"{name}: an unexplained nan on the page"
     images = list((smoke_book / "_images").glob("*.png"))
     assert len(images) >= 8  # Figures 1-7 and AFR
-    assert {_png_width(p) for p in images} == {plots.COLUMN_PX}, "every figure is shown at the column width"
+    assert {_png_width(p) for p in images} == {plots.COLUMN_PX, 2 * plots.NARROW_PX}, \
+        "every figure is drawn at the column width, and one panel per row for a phone (repro.plots.one_column)"
     scorecard = (html / "scorecard.html").read_text()
     badges = re.findall(r'<span class="[^"]*sd-badge sd-bg-(\w+)[^"]*">([^<]*)</span>', scorecard)
     verdicts = [v for _, v in badges if not v[0].isdigit()]

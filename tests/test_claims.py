@@ -475,7 +475,7 @@ def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
     import yaml
 
     assert claims.badge(claims.SUPPORTED) == "{bdg-success}`supported`"
-    assert 'sd-bg-warning' in claims.badge_html(claims.NOT_SUPPORTED) and claims.BADGES["inconclusive"] == "secondary"
+    assert 'sd-bg-warning' in claims.badge_html(claims.NOT_SUPPORTED) and claims.BADGES["inconclusive"] == "info"
     assert "danger" not in claims.BADGES.values(), "a finding against the paper is not a failed build"
     (tmp_path / "book").mkdir()
     outputs = [_glued("nc_flat_verdict", claims.SUPPORTED), _glued("nc_heldout_multinli_verdict", claims.NOT_SUPPORTED),
@@ -488,7 +488,7 @@ def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
     line = claims.stage_counts(tmp_path)
     n = len(claims.CLAIMS)
     assert line == (f"{n} claims: {{bdg-success}}`2 supported` {{bdg-warning}}`1 not supported` "
-                    f"{{bdg-dark}}`{n - 3} not evaluated in this build`")
+                    f"{{bdg-muted}}`{n - 3} not evaluated in this build`")
     config = yaml.safe_load((tmp_path / "_config.yml").read_text())
     assert config["parse"]["myst_substitutions"] == {"profile": "smoke", "verdict_counts": line}
 
@@ -504,6 +504,6 @@ def test_claim_texts_fit_a_table_row():
 
 def test_counts_include_inconclusive():
     line = claims.counts_markdown({"nc_flat": I, "svm_slow": S, "gb_collapse": I})
-    assert "{bdg-secondary}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
+    assert "{bdg-info}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
 
 

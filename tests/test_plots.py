@@ -302,3 +302,30 @@ def test_datasets_and_symbols_as_the_paper_writes_them():
         assert not any(d in report.caption("F", plot, "smoke", "") for d in DATASETS)
     afr = _draw("figure_afr")
     assert {ax.get_xlabel() for ax in afr.figure.axes if ax.get_visible()} == {"γ"} and "gamma" not in afr.shows
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_one_column_drawing_fits_a_phone(name):
+    """The narrow-screen drawing (repro.plots.one_column): NARROW_PX wide at twice the dpi, one panel per row in
+    the order of the wide figure, fonts still at least MIN_POINTS, nothing outside the canvas, the legend off
+    the panels."""
+    fig = _draw(name).figure
+    order = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    fig = plots.one_column(fig)
+    fig.canvas.draw()
+    assert fig.get_size_inches()[0] * fig.dpi == pytest.approx(2 * plots.NARROW_PX)
+    assert np.asarray(fig.canvas.buffer_rgba()).shape[1] == 2 * plots.NARROW_PX
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == order
+    assert len({round(ax.get_position().x0, 2) for ax in shown}) == 1, "one panel per row"
+    renderer = fig.canvas.get_renderer()
+    for text in [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]:
+        assert text.get_fontsize() >= plots.MIN_POINTS
+    drawn, canvas = fig.get_tightbbox(renderer), fig.bbox_inches
+    tol = 1 / fig.dpi
+    assert drawn.x0 >= -tol and drawn.y0 >= -tol and drawn.x1 <= canvas.x1 + tol and drawn.y1 <= canvas.y1 + tol, \
+        f"{name}: something drawn lies outside the canvas ({drawn} vs {canvas})"
+    legends = fig.findobj(Legend)
+    assert len(legends) == 1
+    for ax in [ax for ax in shown if ax.has_data()]:
+        assert not legends[0].get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

@@ -404,8 +404,8 @@ def appendix_a(curves: pd.DataFrame, bars: pd.DataFrame) -> dict:
 
 
 # Badge of each verdict (sphinx-design roles); a verdict not listed here gets the neutral "info" colour.
-# A finding against the paper is not a failed build: "not supported" is amber, never red.
-BADGES = {SUPPORTED: "success", NOT_SUPPORTED: "warning", "inconclusive": "secondary", NOT_MEASURABLE: "light"}
+# A finding against the paper is not a failed build: "not supported" is amber, never red; "inconclusive" blue.
+BADGES = {SUPPORTED: "success", NOT_SUPPORTED: "warning", "inconclusive": "info", NOT_MEASURABLE: "light"}
 
 
 def badge(verdict: str) -> str:
@@ -490,7 +490,7 @@ def counts_markdown(verdicts: dict) -> str:
     parts = [f"{{bdg-{BADGES.get(v, 'info')}}}`{n} {v}`" for v, n in counts.items() if n]
     missing = len(CLAIMS) - len(verdicts)
     if missing:
-        parts.append(f"{{bdg-dark}}`{missing} not evaluated in this build`")
+        parts.append(f"{{bdg-muted}}`{missing} not evaluated in this build`")
     return f"{len(CLAIMS)} claims: " + " ".join(parts)
 
 

@@ -59,6 +59,33 @@ def new_figure(n_panels: int, ncols: int = 2, panel_height: float = 2.5, legend_
     return fig, axes[:n_panels], axes[n_panels:]
 
 
+NARROW_PX = 368  # the text column on a 400-px phone screen: book/_static shows the one-column drawing there
+
+
+def one_column(fig: Figure) -> Figure:
+    """`fig` redrawn for a narrow screen, in place (save its column-wide PNG first): its visible panels one per
+    row, NARROW_PX wide at twice the dpi (sharp on phones), each as tall as before, the shared legend in one or
+    two columns. Fonts keep their sizes in points, so they keep MIN_POINTS at NARROW_PX."""
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    old_rows = shown[0].get_subplotspec().get_gridspec().nrows
+    panel = fig.get_figheight() / old_rows
+    for ax in [ax for ax in fig.axes if not ax.get_visible()]:
+        fig.delaxes(ax)
+    grid = fig.add_gridspec(len(shown), 1)
+    for i, ax in enumerate(shown):
+        ax.set_subplotspec(grid[i])
+    extra = 0
+    for legend in list(fig.legends):  # a legend's box is laid out when it is made: make it anew
+        labels = [t.get_text() for t in legend.get_texts()]
+        ncols = 1 if max(map(len, labels)) > 20 else 2
+        extra += int(np.ceil(len(labels) / ncols)) - int(np.ceil(len(labels) / legend._ncols))
+        legend.remove()
+        shared_legend(fig, legend.legend_handles, labels, ncols=ncols)
+    fig.set_size_inches(NARROW_PX / DPI, panel * len(shown) + 0.22 * max(extra, 0))
+    fig.set_dpi(2 * DPI)
+    return fig
+
+
 def shared_legend(fig: Figure, handles, labels=None, ncols: int = 3) -> None:
     """One legend for the whole figure, above the panels (never on the data)."""
     labels = labels if labels is not None else [h.get_label() for h in handles]

@@ -63,7 +63,12 @@ def flagged_cells(table: pd.DataFrame) -> list[str]:
 
 
 def markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    return table.to_markdown(index=False, floatfmt=floatfmt)
+    """A table as Markdown, numbers right-aligned; a table with several rows per dataset as one narrower table
+    per dataset, named above it (a phone's column holds it)."""
+    if "dataset" in table and table["dataset"].duplicated().any():
+        return "\n\n".join(f"**{dataset}**\n\n" + aligned_markdown(part.drop(columns="dataset"), floatfmt=floatfmt)
+                           for dataset, part in table.groupby("dataset", sort=False))
+    return aligned_markdown(table, floatfmt=floatfmt)
 
 
 def save_csv(table: pd.DataFrame, name: str, folder: str | Path = "_build/src/book/data") -> Path:
@@ -330,12 +335,13 @@ def llr_line(rows: list[dict]) -> str:
     return f"LLR, on every dataset: {llr['optimizer'].upper()}, {same.replace('optimizer sgd, ', '')}; {epochs}."
 
 
-def aligned_markdown(table: pd.DataFrame) -> str:
-    """A table as Markdown with every column of numbers (an optional ⚠ or note after them) right-aligned."""
+def aligned_markdown(table: pd.DataFrame, **kw) -> str:
+    """A table as Markdown with every column of numbers (an optional ⚠ or note after them) right-aligned;
+    kw: more options of DataFrame.to_markdown (floatfmt)."""
     number = re.compile(r"^[-+]?(\d[\d,]*\.?\d*(e[-+]?\d+)?|n/a|-)( .*)?$")
     align = ["right" if table[c].map(lambda v: bool(number.match(str(v)))).all()
              and not table[c].astype(str).isin(["n/a", "-"]).all() else "left" for c in table.columns]
-    return table.to_markdown(index=False, colalign=align)
+    return table.to_markdown(index=False, colalign=align, **kw)
 
 
 def sizes_markdown(counts: pd.DataFrame, heldout_min: int, test_min: int) -> str:
