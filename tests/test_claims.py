@@ -147,11 +147,13 @@ def test_margin_avg_vs_min():
     assert claims.margin_avg_vs_min(_points(kinds))[1] == N
     del kinds[GROUPS[-1]]  # 9 agree, 8 do not, 1 missing: 10 may still agree
     value, verdict = claims.margin_avg_vs_min(_points(kinds))
-    assert verdict == I and value.startswith("r(avg) > r(min) in 9 of 18 groups (need 10), r(avg) < r(min) in 8, undecided in 0")
+    assert verdict == I and value.startswith("r(avg) > r(min) in 9 of 18 groups (need 10), r(avg) < r(min) in 8, "
+                                             "undecided in 0")
     assert "1 group(s) not in this build's results" in value
     # the heads of one ERM seed are one unit: a single ERM seed gives no interval
     value, verdict = claims.margin_avg_vs_min(_points({k: "agree" for k in GROUPS}, erm_seeds=1))
-    assert verdict == I and value.startswith("r(avg) > r(min) in 0 of 18 groups (need 10), r(avg) < r(min) in 0, undecided in 18")
+    assert verdict == I and value.startswith("r(avg) > r(min) in 0 of 18 groups (need 10), r(avg) < r(min) in 0, "
+                                             "undecided in 18")
 
 
 def test_margin_avg_vs_min_not_measurable_and_never_on_a_subset():

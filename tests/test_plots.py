@@ -119,7 +119,8 @@ def test_titles_say_twin_on_the_twins(name):
         assert titles and all(("twin" in t) == twin for t in titles), (twin, titles)
     plot = _draw(name, twin=True)
     for dataset in plot.datasets if name != "figure_afr" else ():  # AFR: one panel for all datasets
-        assert any(t.startswith(f"{datasets.display(dataset)} (twin)") for t in (ax.get_title() for ax in plot.figure.axes))
+        titles = [ax.get_title() for ax in plot.figure.axes]
+        assert any(t.startswith(f"{datasets.display(dataset)} (twin)") for t in titles)
 
 
 def test_twin_figures_fit_the_column():

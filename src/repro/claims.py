@@ -98,7 +98,8 @@ CLAIMS = [
           "decrease after the first epoch",
           f"mean over seeds of NC1(train, end) / NC1(train, epoch 1) >= {NC_FLAT:g} on both"),
     Claim("svm_slow", "margins", "Sec. 2.2 / Fig. 3: after 10x the standard number of steps, LLR has not converged "
-          "to the SVM direction", f"on each of Figure 3's datasets ({', '.join(map(registry.display, FIG3))}), mean over the seeds whose "
+          "to the SVM direction", f"on each of Figure 3's datasets ({', '.join(map(registry.display, FIG3))}), "
+          "mean over the seeds whose "
           f"held-out features are linearly separable of the final directional error to the hard-margin SVM > "
           f"{SVM_ERROR:g} (a dataset with no such seed is not measurable: its hard-margin SVM does not exist)"),
     Claim("margin_avg_vs_min", "margins", "Table 1 / App. A: the average training margin of a group is more "
@@ -548,8 +549,8 @@ correlate (a value that is the same for every run), or the hard-margin SVM does 
 
 **Intervals.** Every interval is a Student-t interval,
 $\\hat\\theta \\pm t_{{0.95,\\,n-1}} \\cdot \\mathrm{{se}}$, over the statistic's $n$ independent units:
-seeds, where a seed's runs at every configuration go together. Values are printed to 3 significant digits, or more where 3 would print the estimate at an end
-of its interval; an interval of zero width (every seed gives the same value) is written "no spread".
+seeds, where a seed's runs at every configuration go together. Values are printed to 3 significant digits,
+or more where 3 would print the estimate at an end of its interval; an interval of zero width (every seed gives the same value) is written "no spread".
 - Means over seeds (NC1 ratios, SVM direction errors, AFR's weight shift, the group-ratio gains): the
   standard error is $s / \\sqrt{{n}}$, the textbook interval, with exactly {LEVEL:.0%} coverage when the
   seeds' values are normal (with 3 seeds: mean $\\pm 1.69\\, s$).

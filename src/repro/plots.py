@@ -1,8 +1,9 @@
 """Figures of the book, drawn at the size the page shows them: the text column is 772 px wide, so every figure
 is COLUMN_INCHES x DPI = 772 px wide, one or two panels per row, text of at least MIN_POINTS, and one legend per
 figure outside the panels; datasets are named as the paper names them (repro.datasets.display), and on the
-synthetic twins (`twin=True`) every dataset in a title reads "<Dataset> (twin)". Each function takes tidy tables (one row per run or per seed) and returns a `Plot`:
-the figure and what its caption must say (which datasets are drawn, over which seeds, what the marks mean).
+synthetic twins (`twin=True`) every dataset in a title reads "<Dataset> (twin)". Each function takes tidy
+tables (one row per run or per seed) and returns a `Plot`: the figure and what its caption must say (which
+datasets are drawn, over which seeds, what the marks mean). `one_column` redraws a figure for a phone.
 Means and standard deviations over seeds are computed here (ddof 0, as the paper's code).
 """
 from __future__ import annotations

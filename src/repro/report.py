@@ -89,7 +89,8 @@ def caption(label: str, plot, profile: str, models: str = "") -> str:
     means are over and the spread drawn, if any, and the profile; nothing the figure does not show."""
     parts = [f"**{label}.** {plot.shows}"]
     if plot.datasets:
-        parts.append(f"Datasets (models): {models}." if models else f"Datasets: {_listing(map(display, plot.datasets))}.")
+        listed = _listing(map(display, plot.datasets))
+        parts.append(f"Datasets (models): {models}." if models else f"Datasets: {listed}.")
     n = len(plot.seeds)
     if n > 1:
         spread = f"; {plot.spread} show ± one standard deviation (ddof 0)" if plot.spread else ""
