@@ -44,3 +44,13 @@ def test_numbers_are_right_aligned_even_when_flagged():
     rule = _rows(report.aligned_markdown(table))[1]
     assert [c.startswith(":") for c in rule] == [True, False, False, True]  # left, right, right, left
     assert [c.endswith(":") for c in rule] == [False, True, True, False]
+
+
+def test_a_table_of_several_rows_per_dataset_is_one_table_per_dataset():
+    table = pd.DataFrame({"dataset": ["CelebA", "CelebA", "MultiNLI"], "group": ["a", "b", "c"],
+                          "r": ["0.5", "n/a", "0.25"], "why n/a": ["", "constant", ""]})
+    text = report.markdown(table)
+    assert text.startswith("**CelebA**") and "**MultiNLI**" in text and "| dataset" not in text
+    multinli = text[text.index("**MultiNLI**"):]
+    assert "why n/a" not in multinli and "why n/a" in text[:text.index("**MultiNLI**")]
+    assert report.markdown(table.drop_duplicates("dataset")).startswith("| dataset")

@@ -64,10 +64,12 @@ def flagged_cells(table: pd.DataFrame) -> list[str]:
 
 def markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
     """A table as Markdown, numbers right-aligned; a table with several rows per dataset as one narrower table
-    per dataset, named above it (a phone's column holds it)."""
+    per dataset, named above it, without the columns that are empty for that dataset (a phone's column holds
+    it)."""
     if "dataset" in table and table["dataset"].duplicated().any():
-        return "\n\n".join(f"**{dataset}**\n\n" + aligned_markdown(part.drop(columns="dataset"), floatfmt=floatfmt)
-                           for dataset, part in table.groupby("dataset", sort=False))
+        parts = [(d, part.drop(columns="dataset")) for d, part in table.groupby("dataset", sort=False)]
+        parts = [(d, part.loc[:, [not (part[c].astype(str) == "").all() for c in part]]) for d, part in parts]
+        return "\n\n".join(f"**{d}**\n\n" + aligned_markdown(part, floatfmt=floatfmt) for d, part in parts)
     return aligned_markdown(table, floatfmt=floatfmt)
 
 
