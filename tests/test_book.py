@@ -132,18 +132,21 @@ def test_smoke_book_pages_read_like_the_paper(smoke_book):
         page = (html / f"{name}.html").read_text()
         cells = re.findall(r'<div class="cell(?: [^"]*)? docutils container[^"]*"', page)
         assert cells, f"{name}: no code cells rendered"
-        for cell in cells:  # every code cell's source is folded away or removed
-            assert re.search(r"tag_(hide-input|hide-cell|remove-input)\b", cell), f"{name}: a code cell shows its source: {cell}"
-        assert "tag_parameters" in page and "tag_injected-parameters" not in page, \
-            f"{name}: the parameters cell is folded, papermill's injected copy removed (the provenance prints it)"
+        for cell in cells:  # only outputs reach the page: no code, folded or not
+            assert re.search(r"tag_remove-input\b", cell), f"{name}: a code cell shows its source: {cell}"
+        assert "cell_input" not in page and "Show code cell" not in page, f"{name}: code on the page"
+        assert "tag_parameters" not in page and "tag_injected-parameters" not in page, \
+            f"{name}: the parameters cells are removed (the provenance prints the values used)"
         text = re.sub(r"<[^>]+>", " ", page)
         assert not re.search(r"\bnan\b", text, flags=re.I), f"{name}: an unexplained nan on the page"
     images = list((smoke_book / "_images").glob("*.png"))
     assert len(images) >= 8  # Figures 1-7 and AFR
-    assert {_png_width(p) for p in images} == {plots.COLUMN_PX}, "every figure is shown at the column width"
+    assert {_png_width(p) for p in images} == {plots.COLUMN_PX, 2 * plots.NARROW_PX}, \
+        "every figure is drawn at the column width, and one panel per row for a phone (repro.plots.one_column)"
     scorecard = (html / "scorecard.html").read_text()
     badges = re.findall(r'<span class="[^"]*sd-badge sd-bg-(\w+)[^"]*">([^<]*)</span>', scorecard)
-    verdicts = [v for _, v in badges if not v[0].isdigit()]
+    tables = scorecard[scorecard.index("<table"):]  # above them: the counts, and the list of what verdicts mean
+    verdicts = [v for _, v in re.findall(r'<span class="[^"]*sd-badge sd-bg-(\w+)[^"]*">([^<]*)</span>', tables)]
     counts = {v.split(" ", 1)[1]: int(v.split(" ", 1)[0]) for _, v in badges if v[0].isdigit()}
     assert len(verdicts) == len(claims.CLAIMS), "one verdict badge per claim"
     assert sum(counts.values()) == len(claims.CLAIMS) and all(counts.get(v, 0) == verdicts.count(v) for v in set(verdicts))
@@ -193,18 +196,25 @@ def test_scorecard_cells_are_glued_never_typed():
     assert "{{ verdict_counts }}" in page and "{{ verdict_counts }}" in (REPO / "book" / "intro.md").read_text()
 
 
-HIDDEN = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+REMOVED = {"remove-input", "remove-cell"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_plumbing_is_hidden_and_short(name):
-    """Every code cell is folded away on the page (the reader sees outputs: figures, captions, tables), and
-    the page's set-up and end are the shared page helper's, not repeated code."""
+    """Every code cell is removed from the page, its input (the reader sees outputs: figures, captions, tables)
+    or the whole cell (parameters, computations): no folded code shows a path or a template default instead of
+    the values used, and none reaches the search index. The page's set-up and end are the shared page helper's,
+    not repeated code."""
     nb = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
     code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
     for cell in code_cells:
         tags = set(cell.get("metadata", {}).get("tags", []))
-        assert tags & HIDDEN, f"{name}: code cell without a hide tag: {''.join(cell['source'])[:80]!r}"
+        assert tags & REMOVED and not tags & {"hide-input", "hide-cell"}, \
+            f"{name}: code cell not removed from the page: {''.join(cell['source'])[:80]!r}"
+        if "parameters" in tags or cell["source"] and "page." not in "".join(cell["source"]) \
+                and "claims.show" not in "".join(cell["source"]):
+            assert "remove-cell" in tags or "page.begin" in "".join(cell["source"]), \
+                f"{name}: a cell that shows nothing is removed whole: {''.join(cell['source'])[:80]!r}"
     code, _ = _sources(name)
     assert "page.begin(profile, params_yaml" in code and "page.finish(setup)" in code
     assert "provenance" not in code and "display(" not in code, f"{name}: plumbing belongs in repro.page"
@@ -233,6 +243,18 @@ def test_page_opens_with_its_title_then_what_its_data_are(name):
     assert "page.begin(profile, params_yaml" in source and "remove-input" in tags
     assert not tags & {"remove-cell", "remove-output", "hide-output", "hide-cell"}, f"{name}: begin's output is shown"
     assert ("toy=True" in source) == _toy(source), f"{name}: a page of the toy problem says so (page.begin(toy=True))"
+
+
+@pytest.mark.slow
+def test_search_index_holds_prose_not_plumbing(smoke_book):
+    """Sphinx's search index of the smoke book holds no word that only code cells (their source or their outputs,
+    such as a PosixPath) would put there: result snippets are prose."""
+    text = (smoke_book / "searchindex.js").read_text()
+    index = json.loads(text[text.index("(") + 1:text.rindex(")")])
+    terms = {term for term, pages in index["terms"].items() if pages not in ([], None)}  # a term on some page
+    plumbing = {"posixpath", "save_csv", "params_yaml", "model_overrides", "setup.twin"}
+    assert not plumbing & terms, sorted(plumbing & terms)
+    assert "worst" in terms  # prose is indexed
 
 
 @pytest.mark.slow
@@ -276,7 +298,7 @@ def test_appendix_b_table2_from_the_vendored_metadata(smoke_book):
     bodies = re.findall(r"<tbody>(.*?)</tbody>", real, re.DOTALL)  # one table per dataset with real metadata
     rows = [re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.DOTALL) for body in bodies]
     assert [len(r) for r in rows] == [4, 4, 6], "Waterbirds, CelebA and MultiNLI: 14 groups"
-    assert "<strong>civilcomments</strong>: not available in this build" in real
+    assert "<strong>CivilComments</strong>: not available in this build" in real
     flagged = [re.sub(r"<[^>]+>", " ", row) for table in rows for row in table if "⚠" in row]
     assert len(flagged) == 2 and all(r.count("⚠") == 1 and "landbird" in r and "2255" in r for r in flagged), flagged
     assert all("⚠" in row for row in rows[0][:2]), "the flags are the two Waterbirds landbird test cells"

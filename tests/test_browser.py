@@ -4,7 +4,8 @@ The book built once per session (conftest.smoke_book) is served from 127.0.0.1; 
 host and every request to one is aborted and recorded. Each page is loaded at a 1400-px window, MathJax is
 awaited, and the tests below check: no request left the book, every formula typeset, every image loaded,
 no console error, every internal link and download resolves, no table wider than the text column, and every
-section page opens with the line saying that its data are synthetic twins.
+section page opens with the line saying that its data are synthetic twins. Each page is loaded again at a
+400-px window (a phone): no table or figure wider than the column, and every verdict inside the screen.
 Needs the Debian `chromium` package (skipped, with the install command, where no Chromium exists).
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import book
+from repro import book, claims
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 WIDTH = 1400
+PHONE = 400  # a phone's window: the text column is 368 px (book/_static/narrow.css, narrow.js)
 # TeX left as text: \(...\), \[...\], $$...$$, or $...$ holding a macro.
 RAW_TEX = re.compile(r"\\\(.{0,80}?\\\)|\\\[.{0,80}?\\\]|\$\$.{0,80}?\$\$|\$[^$\n]{0,80}\\[A-Za-z]+[^$\n]{0,80}\$",
                      re.DOTALL)
@@ -56,6 +58,13 @@ MEASURE = """() => {
     tables: [...column.querySelectorAll("table")].map(t => ({
       width: Math.ceil(t.getBoundingClientRect().width), scroll: t.scrollWidth,
       head: (t.querySelector("caption") || t.querySelector("tr") || t).innerText.slice(0, 80).replace(/\\s+/g, " ")})),
+    figures: [...column.querySelectorAll("img")].filter(i => i.getBoundingClientRect().width > 0).map(i => ({
+      width: Math.ceil(i.getBoundingClientRect().width), src: i.getAttribute("src")})),
+    viewport: window.innerWidth,
+    verdicts: [...column.querySelectorAll("table .sd-badge")].map(b => {
+      const r = b.getBoundingClientRect();
+      return {left: Math.floor(r.left), right: Math.ceil(r.right), text: b.innerText};
+    }),
   };
 }"""
 
@@ -129,20 +138,31 @@ def _visit(context, base: str, page_path: str) -> Visit:
     return visit
 
 
-@pytest.fixture(scope="module")
-def visits(served) -> dict[str, Visit]:
-    """Open every page of the served book in headless Chromium; page path -> Visit."""
+def _open_all(served, width: int) -> dict[str, Visit]:
+    """Open every page of the served book in headless Chromium with a window `width` px wide."""
     from playwright.sync_api import sync_playwright
 
     executable = _chromium()
     base, html = served
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
-        context = browser.new_context(viewport={"width": WIDTH, "height": 1000}, service_workers="block")
+        context = browser.new_context(viewport={"width": width, "height": 1000}, service_workers="block")
         try:
             return {path: _visit(context, base, path) for path in _pages(html)}
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def visits(served) -> dict[str, Visit]:
+    """Every page of the served book at a 1400-px window; page path -> Visit."""
+    return _open_all(served, WIDTH)
+
+
+@pytest.fixture(scope="module")
+def phone_visits(served) -> dict[str, Visit]:
+    """Every page of the served book at a 400-px window (a phone); page path -> Visit."""
+    return _open_all(served, PHONE)
 
 
 def _report(problems: dict[str, list]) -> str:
@@ -245,3 +265,39 @@ def test_every_section_page_opens_with_what_its_data_are(visits, served):
         if found:
             problems[f"book/{name}.html"] = found
     assert not problems, "section pages that do not open with what their data are:\n" + _report(problems)
+
+
+def test_on_a_phone_no_table_or_figure_is_wider_than_the_column(phone_visits):
+    """At 400 px, tables reflow (claims as cards, wide tables compact or stacked) and figures are drawn one panel
+    per row, so nothing needs scrolling sideways; and no page's console reports an error at that width."""
+    problems = {}
+    for page, visit in phone_visits.items():
+        m = visit.measured
+        column = m["columnWidth"]
+        wide = [f"table {max(t['width'], t['scroll'])} px > {column:.0f} px column: {t['head']!r}"
+                for t in m["tables"] if max(t["width"], t["scroll"]) > column + 1]
+        wide += [f"figure {f['width']} px > {column:.0f} px column: {f['src']}" for f in m["figures"]
+                 if f["width"] > column + 1]
+        wide += [f"console: {c}" for c in visit.console]
+        if wide:
+            problems[page] = wide
+    assert not problems, f"too wide at a {PHONE}-px window:\n" + _report(problems)
+    figures = [f for v in phone_visits.values() for f in v.measured["figures"]]
+    assert figures and all(f["width"] <= PHONE for f in figures)
+    assert phone_visits["book/neural_collapse.html"].measured["columnWidth"] < PHONE
+
+
+def test_on_a_phone_every_verdict_is_on_screen(phone_visits, visits):
+    """Every claim's verdict badge lies inside the 400-px screen: no sideways scrolling to read a verdict. The
+    same badges are there as at 1400 px."""
+    problems, count = {}, 0
+    for page, visit in phone_visits.items():
+        m = visit.measured
+        count += len(m["verdicts"])
+        off = [f"{v['text']!r} at {v['left']}-{v['right']} px" for v in m["verdicts"]
+               if v["left"] < 0 or v["right"] > m["viewport"]]
+        if off:
+            problems[page] = off
+        assert [v["text"] for v in m["verdicts"]] == [v["text"] for v in visits[page].measured["verdicts"]], page
+    assert not problems, f"verdicts outside a {PHONE}-px screen:\n" + _report(problems)
+    assert count >= 2 * len(claims.CLAIMS), "the claims tables of the section pages and of the scorecard"

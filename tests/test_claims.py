@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro import claims, sections
+from repro import claims, datasets, sections
 
 S, N, I, NA = claims.SUPPORTED, claims.NOT_SUPPORTED, claims.INCONCLUSIVE, claims.NOT_MEASURABLE
 SEEDS = (1, 2, 3)
@@ -45,7 +45,8 @@ def test_neural_collapse_ratios(key, dataset, ratios, verdict):
     assert out[key][0].startswith("ratio ") and ("[" in out[key][0] or "no interval" in out[key][0])
     others = {"nc_heldout_waterbirds", "nc_heldout_multinli", "nc_none_celeba", "nc_none_civilcomments"} - {key}
     for k in others:  # not in the results: not measurable, and the value says why
-        assert out[k][1] == NA and out[k][0] == f"not measurable: {BY_DATASET[k]} not in this build's results"
+        assert out[k][1] == NA
+        assert out[k][0] == f"not measurable: {datasets.display(BY_DATASET[k])} not in this build's results"
 
 
 BY_DATASET = {"nc_heldout_waterbirds": "waterbirds", "nc_heldout_multinli": "multinli", "nc_none_celeba": "celeba",
@@ -61,10 +62,10 @@ def test_nc_flat():
     assert flat([0.9, 1.0, 1.1], [0.1, 0.2, 0.3]) == N
     assert flat([0.9, 1.0, 1.1], [0.3, 0.5, 0.8]) == I  # civilcomments: [0.11, 0.96] straddles 0.5
     value, verdict = claims.neural_collapse(_end({"waterbirds": [1, 1, 1]}))["nc_flat"]
-    assert verdict == NA and value == "not measurable: celeba, civilcomments not in this build's results"
+    assert verdict == NA and value == "not measurable: CelebA, CivilComments not in this build's results"
     # on one of its two datasets only: not supported on a subset
     value, verdict = claims.neural_collapse(_end({"celeba": [1, 1, 1]}))["nc_flat"]
-    assert verdict == I and "civilcomments not measurable: not in this build's results" in value
+    assert verdict == I and "CivilComments not measurable: not in this build's results" in value
 
 
 # ------------------------------------------------------------------ Section 2.2
@@ -88,15 +89,15 @@ def test_svm_slow():
     assert claims.svm_slow(_paths(_fig3()))[1] == S
     assert claims.svm_slow(_paths(_fig3(celeba=[0.01, 0.02, 0.03])))[1] == N
     assert claims.svm_slow(_paths(_fig3(celeba=[0.05, 0.1, 0.2])))[1] == I  # [-0.01, 0.25] straddles 0.1
-    assert claims.svm_slow(pd.DataFrame()) == ("not measurable: waterbirds, celeba, civilcomments not in this "
+    assert claims.svm_slow(pd.DataFrame()) == ("not measurable: Waterbirds, CelebA, CivilComments not in this "
                                                "build's results", NA)
     value, verdict = claims.svm_slow(_paths({"waterbirds": [0.3, 0.35, 0.4]}))
-    assert verdict == I and "celeba not measurable: not in this build's results" in value  # never on a subset
+    assert verdict == I and "CelebA not measurable: not in this build's results" in value  # never on a subset
 
 
 def test_svm_slow_reports_non_separable_held_out_sets():
     value, verdict = claims.svm_slow(_paths(_fig3(), {"celeba": False}))
-    assert verdict == I and "celeba not measurable: held-out features not linearly separable" in value
+    assert verdict == I and "CelebA not measurable: held-out features not linearly separable" in value
     assert claims.svm_slow(_paths(_fig3(civilcomments=[0.0] * 3), {"celeba": False}))[1] == N  # a measured failure
     value, verdict = claims.svm_slow(_paths(_fig3(), {d: False for d in claims.FIG3}))
     assert verdict == NA and "not linearly separable" in value
@@ -141,16 +142,18 @@ def test_table1_scope_is_the_papers_groups():
 
 def test_margin_avg_vs_min():
     value, verdict = claims.margin_avg_vs_min(_points({k: "agree" for k in GROUPS}))
-    assert verdict == S and value == "r(avg) > r(min) in 18 [18, 18] of 18 groups (need 10)"
+    assert verdict == S and value == "r(avg) > r(min) in 18 of 18 groups (need 10), r(avg) < r(min) in 0, undecided in 0"
     kinds = {k: "agree" if i < 9 else "disagree" for i, k in enumerate(GROUPS)}  # 9 agree, 9 do not
     assert claims.margin_avg_vs_min(_points(kinds))[1] == N
     del kinds[GROUPS[-1]]  # 9 agree, 8 do not, 1 missing: 10 may still agree
     value, verdict = claims.margin_avg_vs_min(_points(kinds))
-    assert verdict == I and value.startswith("r(avg) > r(min) in 9 [9, 10] of 18 groups")
+    assert verdict == I and value.startswith("r(avg) > r(min) in 9 of 18 groups (need 10), r(avg) < r(min) in 8, "
+                                             "undecided in 0")
     assert "1 group(s) not in this build's results" in value
     # the heads of one ERM seed are one unit: a single ERM seed gives no interval
     value, verdict = claims.margin_avg_vs_min(_points({k: "agree" for k in GROUPS}, erm_seeds=1))
-    assert verdict == I and value.startswith("r(avg) > r(min) in 0 [0, 18]")
+    assert verdict == I and value.startswith("r(avg) > r(min) in 0 of 18 groups (need 10), r(avg) < r(min) in 0, "
+                                             "undecided in 18")
 
 
 def test_margin_avg_vs_min_not_measurable_and_never_on_a_subset():
@@ -166,7 +169,7 @@ def test_table1_criterion_holds_on_the_papers_table1():
     """Applied to the paper's own Table 1 (taken as exact: the paper prints no interval), the criterion holds:
     r(avg) > r(min) in 14 of the 18 groups."""
     value, verdict = claims.margin_groups(claims.paper_table1_estimates())
-    assert verdict == S and value.startswith("r(avg) > r(min) in 14 [14, 14] of 18 groups")
+    assert verdict == S and value.startswith("r(avg) > r(min) in 14 of 18 groups (need 10), r(avg) < r(min) in 4")
     assert claims.PAPER_AGREE == 14
     # the former criterion (abs(r_min) < 0.3 and r_avg >= 0.3) held in only 4 of the paper's 18 groups
     old = sum(abs(m) < 0.3 and a >= 0.3 for rs in claims.PAPER_TABLE1.values()
@@ -233,7 +236,7 @@ def test_ratio_correlation():
     value, verdict = claims.group_ratio(erm, llr)["ratio_r_celeba"]
     assert verdict == NA and value == "not measurable: a constant WGA: r has nothing to correlate"
     out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2, datasets=["celeba"]))
-    assert out["ratio_r_civilcomments"] == ("not measurable: civilcomments not in this build's results", NA)
+    assert out["ratio_r_civilcomments"] == ("not measurable: CivilComments not in this build's results", NA)
 
 
 def test_ratio_criterion_passes_numbers_consistent_with_the_paper():
@@ -278,7 +281,7 @@ def test_ratio_gain_not_measurable_and_never_on_a_subset():
     value, verdict = claims.group_ratio(erm[erm["ratio"] != 0.05], llr)["ratio_gain_needs_balance"]
     assert verdict == NA and "ERM not trained at every ratio" in value
     out = claims.group_ratio(*_ratios_everywhere(lambda s, re, rl: rl / 2, datasets=["celeba"]))
-    assert out["ratio_gain_needs_balance"][1] == I and "multinli not measurable" in out["ratio_gain_needs_balance"][0]
+    assert out["ratio_gain_needs_balance"][1] == I and "MultiNLI not measurable" in out["ratio_gain_needs_balance"][0]
     assert claims.group_ratio(erm.iloc[:0], llr.iloc[:0])["ratio_gain_needs_balance"][1] == NA
 
 
@@ -329,10 +332,10 @@ def test_cb_erm_matches_llr():
     assert _cb({"erm_best": (0.70, 0.76, 0.80)})["cb_erm_matches_llr"][1] == I  # gap [-0.04, 0.13] straddles 0.05
     erm, llr, afr = _balance_rows("celeba")
     out = claims.class_balance(erm.iloc[:0], llr, afr, _mass("celeba"), MINORITY)
-    assert out["cb_erm_matches_llr"] == ("not measurable: waterbirds, celeba, civilcomments, multinli not in this "
+    assert out["cb_erm_matches_llr"] == ("not measurable: Waterbirds, CelebA, CivilComments, MultiNLI not in this "
                                          "build's results", NA)
     value, verdict = _cb(datasets=["celeba"])["cb_erm_matches_llr"]
-    assert verdict == I and "waterbirds not measurable: not in this build's results" in value
+    assert verdict == I and "Waterbirds not measurable: not in this build's results" in value
 
 
 def test_afr_gamma0():
@@ -347,13 +350,13 @@ def test_afr_gamma0():
 
 def test_afr_group_balance():
     value, verdict = _cb()["afr_group_balance"]
-    assert verdict == S and "celeba 0.3 -> 0.5" in value
+    assert verdict == S and "CelebA 0.3 -> 0.5" in value
     # minority share above its share of examples (0.1) but falling with gamma: class balancing alone, not AFR
     assert _cb(rise=(-0.1, -0.1, -0.1))["afr_group_balance"][1] == N
     assert _cb(rise=(-0.1, 0.05, 0.1))["afr_group_balance"][1] == I  # [-0.16, 0.19]
     mass = _everywhere(_mass)
     value, verdict = claims.afr_group_balance(mass[mass["gamma"] != 0], MINORITY)
-    assert verdict == NA and "AFR not run at gamma 0 and at a gamma above 0" in value
+    assert verdict == NA and "AFR not run at γ = 0 and at a γ above 0" in value
     assert claims.afr_group_balance(_mass("celeba"), MINORITY)[1] == I  # one dataset of four
 
 
@@ -390,7 +393,7 @@ def test_gb_collapse_not_measurable_on_short_curves_and_never_on_a_subset():
         assert verdict == NA and f"{epochs}-epoch curve, a collapse needs 5 epochs" in value
     assert claims.appendix_a(_curves([0.2] * 3, epochs=5), NO_BARS)["gb_collapse"][1] != NA
     value, verdict = claims.appendix_a(_curves([0.3] * 3, datasets=["celeba"]), NO_BARS)["gb_collapse"]
-    assert verdict == I and "civilcomments upweighting not measurable: not in this build's results" in value
+    assert verdict == I and "CivilComments upweighting not measurable: not in this build's results" in value
     assert claims.appendix_a(pd.DataFrame(), NO_BARS)["gb_collapse"][1] == NA
 
 
@@ -474,7 +477,8 @@ def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
     import yaml
 
     assert claims.badge(claims.SUPPORTED) == "{bdg-success}`supported`"
-    assert 'sd-bg-danger' in claims.badge_html(claims.NOT_SUPPORTED) and claims.BADGES["inconclusive"] == "warning"
+    assert 'sd-bg-warning' in claims.badge_html(claims.NOT_SUPPORTED) and claims.BADGES["inconclusive"] == "info"
+    assert "danger" not in claims.BADGES.values(), "a finding against the paper is not a failed build"
     (tmp_path / "book").mkdir()
     outputs = [_glued("nc_flat_verdict", claims.SUPPORTED), _glued("nc_heldout_multinli_verdict", claims.NOT_SUPPORTED),
                _glued("nc_none_celeba_verdict", claims.SUPPORTED), _glued("nc_flat_value", "not a verdict")]
@@ -485,18 +489,18 @@ def test_verdict_badges_and_counts_from_executed_notebooks(tmp_path):
                                                          "nc_none_celeba": "supported"}
     line = claims.stage_counts(tmp_path)
     n = len(claims.CLAIMS)
-    assert line == (f"{n} claims: {{bdg-success}}`2 supported` {{bdg-danger}}`1 not supported` "
-                    f"{{bdg-light}}`{n - 3} not evaluated in this build`")
+    assert line == (f"{n} claims: {{bdg-success}}`2 supported` {{bdg-warning}}`1 not supported` "
+                    f"{{bdg-muted}}`{n - 3} not evaluated in this build`")
     config = yaml.safe_load((tmp_path / "_config.yml").read_text())
     m = len(claims.COMPANION_CLAIMS)
     assert config["parse"]["myst_substitutions"] == {
         "profile": "smoke", "verdict_counts": line,
-        "companion_counts": f"{m} claims: {{bdg-light}}`{m} not evaluated in this build`"}  # counted apart
+        "companion_counts": f"{m} claims: {{bdg-muted}}`{m} not evaluated in this build`"}  # counted apart
 
 
 def test_claims_table_shows_badges():
     table = claims.table({"svm_slow": ("min 0.5", claims.SUPPORTED), "margin_avg_vs_min": ("n/a", claims.NOT_MEASURABLE)})
-    assert list(table["verdict"]) == ["{bdg-success}`supported`", "{bdg-muted}`not measurable in this profile`"]
+    assert list(table["verdict"]) == ["{bdg-success}`supported`", "{bdg-light}`not measurable in this profile`"]
 
 
 def test_claim_texts_fit_a_table_row():
@@ -505,7 +509,7 @@ def test_claim_texts_fit_a_table_row():
 
 def test_counts_include_inconclusive():
     line = claims.counts_markdown({"nc_flat": I, "svm_slow": S, "gb_collapse": I})
-    assert "{bdg-warning}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
+    assert "{bdg-info}`2 inconclusive`" in line and "{bdg-success}`1 supported`" in line
 
 
 

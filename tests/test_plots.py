@@ -119,7 +119,8 @@ def test_titles_say_twin_on_the_twins(name):
         assert titles and all(("twin" in t) == twin for t in titles), (twin, titles)
     plot = _draw(name, twin=True)
     for dataset in plot.datasets if name != "figure_afr" else ():  # AFR: one panel for all datasets
-        assert any(t.startswith(f"{dataset} (twin)") for t in (ax.get_title() for ax in plot.figure.axes))
+        titles = [ax.get_title() for ax in plot.figure.axes]
+        assert any(t.startswith(f"{datasets.display(dataset)} (twin)") for t in titles)
 
 
 def test_twin_figures_fit_the_column():
@@ -214,7 +215,7 @@ def test_one_class_runs_are_marked_not_drawn_as_missing_bars(name):
     if name in ("figure5", "figure7"):  # bars: hatched, the × at height 0 where the WGA is 0
         assert hatched and all(r.get_hatch() == "///" for r in hatched)
         assert any(m.get_ydata()[0] == 0.0 for m in marks)
-        ax = next(ax for ax in fig.axes if ax.get_title() == "civilcomments")
+        ax = next(ax for ax in fig.axes if ax.get_title() == "CivilComments")
         assert all(r.axes is ax for r in hatched)  # only the CivilComments bars
     clean = _draw(name, trivial=False)
     assert not [m for m in clean.figure.findobj(Line2D) if m.get_gid() == plots.ONE_CLASS]
@@ -225,14 +226,14 @@ def test_one_class_note_counts_and_compares():
     t = _tables([1, 2, 3])
     note = report.one_class_note({"ERM": (t["erm5"], ["balance"]), "LLR": (t["llr5"], ["erm_balance", "llr_balance"])})
     assert note.startswith("**12 of 240 runs or heads predict one class")  # 4 ERM balancings x 3 seeds: 4 x 3
-    assert "On civilcomments, LLR (erm_balance none, llr_balance none): 3 of 3; " in note
-    assert "the same methods on the other datasets: 0 of 36; the other methods on civilcomments: 0 of 48" in note
+    assert "On CivilComments, LLR (erm_balance none, llr_balance none): 3 of 3; " in note
+    assert "the same methods on the other datasets: 0 of 36; the other methods on CivilComments: 0 of 48" in note
     rows = [" ".join(line.split()) for line in note.splitlines() if line.startswith("| LLR")]
     assert "neither alone" in note and len(rows) == 4  # only the variants with a one-class head
     assert rows[0] == "| LLR (erm_balance none, llr_balance none) | 0 of 3 | 0 of 3 | 3 of 3 | 0 of 3 |"
     shares = pd.DataFrame({"dataset": ["civilcomments"] * 4, "seed": [1, 1, 2, 2], "class": [0, 1, 0, 1],
                            "share": [0.9, 0.1, 0.8, 0.2]})
-    assert "civilcomments 0.85." in report.one_class_note({"LLR": (t["llr5"], ["llr_balance"])}, shares)
+    assert "CivilComments 0.85." in report.one_class_note({"LLR": (t["llr5"], ["llr_balance"])}, shares)
     clean = _tables([1], trivial=False)
     assert report.one_class_note({"AFR": (clean["afr"], ["gamma"])}) == \
         "No run or head of this page predicts one class for every test example (12 checked)."
@@ -248,7 +249,7 @@ def test_tables_count_one_class_heads():
                                                         points.assign(one_class=False))
     t = _tables([1, 2])
     ratio = report.ratio_table(sections.ratio_correlations(t["erm4"], t["llr4"]), t["erm4"], t["llr4"])
-    cc = ratio[ratio["dataset"] == "civilcomments"].iloc[0]
+    cc = ratio[ratio["dataset"] == "CivilComments"].iloc[0]
     assert cc["one-class ERM runs"] == 2 and cc["one-class LLR heads"] == 6
 
 
@@ -259,8 +260,73 @@ def test_dfr_tuning_note_counts_the_heads_with_a_group_missing():
                          "dfr_group_counts": [[5, 6, 1, 7], [5, 6, 5, 7], [9, 9, 9, 9], None]})
     note = report.dfr_tuning_note(bars)
     assert note.startswith("Kirichenko et al.'s DFR tunes C on halves of the held-out set stratified by group: 1 of 3 heads")
-    assert note.endswith(": civilcomments, 1 head (groups [2]), their final fits balanced to 1 example(s) per group.")
+    assert note.endswith(": CivilComments, 1 head (groups [2]), their final fits balanced to 1 example(s) per group.")
     bars.at[0, "dfr_group_counts"] = [5, 6, 0, 7]
     assert report.dfr_tuning_note(bars).endswith("balanced to 5 example(s) per group, leaving out group(s) [2] that "
                                                  "have no held-out example in some seed.")
     assert "0 of 1 heads" in report.dfr_tuning_note(bars.iloc[[1]])
+
+
+def test_panels_span_their_own_runs_in_figures_2_and_6():
+    """Runs of different lengths: each panel's x-axis spans its own epochs (Figures 2 and 6 alike)."""
+    lengths = {"waterbirds": 10, "celeba": 6, "civilcomments": 4, "multinli": 2}
+    curve = pd.DataFrame([{"dataset": d, "seed": s, "epoch": e, "nc1_train": 1 / e, "balance": b, "test_acc_wg": 0.5}
+                          for d, n in lengths.items() for s in (1, 2) for e in range(1, n + 1)
+                          for b in ("upsampling", "upweighting")])
+    end = pd.DataFrame([{"dataset": d, "seed": 1, "epochs": n, "standard_epochs": 1, "nc1_train_first": 1.0,
+                         "nc1_train_end": 1 / n, "nc1_heldout_end": 1.0} for d, n in lengths.items()])
+    for plot in (plots.figure2(curve, end), plots.figure6(curve)):
+        for dataset, ax in zip(plot.datasets, plot.figure.axes):
+            lo, hi = ax.get_xlim()
+            assert lo > 0 and lengths[dataset] <= hi < lengths[dataset] + 1, (dataset, lo, hi)
+            assert max(ax.get_xticks()) == lengths[dataset]
+
+
+def test_log_axes_label_enough_ticks_to_read_values():
+    """Every log axis labels at least MIN_LOG_LABELS ticks in view, as plain numbers, even within one decade."""
+    assert plots.log_ticks(0.33, 0.65) == [0.35, 0.4, 0.45, 0.5, 0.6]
+    assert plots.log_ticks(0.001, 20) == [0.001, 0.01, 0.1, 1.0, 10.0]
+    fig = _draw("figure2").figure
+    fig.canvas.draw()
+    for ax in [a for a in fig.axes if a.get_visible()]:
+        lo, hi = ax.get_ylim()
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= float(t.get_text()) <= hi]
+        assert len(labels) >= plots.MIN_LOG_LABELS and all("^" not in x and "e" not in x for x in labels), labels
+
+
+def test_datasets_and_symbols_as_the_paper_writes_them():
+    """Titles, legends and captions name datasets as the paper does (CelebA, not celeba); AFR's axis says γ."""
+    for name in FIGURES[1:]:
+        plot = _draw(name)
+        texts = [t.get_text() for t in plot.figure.findobj(Text) if t.get_visible()]
+        assert not any(d in t for t in texts for d in DATASETS), (name, texts)
+        assert not any(d in report.caption("F", plot, "smoke", "") for d in DATASETS)
+    afr = _draw("figure_afr")
+    assert {ax.get_xlabel() for ax in afr.figure.axes if ax.get_visible()} == {"γ"} and "gamma" not in afr.shows
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_one_column_drawing_fits_a_phone(name):
+    """The narrow-screen drawing (repro.plots.one_column): NARROW_PX wide at twice the dpi, one panel per row in
+    the order of the wide figure, fonts still at least MIN_POINTS, nothing outside the canvas, the legend off
+    the panels."""
+    fig = _draw(name).figure
+    order = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    fig = plots.one_column(fig)
+    fig.canvas.draw()
+    assert fig.get_size_inches()[0] * fig.dpi == pytest.approx(2 * plots.NARROW_PX)
+    assert np.asarray(fig.canvas.buffer_rgba()).shape[1] == 2 * plots.NARROW_PX
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == order
+    assert len({round(ax.get_position().x0, 2) for ax in shown}) == 1, "one panel per row"
+    renderer = fig.canvas.get_renderer()
+    for text in [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]:
+        assert text.get_fontsize() >= plots.MIN_POINTS
+    drawn, canvas = fig.get_tightbbox(renderer), fig.bbox_inches
+    tol = 1 / fig.dpi
+    assert drawn.x0 >= -tol and drawn.y0 >= -tol and drawn.x1 <= canvas.x1 + tol and drawn.y1 <= canvas.y1 + tol, \
+        f"{name}: something drawn lies outside the canvas ({drawn} vs {canvas})"
+    legends = fig.findobj(Legend)
+    assert len(legends) == 1
+    for ax in [ax for ax in shown if ax.has_data()]:
+        assert not legends[0].get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

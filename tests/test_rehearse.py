@@ -91,8 +91,10 @@ def test_cpu_and_smoke_run_ids_are_those_of_before_the_rehearsal_became_a_config
                                                   "multinli", "paper"))
     assert got == {"erm smoke waterbirds": "88636e673f83d7f7", "erm smoke multinli": "4b2eb284c3accb11",
                    "erm cpu waterbirds": "78395af585be74fa", "erm cpu multinli": "2924a53cd8fe783e",
-                   "erm paper waterbirds": "86c552eb403dcd32", "erm paper multinli": "94ed891aacc01c3c",
-                   "heads cpu": "2cd527e2a9689e19", "heads paper": "94449011084fbcb7"}
+                   # the paper profile's ids changed once since: its ERM evaluates per epoch only what a figure
+                   # reads (the erm key eval_splits, set in the paper profile only)
+                   "erm paper waterbirds": "36290f7933e1f757", "erm paper multinli": "54865d62a6ab0037",
+                   "heads cpu": "2cd527e2a9689e19", "heads paper": "c99404e143f04eff"}
 
 
 def test_rehearsal_twins_hold_every_group_where_methods_need_it(twins):

@@ -122,3 +122,12 @@ def test_a_correlation_near_one_errs_towards_inconclusive():
         make = lambda: np.hstack([curve + rng.normal(0, 0.03, (3, 5)), llr + rng.normal(0, 0.03, (3, 25))])  # noqa: E731
         _, supported, refuted = _simulate(make, corr, truth, 0.99, reps=300, fisher=True)
         assert (supported if below else refuted) <= 0.05, (truth, supported, refuted)
+
+
+def test_an_estimate_never_prints_at_an_end_of_its_interval_by_rounding():
+    """0.9199 [0.743, 0.9204] at 3 digits would read 0.92 [0.743, 0.92]: more digits, until the point is inside;
+    an interval of zero width says so; a point that truly is an end (r = 1) stays one."""
+    assert u.Estimate(0.9199, 0.743, 0.9204, 3).text() == "0.9199 [0.743, 0.9204]"
+    assert u.Estimate(0.5, 0.2, 0.8, 3).text() == "0.5 [0.2, 0.8]"
+    assert u.Estimate(0.0, 0.0, 0.0, 3).text() == "0 (no spread: the same in every seed)"
+    assert u.Estimate(1.0, 0.98, 1.0, 3).text() == "1 [0.98, 1]"

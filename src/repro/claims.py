@@ -98,7 +98,8 @@ CLAIMS = [
           "decrease after the first epoch",
           f"mean over seeds of NC1(train, end) / NC1(train, epoch 1) >= {NC_FLAT:g} on both"),
     Claim("svm_slow", "margins", "Sec. 2.2 / Fig. 3: after 10x the standard number of steps, LLR has not converged "
-          "to the SVM direction", f"on each of Figure 3's datasets ({', '.join(FIG3)}), mean over the seeds whose "
+          "to the SVM direction", f"on each of Figure 3's datasets ({', '.join(map(registry.display, FIG3))}), "
+          "mean over the seeds whose "
           f"held-out features are linearly separable of the final directional error to the hard-margin SVM > "
           f"{SVM_ERROR:g} (a dataset with no such seed is not measurable: its hard-margin SVM does not exist)"),
     Claim("margin_avg_vs_min", "margins", "Table 1 / App. A: the average training margin of a group is more "
@@ -119,11 +120,11 @@ CLAIMS = [
     Claim("cb_erm_matches_llr", "class_balance", "Sec. 3.2 / Fig. 5: optimally class-balanced ERM nearly matches "
           "optimally class-balanced LLR on every dataset", "abs(best of 4 ERM balancings - best of 4 LLR runs "
           f"balanced as their ERM (none, subsetting, upsampling, upweighting)) <= {CB_GAP:g}" + _EVERY),
-    Claim("afr_gamma0", "class_balance", "Sec. 3.2: AFR with gamma = 0 reduces to CB-LLR with upweighting",
-          f"abs(WGA of AFR (gamma 0) - WGA of CB-LLR (upweighting)) <= {AFR0_GAP:g}" + _EVERY),
+    Claim("afr_gamma0", "class_balance", "Sec. 3.2: AFR with γ = 0 reduces to CB-LLR with upweighting",
+          f"abs(WGA of AFR (γ = 0) - WGA of CB-LLR (upweighting)) <= {AFR0_GAP:g}" + _EVERY),
     Claim("afr_group_balance", "class_balance", "Sec. 3.2: AFR's weights give the held-out set a better group "
-          "balance", "mean over seeds of (minority groups' weight share at the largest gamma - their share at "
-          "gamma 0, same seed) > 0" + _EVERY),
+          "balance", "mean over seeds of (minority groups' weight share at the largest γ - their share at "
+          "γ = 0, same seed) > 0" + _EVERY),
     Claim("gb_collapse", "appendix_a", "App. A / Fig. 6: group-balanced upsampling and upweighting collapse test "
           "WGA during training on CelebA and CivilComments", f"for all four curves: maximum - final value of the "
           f"seed-mean WGA curve smoothed by a centred {SMOOTH}-epoch moving average (shorter at the ends) >= "
@@ -142,7 +143,7 @@ COMPANIONS = registry.companions()
 
 def _companion_claims(name: str) -> list[Claim]:
     """The claims tested on one companion dataset (section "companions")."""
-    shown = getattr(registry.get(name), "display", name)
+    shown = registry.display(name)
 
     def general(key, fig):
         paper = {c.key: c for c in CLAIMS}[key]
@@ -181,15 +182,21 @@ def _text(prefix: str, est: Estimate) -> str:
     return prefix + est.text() if np.isfinite(est.point) else est.text()
 
 
+def _named(item: str) -> str:
+    """A test's item as the page shows it: its dataset as the paper writes it ("CelebA upsampling")."""
+    dataset, _, rest = item.partition(" ")
+    return f"{registry.display(dataset)} {rest}".strip()
+
+
 def _per_dataset(results: list, scope) -> tuple[str, str]:
     """(value, verdict) of a claim on every item of `scope` (datasets, or curves) from [(item, text, verdict)]
     of those measured: an item without a result is not measurable, so the claim is never supported on a
     subset of its scope."""
     found = {d: (t, v) for d, t, v in results}
     if not found:
-        return f"not measurable: {', '.join(scope)} {MISSING}", NOT_MEASURABLE
+        return f"not measurable: {', '.join(map(_named, scope))} {MISSING}", NOT_MEASURABLE
     rows = [(d, *found.get(d, (f"not measurable: {MISSING}", NOT_MEASURABLE))) for d in scope]
-    return "; ".join(f"{d} {t}" for d, t, _ in rows), every(v for _, _, v in rows)
+    return "; ".join(f"{_named(d)} {t}" for d, t, _ in rows), every(v for _, _, v in rows)
 
 
 # ------------------------------------------------------------------ the sections' claims
@@ -197,7 +204,7 @@ def _per_dataset(results: list, scope) -> tuple[str, str]:
 def _nc(end: pd.DataFrame, dataset: str, num: str, den: str) -> Estimate:
     part = _rows(end, dataset)
     if not len(part):
-        return undefined(f"{dataset} {MISSING}")
+        return undefined(f"{registry.display(dataset)} {MISSING}")
     return t_interval((part[num] / part[den]).to_numpy(dtype=float))
 
 
@@ -270,7 +277,8 @@ def margin_groups(estimates: dict) -> tuple[str, str]:
     ests = [estimates.get(k, undefined(MISSING)) for k in scope]
     verdicts = [judge(e, ">", 0.0) for e in ests]
     need, yes, no = len(scope) // 2 + 1, verdicts.count(SUPPORTED), verdicts.count(NOT_SUPPORTED)
-    value = f"r(avg) > r(min) in {yes} [{yes}, {len(scope) - no}] of {len(scope)} groups (need {need})"
+    value = (f"r(avg) > r(min) in {yes} of {len(scope)} groups (need {need}), r(avg) < r(min) in {no}, "
+             f"undecided in {verdicts.count(INCONCLUSIVE)}")
     why = Counter(e.why for e, v in zip(ests, verdicts) if v == NOT_MEASURABLE)
     if why:
         value += "; not measurable: " + ", ".join(f"{n} group(s) {w}" for w, n in why.items())
@@ -311,7 +319,7 @@ def group_ratio(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> dict:
     gains, r_est = _group_ratio_tests(erm_rows, llr_rows, DATASETS)
     out = {}
     for key, dataset in (("ratio_r_celeba", "celeba"), ("ratio_r_civilcomments", "civilcomments")):
-        est = r_est.get(dataset, undefined(f"{dataset} {MISSING}"))
+        est = r_est.get(dataset, undefined(f"{registry.display(dataset)} {MISSING}"))
         out[key] = (_text("r = ", est), judge(est, ">", R_RATIO))
     out["ratio_gain_needs_balance"] = _per_dataset(gains, DATASETS)
     return out
@@ -394,13 +402,13 @@ def afr_group_balance(mass: pd.DataFrame, minority: dict, scope=DATASETS) -> tup
         minor = part[part["group"].isin(minority[dataset])]
         share = minor.groupby(["seed", "gamma"])["weight_share"].sum().unstack()
         if not (top > 0 and 0 in share and top in share):
-            results.append((dataset, "not measurable: AFR not run at gamma 0 and at a gamma above 0", NOT_MEASURABLE))
+            results.append((dataset, "not measurable: AFR not run at γ = 0 and at a γ above 0", NOT_MEASURABLE))
             continue
         est = t_interval((share[top] - share[0]).to_numpy())
         results.append((dataset, f"{_fmt(share[0].mean())} -> {_fmt(share[top].mean())}, rise {est.text()}",
                         judge(est, ">", 0.0)))
     value, verdict = _per_dataset([r for r in results if r[0] in scope], scope)
-    return (f"gamma 0 -> {_fmt(top)}: {value}" if top > 0 else value), verdict
+    return (f"γ = 0 -> {_fmt(top)}: {value}" if top > 0 else value), verdict
 
 
 def smooth(curve: np.ndarray, width: int = SMOOTH) -> np.ndarray:
@@ -447,7 +455,7 @@ def companions(end, ratio_erm, ratio_llr, cb_erm, cb_llr, cb_afr, mass, minority
         est = _nc(end, name, "nc1_heldout_end", "nc1_train_end")
         out[f"nc_collapse_{name}"] = (_text("ratio ", est), judge(est, ">=", NC_COLLAPSE))
         out[f"nc_comparable_{name}"] = (_text("ratio ", est), judge(est, "<", NC_COMPARABLE))
-        r = r_est.get(name, undefined(f"{name} {MISSING}"))
+        r = r_est.get(name, undefined(f"{registry.display(name)} {MISSING}"))
         out[f"ratio_r_{name}"] = (_text("r = ", r), judge(r, ">", R_RATIO))
         out[f"ratio_gain_needs_balance_{name}"] = _per_dataset([g for g in gains if g[0] == name], (name,))
         one = class_balance(cb_erm, cb_llr, cb_afr, mass, minority, scope=(name,))
@@ -458,7 +466,8 @@ def companions(end, ratio_erm, ratio_llr, cb_erm, cb_llr, cb_afr, mass, minority
 
 
 # Badge of each verdict (sphinx-design roles); a verdict not listed here gets the neutral "info" colour.
-BADGES = {SUPPORTED: "success", NOT_SUPPORTED: "danger", "inconclusive": "warning", NOT_MEASURABLE: "muted"}
+# A finding against the paper is not a failed build: "not supported" is amber, never red; "inconclusive" blue.
+BADGES = {SUPPORTED: "success", NOT_SUPPORTED: "warning", "inconclusive": "info", NOT_MEASURABLE: "light"}
 
 
 def badge(verdict: str) -> str:
@@ -545,7 +554,7 @@ def counts_markdown(verdicts: dict, claims: list | None = None) -> str:
     parts = [f"{{bdg-{BADGES.get(v, 'info')}}}`{n} {v}`" for v, n in counts.items() if n]
     missing = len(claims) - len(verdicts)
     if missing:
-        parts.append(f"{{bdg-light}}`{missing} not evaluated in this build`")
+        parts.append(f"{{bdg-muted}}`{missing} not evaluated in this build`")
     return f"{len(claims)} claims: " + " ".join(parts)
 
 
@@ -570,64 +579,76 @@ SCORECARD_HEAD = f"""# Reproduction scorecard
 
 **This build:** {{{{ verdict_counts }}}}
 
-Every claim of the paper that a number can check, with the number this build measured and a verdict,
-grouped by the page that checks it. The "this build" and "verdict" cells are pasted (myst-nb `glue`) from
-the section notebooks, which compute them from runs in the run store; nothing in those two columns is
-typed, and the counts above are counted from the same pasted verdicts.
-
-**Verdicts.** Each measured value is followed by its {LEVEL:.0%} interval, `value [low, high]`.
-- *supported*: the whole interval satisfies the criterion;
-- *not supported*: none of it does;
-- *inconclusive*: the interval straddles the threshold, or there is no interval (a single seed);
-- *not measurable*: this build cannot test the claim, and the value says why: a dataset of the claim is
-  missing from the build's results, a training curve is too short to show a collapse, a correlation has
-  nothing to correlate (a value that is the same for every run), or the hard-margin SVM does not exist.
-
-A claim made of several tests (per dataset, per curve, per group) covers the paper's scope for it, never
-only the part this build measured: it is supported when all of its tests are (Table 1: more than half of
-the paper's {len(table1_groups())} groups), not supported when a measured test fails (Table 1: too few
-groups can still agree), and otherwise inconclusive, or not measurable when none of its tests is measurable.
-
-**Intervals.** Every interval is a Student-t interval, point +/- t(0.95, n - 1) x standard error, over the
-statistic's independent units: seeds, where a seed's runs at every configuration go together.
-- Means over seeds (NC1 ratios, SVM direction errors, AFR's weight shift, the group-ratio gains): the
-  standard error is s / sqrt(n), the textbook interval, with exactly {LEVEL:.0%} coverage when the seeds' values
-  are normal (with 3 seeds: mean +/- 1.69 s).
-- Other statistics (the best-of gaps of Figures 5 and 7 and AFR at gamma 0, the collapse of Figure 6, the
-  correlation of Figure 4, the Table 1 differences): the jackknife standard error (the statistic recomputed
-  without each unit). For a mean it is exactly s / sqrt(n), so where a statistic reduces to a mean (a
-  best-of gap whose best configurations stay the same) the interval is the t interval itself; otherwise
-  its {LEVEL:.0%} coverage is approximate: close to it for the best-of gaps and the collapse in simulations
-  with 3 seeds; lower for Figure 4's r near 1, which seed noise biases down, so that the errors fall on
-  *inconclusive* rather than on a verdict. Figure 4's r is taken on Fisher's z scale
-  and mapped back. For Table 1 the unit is an ERM seed with all its LLR heads, since heads that share an ERM
-  seed share its features.
-
-**Criteria.** The thresholds are fixed in `repro.claims` from the paper's words, the same for every
-profile, and none was chosen for the verdict it gives. "Comparable" NC1 is a ratio below {NC_COMPARABLE:g};
-"improves" and "vice versa" are WGA gains above +{GAIN:g} and below -{GAIN:g}, per dataset; "optimally
-class-balanced" takes the best of the same 4 balancings (none, subsetting, upsampling, upweighting) on both
-sides, LLR balanced as its ERM, as in LaBonte et al. (2023); AFR's group balance is the rise of the minority
-groups' weight share from gamma 0 (class balancing alone) to the largest gamma, paired by seed. Table 1
-tests what the paper's numbers show, "average training margin is more correlated in general with group
-test accuracy than minimum training margin": r(average) > r(minimum) in more than half of the groups. The
-paper's own Table 1 meets it in {PAPER_AGREE} of its {len(table1_groups())} groups; it would not meet a fixed
-"uncorrelated" bound on the minimum margin (its r reach {PAPER_MAX_R_MIN:g}). "Catastrophic collapse" is measured
-on the seed-mean WGA curve smoothed by a centred {SMOOTH}-epoch moving average, because the maximum of a noisy
-curve is biased upward by its noise; a curve needs {MIN_EPOCHS} epochs, so that a full window before the end shares no epoch with the final value.
-
 ```{{admonition}} Read the verdicts with the profile in mind
 :class: warning
 This build used the **{{{{ profile }}}}** profile. On `cpu` and `smoke` the data are synthetic twins and the
 models small (the deviations page says which): a verdict there says whether the paper's mechanism shows up
 on the twins, not whether the paper's numbers replicate. Verdicts fall as they fall; none is tuned.
 ```
+
+**What a verdict means.** Each value this build measured is followed by its {LEVEL:.0%} interval,
+`value [low, high]`, and compared with the claim's criterion:
+- {badge(SUPPORTED)}: the whole interval meets the criterion;
+- {badge(NOT_SUPPORTED)}: none of the interval meets it, so this build measured the opposite of the claim;
+- {badge(INCONCLUSIVE)}: the interval straddles the threshold, or there is none (a single seed);
+- {badge(NOT_MEASURABLE)}: this build cannot test the claim, and its value says why.
+
+Every claim of the paper that a number can check has a row below, grouped by the page that checks it. The
+"this build" and "verdict" cells are pasted (myst-nb `glue`) from the section notebooks, which compute them
+from runs in the run store; nothing in those two columns is typed. How the verdicts are reached, the
+intervals and the criteria are described {{ref}}`after the tables <scorecard-details>`.
+"""
+
+SCORECARD_DETAILS = f"""
+(scorecard-details)=
+## How the verdicts are reached
+
+**Claims of several tests.** A claim made of several tests (per dataset, per curve, per group) covers the
+paper's scope for it, never only the part this build measured: it is supported when all of its tests are
+(Table 1: more than half of the paper's {len(table1_groups())} groups), not supported when a measured test
+fails (Table 1: too few groups can still agree), and otherwise inconclusive, or not measurable when none of
+its tests is measurable. A count of groups is a count, with no interval: the groups whose own interval is on
+neither side are counted as undecided. A test is not measurable when a dataset of the claim is missing from
+the build's results, a training curve is too short to show a collapse, a correlation has nothing to
+correlate (a value that is the same for every run), or the hard-margin SVM does not exist.
+
+**Intervals.** Every interval is a Student-t interval,
+$\\hat\\theta \\pm t_{{0.95,\\,n-1}} \\cdot \\mathrm{{se}}$, over the statistic's $n$ independent units:
+seeds, where a seed's runs at every configuration go together. Values are printed to 3 significant digits,
+or more where 3 would print the estimate at an end of its interval; an interval of zero width (every seed gives the same value) is written "no spread".
+- Means over seeds (NC1 ratios, SVM direction errors, AFR's weight shift, the group-ratio gains): the
+  standard error is $s / \\sqrt{{n}}$, the textbook interval, with exactly {LEVEL:.0%} coverage when the
+  seeds' values are normal (with 3 seeds: mean $\\pm 1.69\\, s$).
+- Other statistics (the best-of gaps of Figures 5 and 7 and AFR at $\\gamma = 0$, the collapse of Figure 6,
+  the correlation of Figure 4, the Table 1 differences): the jackknife standard error (the statistic
+  recomputed without each unit). For a mean it is exactly $s / \\sqrt{{n}}$, so where a statistic reduces to a
+  mean (a best-of gap whose best configurations stay the same) the interval is the t interval itself;
+  otherwise its {LEVEL:.0%} coverage is approximate: close to it for the best-of gaps and the collapse in
+  simulations with 3 seeds; lower for Figure 4's r near 1, which seed noise biases down, so that the errors
+  fall on *inconclusive* rather than on a verdict. Figure 4's r is taken on Fisher's z scale and mapped
+  back, so its interval stays within $[-1, 1]$ and an r of exactly 1 is the upper end of its own interval.
+  For Table 1 the unit is an ERM seed with all its LLR heads, since heads that share an ERM seed share its
+  features.
+
+**Criteria.** The thresholds are fixed in `repro.claims` from the paper's words, the same for every
+profile, and none was chosen for the verdict it gives. "Comparable" NC1 is a ratio below {NC_COMPARABLE:g};
+"improves" and "vice versa" are WGA gains above +{GAIN:g} and below -{GAIN:g}, per dataset; "optimally
+class-balanced" takes the best of the same 4 balancings (none, subsetting, upsampling, upweighting) on both
+sides, LLR balanced as its ERM, as in LaBonte et al. (2023); AFR's group balance is the rise of the minority
+groups' weight share from $\\gamma = 0$ (class balancing alone) to the largest $\\gamma$, paired by seed.
+Table 1 tests what the paper's numbers show, "average training margin is more correlated in general with
+group test accuracy than minimum training margin": r(average) > r(minimum) in more than half of the groups.
+The paper's own Table 1 meets it in {PAPER_AGREE} of its {len(table1_groups())} groups; it would not meet a
+fixed "uncorrelated" bound on the minimum margin (its r reach {PAPER_MAX_R_MIN:g}). "Catastrophic collapse"
+is measured on the seed-mean WGA curve smoothed by a centred {SMOOTH}-epoch moving average, because the
+maximum of a noisy curve is biased upward by its noise; a curve needs {MIN_EPOCHS} epochs, so that a full
+window before the end shares no epoch with the final value.
 """
 
 
 def scorecard_markdown() -> str:
-    """The text of book/scorecard.md: per section page, one row per claim, its measured cells pasted from the
-    section notebook."""
+    """The text of book/scorecard.md: what the verdicts mean and the profile's caveat, then per section page
+    one row per claim, its measured cells pasted from the section notebook, then how verdicts are reached."""
     out = [SCORECARD_HEAD]
     for section in dict.fromkeys(c.section for c in CLAIMS):
         out.append(f"\n## []({section}.ipynb)\n")
@@ -635,7 +656,7 @@ def scorecard_markdown() -> str:
     if COMPANION_CLAIMS:
         out.append(COMPANIONS_HEAD)
         out.append(_claims_table(COMPANION_CLAIMS))
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + SCORECARD_DETAILS
 
 
 COMPANIONS_HEAD = """

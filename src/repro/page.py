@@ -146,13 +146,16 @@ def png(fig) -> bytes:
 
 
 def figure(setup: Setup, plot, label: str) -> None:
-    """Show a `repro.plots.Plot` at column width, then its caption (from what the plot draws)."""
+    """Show a `repro.plots.Plot` at column width, then the same figure one panel per row (which the book's
+    stylesheet, book/_static/narrow.css, shows instead on a narrow screen), then its caption (from what the
+    plot draws)."""
     from IPython.display import Image
 
-    from repro import sections
+    from repro import plots, sections
 
     models = sections.model_names(plot.datasets, setup.profile, setup.model_overrides, setup.backbones) if plot.datasets else ""
     _show(Image(data=png(plot.figure), format="png"))
+    _show(Image(data=png(plots.one_column(plot.figure)), format="png"))
     markdown(report.caption(label, plot, setup.profile, models))
 
 

@@ -1,8 +1,9 @@
 """Figures of the book, drawn at the size the page shows them: the text column is 772 px wide, so every figure
 is COLUMN_INCHES x DPI = 772 px wide, one or two panels per row, text of at least MIN_POINTS, and one legend per
-figure outside the panels; on the synthetic twins (`twin=True`) every dataset in a title reads "<dataset>
-(twin)". Each function takes tidy tables (one row per run or per seed) and returns a `Plot`:
-the figure and what its caption must say (which datasets are drawn, over which seeds, what the marks mean).
+figure outside the panels; datasets are named as the paper names them (repro.datasets.display), and on the
+synthetic twins (`twin=True`) every dataset in a title reads "<Dataset> (twin)". Each function takes tidy
+tables (one row per run or per seed) and returns a `Plot`: the figure and what its caption must say (which
+datasets are drawn, over which seeds, what the marks mean). `one_column` redraws a figure for a phone.
 Means and standard deviations over seeds are computed here (ddof 0, as the paper's code).
 """
 from __future__ import annotations
@@ -15,8 +16,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from repro import datasets as registry
 from repro.balance import BALANCES, METHODS
 
 COLUMN_PX = 772  # width of the book's text column (sphinx-book-theme) in CSS pixels
@@ -58,6 +60,33 @@ def new_figure(n_panels: int, ncols: int = 2, panel_height: float = 2.5, legend_
     return fig, axes[:n_panels], axes[n_panels:]
 
 
+NARROW_PX = 368  # the text column on a 400-px phone screen: book/_static shows the one-column drawing there
+
+
+def one_column(fig: Figure) -> Figure:
+    """`fig` redrawn for a narrow screen, in place (save its column-wide PNG first): its visible panels one per
+    row, NARROW_PX wide at twice the dpi (sharp on phones), each as tall as before, the shared legend in one or
+    two columns. Fonts keep their sizes in points, so they keep MIN_POINTS at NARROW_PX."""
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    old_rows = shown[0].get_subplotspec().get_gridspec().nrows
+    panel = fig.get_figheight() / old_rows
+    for ax in [ax for ax in fig.axes if not ax.get_visible()]:
+        fig.delaxes(ax)
+    grid = fig.add_gridspec(len(shown), 1)
+    for i, ax in enumerate(shown):
+        ax.set_subplotspec(grid[i])
+    extra = 0
+    for legend in list(fig.legends):  # a legend's box is laid out when it is made: make it anew
+        labels = [t.get_text() for t in legend.get_texts()]
+        ncols = 1 if max(map(len, labels)) > 20 else 2
+        extra += int(np.ceil(len(labels) / ncols)) - int(np.ceil(len(labels) / legend._ncols))
+        legend.remove()
+        shared_legend(fig, legend.legend_handles, labels, ncols=ncols)
+    fig.set_size_inches(NARROW_PX / DPI, panel * len(shown) + 0.22 * max(extra, 0))
+    fig.set_dpi(2 * DPI)
+    return fig
+
+
 def shared_legend(fig: Figure, handles, labels=None, ncols: int = 3) -> None:
     """One legend for the whole figure, above the panels (never on the data)."""
     labels = labels if labels is not None else [h.get_label() for h in handles]
@@ -84,11 +113,32 @@ def ticks_at(ax, values, log: bool = False) -> None:
     ax.set_xticks(values, [f"{v:g}" for v in values])
 
 
+# Mantissas of the labelled ticks of a log axis, coarsest first: the first that labels MIN_LOG_LABELS ticks wins.
+LOG_SUBS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0), (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0),
+            (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0))
+MIN_LOG_LABELS = 4
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Labelled ticks of a log axis over [lo, hi]: 1, 10, ... when they give MIN_LOG_LABELS, else 1-2-5 steps,
+    else finer mantissas (a panel spanning less than a decade still reads 0.35, 0.4, 0.45, ...)."""
+    lo, hi = sorted((lo, hi))
+    decades = range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+    for subs in LOG_SUBS:
+        ticks = [float(f"{m * 10.0 ** k:.6g}") for k in decades for m in subs]
+        ticks = [t for t in ticks if lo <= t <= hi]
+        if len(ticks) >= MIN_LOG_LABELS:
+            return ticks
+    return ticks
+
+
 def log_y(ax) -> None:
-    """A log y-axis labelled 0.05, 0.1, 0.2, 0.5, 1, 2, ... (plain numbers, no minor labels)."""
+    """A log y-axis over the data drawn so far, with at least MIN_LOG_LABELS labelled ticks in plain numbers
+    (log_ticks) and unlabelled minor ticks; call it after the data and the margins are set."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_locator(FixedLocator(log_ticks(*ax.get_ylim())))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(LogLocator(subs="all"))
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
@@ -177,8 +227,9 @@ def _datasets(df: pd.DataFrame) -> tuple:
 
 
 def _name(dataset: str, twin: bool) -> str:
-    """A panel's dataset as its title names it: "waterbirds (twin)" when the data are a synthetic twin."""
-    return f"{dataset} (twin)" if twin else dataset
+    """A panel's dataset as its title names it: "Waterbirds (twin)" when the data are a synthetic twin."""
+    name = registry.display(dataset)
+    return f"{name} (twin)" if twin else name
 
 
 # ------------------------------------------------------------------------------------------------ Figure 1
@@ -229,20 +280,20 @@ def figure1(train, collapsed, heldout, mean_rule, svm_rule) -> Plot:
 
 def figure2(curve: pd.DataFrame, end: pd.DataFrame, twin: bool = False) -> Plot:
     """NC1 of training features over epochs, the standard number of epochs dashed, and the mean held-out NC1
-    at the end of training as a star."""
+    at the end of training as a star; each panel's x-axis spans its own dataset's epochs."""
     datasets = _datasets(curve)
     fig, axes, _ = new_figure(len(datasets), legend_rows=1)
     for dataset, ax in zip(datasets, axes):
-        h_train = line(ax, curve[curve["dataset"] == dataset], "epoch", "nc1_train", "#1f77b4", "training NC1",
-                       marker=".")
+        part = curve[curve["dataset"] == dataset]
+        h_train = line(ax, part, "epoch", "nc1_train", "#1f77b4", "training NC1", marker=".")
         e = end[end["dataset"] == dataset]
         h_std = ax.axvline(e["standard_epochs"].iloc[0], color="grey", ls="--")
         (h_held,) = ax.plot(e["epochs"].iloc[0], e["nc1_heldout_end"].mean(), "*", ms=12, color="#d62728",
                             clip_on=False)
-        log_y(ax)
         ax.margins(x=0.06, y=0.12)
-        if curve["epoch"].nunique() <= 12:
-            ticks_at(ax, curve["epoch"])
+        log_y(ax)
+        if part["epoch"].nunique() <= 12:
+            ticks_at(ax, part["epoch"])
         _label(ax, _name(dataset, twin), "epoch", "NC1")
     shared_legend(fig, [h_train, h_std, h_held], ["training NC1", "standard number of epochs",
                                                   "held-out NC1 at the end"])
@@ -349,7 +400,7 @@ def figure5(erm_rows: pd.DataFrame, llr_rows: pd.DataFrame, twin: bool = False) 
 
 
 def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict, twin: bool = False) -> Plot:
-    """AFR: test WGA over gamma (left); minority groups' share of the held-out weight over gamma (right)."""
+    """AFR: test WGA over γ (left); minority groups' share of the held-out weight over γ (right)."""
     datasets = _datasets(afr_rows)
     fig, (left, right), _ = new_figure(2, panel_height=2.8, legend_rows=1)
     share = mass.assign(minority=[g in minority[d] for d, g in zip(mass["dataset"], mass["group"])])
@@ -358,16 +409,17 @@ def figure_afr(afr_rows: pd.DataFrame, mass: pd.DataFrame, minority: dict, twin:
     handles = []
     for dataset in datasets:
         c = DATASET_COLOURS.get(dataset, "black")
-        handles.append(line(left, afr_rows[afr_rows["dataset"] == dataset], "gamma", "test_acc_wg", c, dataset))
+        handles.append(line(left, afr_rows[afr_rows["dataset"] == dataset], "gamma", "test_acc_wg", c,
+                            registry.display(dataset)))
         line(right, share[(share["dataset"] == dataset) & share["gamma"].notna()], "gamma", "weight_share", c, dataset)
         right.axhline(base.get(dataset, np.nan), color=c, ls=":", lw=1)
     for ax in (left, right):
         ticks_at(ax, afr_rows["gamma"])
     on = " (twins)" if twin else ""
-    _label(left, f"AFR: test WGA{on}", "gamma", "test WGA", ylim=WGA_LIM)
-    _label(right, f"minority groups' weight share{on}", "gamma", "share of total weight", ylim=(0, 1))
+    _label(left, f"AFR: test WGA{on}", "γ", "test WGA", ylim=WGA_LIM)
+    _label(right, f"minority groups' weight share{on}", "γ", "share of total weight", ylim=(0, 1))
     shared_legend(fig, handles + one_class_handle(afr_rows), ncols=4)
-    return Plot(fig, "AFR over its parameter gamma: test worst-group accuracy (left), and the share of the total "
+    return Plot(fig, "AFR over its parameter γ: test worst-group accuracy (left), and the share of the total "
                 "AFR weight that falls on the minority groups of the held-out set (right; dotted: their share of "
                 "the examples)." + one_class_said(afr_rows), datasets, _seeds(afr_rows), _spread("bands", afr_rows))
 

@@ -6,10 +6,13 @@ Notebooks hold no functions, so tables that compare, flag, explain or export liv
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from repro.datasets import display
 
 COUNT_COLUMNS = ("train", "val", "test")
 PROB_COLUMNS = ("p_y", "p_g", "p_y_given_s")
@@ -60,7 +63,14 @@ def flagged_cells(table: pd.DataFrame) -> list[str]:
 
 
 def markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    return table.to_markdown(index=False, floatfmt=floatfmt)
+    """A table as Markdown, numbers right-aligned; a table with several rows per dataset as one narrower table
+    per dataset, named above it, without the columns that are empty for that dataset (a phone's column holds
+    it)."""
+    if "dataset" in table and table["dataset"].duplicated().any():
+        parts = [(d, part.drop(columns="dataset")) for d, part in table.groupby("dataset", sort=False)]
+        parts = [(d, part.loc[:, [not (part[c].astype(str) == "").all() for c in part]]) for d, part in parts]
+        return "\n\n".join(f"**{d}**\n\n" + aligned_markdown(part, floatfmt=floatfmt) for d, part in parts)
+    return aligned_markdown(table, floatfmt=floatfmt)
 
 
 def save_csv(table: pd.DataFrame, name: str, folder: str | Path = "_build/src/book/data") -> Path:
@@ -81,7 +91,8 @@ def caption(label: str, plot, profile: str, models: str = "") -> str:
     means are over and the spread drawn, if any, and the profile; nothing the figure does not show."""
     parts = [f"**{label}.** {plot.shows}"]
     if plot.datasets:
-        parts.append(f"Datasets (models): {models}." if models else f"Datasets: {_listing(plot.datasets)}.")
+        listed = _listing(map(display, plot.datasets))
+        parts.append(f"Datasets (models): {models}." if models else f"Datasets: {listed}.")
     n = len(plot.seeds)
     if n > 1:
         spread = f"; {plot.spread} show ± one standard deviation (ddof 0)" if plot.spread else ""
@@ -123,7 +134,7 @@ def margin_table(corr: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in corr.iterrows():
         part = points[(points["dataset"] == row["dataset"]) & (points["group"] == row["group"])]
-        out = {"dataset": row["dataset"], "group": part["group_name"].iloc[0] if len(part) else row["group"],
+        out = {"dataset": display(row["dataset"]), "group": part["group_name"].iloc[0] if len(part) else row["group"],
                "heads": int(row["n_points"])}
         notes = []
         for col, margin, label in (("r_min_margin", "margin_min", "min margin"),
@@ -185,7 +196,7 @@ def table1_beside_paper(corr: pd.DataFrame) -> pd.DataFrame:
 def table1_beside_paper_markdown(corr: pd.DataFrame) -> str:
     """`table1_beside_paper` as one narrow table per dataset (the dataset names the table, not a column)."""
     table = table1_beside_paper(corr)
-    return "\n\n".join(f"**{dataset}**\n\n" + part.drop(columns="dataset").to_markdown(index=False)
+    return "\n\n".join(f"**{display(dataset)}**\n\n" + part.drop(columns="dataset").to_markdown(index=False)
                          for dataset, part in table.groupby("dataset", sort=False))
 
 
@@ -199,9 +210,9 @@ def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFra
     erm_mean = erm_rows.groupby(["dataset", "ratio"])["test_acc_wg"].mean()
     llr_mean = llr_rows.groupby(["dataset", "erm_ratio", "llr_ratio"])["test_acc_wg"].mean().reset_index()
     rows = []
-    for _, row in corr.iterrows():
+    for _, row in _registry_order(corr).iterrows():
         r = row["pearson_r"]
-        out = {"dataset": row["dataset"], "points": int(row["n_points"]),
+        out = {"dataset": display(row["dataset"]), "points": int(row["n_points"]),
                "Pearson r": f"{r:.3f}" if np.isfinite(r) else "n/a", "why n/a": ""}
         if not np.isfinite(r):
             part = llr_mean[llr_mean["dataset"] == row["dataset"]]
@@ -213,11 +224,19 @@ def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFra
     return _drop_empty(pd.DataFrame(rows))
 
 
+def _registry_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a table with a dataset column in the registry's order (the order of every figure)."""
+    from repro.datasets import names
+
+    rank = {d: i for i, d in enumerate(names())}
+    return frame.sort_values("dataset", key=lambda col: col.map(lambda d: rank.get(d, len(rank))), kind="stable")
+
+
 def nc1_table(end: pd.DataFrame) -> pd.DataFrame:
     """The Figure 2 summary: per dataset, seed means of NC1 at the first and last epoch and held-out / train."""
     ratio = end["nc1_heldout_end"] / end["nc1_train_end"]
     means = end.assign(ratio=ratio).groupby("dataset", sort=False).mean(numeric_only=True)
-    return pd.DataFrame({"dataset": means.index,
+    return pd.DataFrame({"dataset": [display(d) for d in means.index],
                          "epochs (standard)": [f"{e:.0f} ({s:.0f})" for e, s in zip(means["epochs"], means["standard_epochs"])],
                          "train NC1, epoch 1": means["nc1_train_first"].map("{:.3g}".format),
                          "train NC1, end": means["nc1_train_end"].map("{:.3g}".format),
@@ -241,11 +260,11 @@ def table2_markdown(table: pd.DataFrame) -> str:
                     cell = f"{value} {FLAG}"
                 row[col] = cell
             rows.append(row)
-        frame = pd.DataFrame(rows).rename(columns={"p_y": "p(y)", "p_g": "p(g)", "p_y_given_s": "p(y given s)"})
+        frame = pd.DataFrame(rows).rename(columns={"p_y": "$p(y)$", "p_g": "$p(g)$", "p_y_given_s": "$p(y \\mid s)$"})
         if (frame["train"] == "not available in this build").all():
-            out.append(f"**{dataset}**: not available in this build.")
+            out.append(f"**{display(dataset)}**: not available in this build.")
             continue
-        text = f"**{dataset}** (groups as class / spurious attribute)\n\n" + frame.to_markdown(index=False)
+        text = f"**{display(dataset)}** (groups as class / spurious attribute)\n\n" + aligned_markdown(frame)
         if notes:
             text += f"\n\n{FLAG} " + "; ".join(notes) + "."
         out.append(text)
@@ -261,15 +280,71 @@ def data_root_note(data_root: str, scales: dict | None, seed: int) -> str:
         v = v if isinstance(v, (list, tuple)) else [v]
         return "/".join(f"{x:g}" for x in v) if len(set(v)) > 1 else f"{v[0]:g}"
 
-    listed = "; ".join(f"{name} {fmt(v)}" for name, v in scales.items())
+    listed = "; ".join(f"{display(name)} {fmt(v)}" for name, v in scales.items())
     return f"Data root: `{data_root}`: synthetic twins (seed {seed}) at the paper's counts times {listed}."
 
 
+# Table 3's rows, in one order for every profile: key -> the label a reader sees (a key no profile sets is
+# left out; a key not listed here follows, under its own name).
+HPARAM_ROWS = {"model": "model", "pretrained": "pretrained weights", "train_blocks": "top blocks trained",
+               "model_kw": "model options", "optimizer": "optimizer", "lr": "learning rate", "schedule": "schedule",
+               "batch_size": "batch size", "weight_decay": "weight decay", "momentum": "momentum",
+               "epochs": "epochs", "max_steps": "steps at most"}
+
+
+def value_text(v) -> str:
+    """A hyperparameter as a reader expects it: 1e-05 as $10^{-5}$, True as yes, {'pool': 'pooler'} as
+    "pool: pooler", lists comma-separated, an empty dict as "-"."""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, float) and v and abs(np.log10(abs(v))) >= 2:
+        mantissa, exponent = f"{v:.0e}".split("e")
+        power = f"10^{{{int(exponent)}}}"
+        return f"${power}$" if mantissa in ("1", "+1") else f"${mantissa} \\times {power}$"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {value_text(x)}" for k, x in v.items()) or "-"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(value_text, v))
+    return str(v)
+
+
 def hparams_markdown(rows: list[dict]) -> str:
-    """Table 3 transposed for the column: one row per hyperparameter, one column per dataset."""
-    frame = pd.DataFrame(rows).set_index("dataset").drop(columns=["llr"], errors="ignore")
-    frame = frame.map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
-    return frame.T.rename_axis("hyperparameter").reset_index().to_markdown(index=False)
+    """Table 3 transposed for the column: one row per hyperparameter (HPARAM_ROWS' order, the same in every
+    profile), one column per dataset, ERM's settings and then the epochs of LLR; "-" where a profile does not
+    set a key for a dataset. rows: repro.hparams.table(profile)."""
+    erm = pd.DataFrame([{k: v for k, v in r.items() if k != "llr"} for r in rows]).set_index("dataset")
+    keys = [k for k in HPARAM_ROWS if k in erm] + [k for k in erm if k not in HPARAM_ROWS]
+    table = pd.DataFrame({display(d): [value_text(erm.at[d, k]) if _set(erm.at[d, k]) else "-" for k in keys]
+                          + [value_text(r["llr"]["epochs"])] for d, r in zip(erm.index, rows)})
+    table.insert(0, "hyperparameter", [HPARAM_ROWS.get(k, k) for k in keys] + ["LLR epochs"])
+    return aligned_markdown(table)
+
+
+def _set(v) -> bool:
+    return not (isinstance(v, float) and np.isnan(v))
+
+
+def llr_line(rows: list[dict]) -> str:
+    """One line under Table 3: LLR's settings (the same for every dataset), and how its epochs relate to ERM's."""
+    llr = rows[0]["llr"]
+    same = ", ".join(f"{HPARAM_ROWS.get(k, k)} {value_text(v)}" for k, v in llr.items() if k != "epochs")
+    if all(r["llr"]["epochs"] == r["epochs"] for r in rows):
+        epochs = "as many epochs as ERM (the table's last row)"
+    else:
+        epochs = ("epochs fixed per profile (the table's last row), not ERM's: see "
+                  "[Deviations from the paper](deviations.md)")
+    return f"LLR, on every dataset: {llr['optimizer'].upper()}, {same.replace('optimizer sgd, ', '')}; {epochs}."
+
+
+def aligned_markdown(table: pd.DataFrame, **kw) -> str:
+    """A table as Markdown with every column of numbers (an optional ⚠ or note after them) right-aligned;
+    kw: more options of DataFrame.to_markdown (floatfmt)."""
+    number = re.compile(r"^[-+]?(\d[\d,]*\.?\d*(e[-+]?\d+)?|n/a|-)( .*)?$")
+    align = ["right" if table[c].map(lambda v: bool(number.match(str(v)))).all()
+             and not table[c].astype(str).isin(["n/a", "-"]).all() else "left" for c in table.columns]
+    return table.to_markdown(index=False, colalign=align, **kw)
 
 
 def sizes_markdown(counts: pd.DataFrame, heldout_min: int, test_min: int) -> str:
@@ -287,10 +362,10 @@ def sizes_markdown(counts: pd.DataFrame, heldout_min: int, test_min: int) -> str
         for col in table.columns:
             floor = test_min if col == "test" else heldout_min
             low = table[col] < floor
-            short += [f"{dataset} {name} ({col}: {int(n)})" for (_, name), n in table.loc[low, col].items()]
+            short += [f"{display(dataset)} {name} ({col}: {int(n)})" for (_, name), n in table.loc[low, col].items()]
             table[col] = [f"{int(n)} {FLAG}" if n < floor else str(int(n)) for n in table[col]]
         table = table.reset_index().drop(columns="group").rename(columns={"name": "group"})
-        out.append(f"**{dataset}**\n\n" + table.to_markdown(index=False, colalign=["left"] + ["right"] * (table.shape[1] - 1)))
+        out.append(f"**{display(dataset)}**\n\n" + table.to_markdown(index=False, colalign=["left"] + ["right"] * (table.shape[1] - 1)))
     line = (f"Every group has at least {heldout_min} examples in every seed's held-out set and at least {test_min} "
             "in the test set." if not short else
             f"Below {heldout_min} held-out or {test_min} test examples ({FLAG}): " + "; ".join(short) + ".")
@@ -330,9 +405,9 @@ def separability_note(paths: pd.DataFrame) -> str:
     parts, automatic = [], []
     for dataset, r in sizes.iterrows():
         n = f"{r['n_min']}" if r["n_min"] == r["n_max"] else f"{r['n_min']}-{r['n_max']}"
-        parts.append(f"{dataset} {n} examples in {r['dim']} dimensions")
+        parts.append(f"{display(dataset)} {n} examples in {r['dim']} dimensions")
         if r["n_min"] <= r["dim"] + 1:
-            automatic.append(dataset)
+            automatic.append(display(dataset))
     text = "Held-out sets: " + "; ".join(parts) + "."
     if automatic:
         text += (f" On {', '.join(automatic)} the held-out set has no more examples than dimensions (plus one), so "
@@ -384,8 +459,8 @@ def _why(counts: pd.DataFrame, dataset: str) -> str:
         cause = "so both the method and the dataset play a part"
     else:
         cause = "no other dataset or method to compare with"
-    return (f"On {dataset}, {listed} predict one class for every test example; the same methods on the other "
-            f"datasets: {k2} of {n2}; the other methods on {dataset}: {k3} of {n3}; {cause}.")
+    return (f"On {display(dataset)}, {listed} predict one class for every test example; the same methods on the "
+            f"other datasets: {k2} of {n2}; the other methods on {display(dataset)}: {k3} of {n3}; {cause}.")
 
 
 def one_class_note(tables: dict, shares: pd.DataFrame | None = None) -> str:
@@ -405,11 +480,12 @@ def one_class_note(tables: dict, shares: pd.DataFrame | None = None) -> str:
     if shares is not None and len(shares):
         major = shares.groupby(["dataset", "class"], sort=False)["share"].mean().groupby("dataset", sort=False).max()
         text.append("The majority class's share of the held-out set (mean over seeds): "
-                    + ", ".join(f"{d} {v:.2f}" for d, v in major.items()) + ".")
+                    + ", ".join(f"{display(d)} {v:.2f}" for d, v in major.items()) + ".")
     table = counts[counts["method"].isin(counts.loc[counts["one_class"] > 0, "method"])]
     wide = table.assign(cell=[f"{r.one_class} of {r.runs}" for r in table.itertuples()]).pivot(
         index="method", columns="dataset", values="cell").reindex(index=list(dict.fromkeys(table["method"])),
                                                                   columns=list(dict.fromkeys(counts["dataset"])))
+    wide = wide.rename(columns=display)
     return "\n\n".join([" ".join(text), "One-class runs per method (rows with any):",
                         wide.fillna("").reset_index().to_markdown(index=False)])
 
@@ -432,7 +508,7 @@ def dfr_tuning_note(bars: pd.DataFrame) -> str:
 def _dfr_shortfall(dataset: str, heads: pd.DataFrame) -> str:
     """"dataset: k heads, groups [...] missing; no held-out example of group g in j; final fits n per group"."""
     groups = sorted({k for m in heads["dfr_tuning_groups_missing"] for k in m})
-    text = f"{dataset}, {len(heads)} head{'s' * (len(heads) != 1)} (groups {groups})"
+    text = f"{display(dataset)}, {len(heads)} head{'s' * (len(heads) != 1)} (groups {groups})"
     if "dfr_group_counts" not in heads:
         return text
     counts = [np.asarray(c) for c in heads["dfr_group_counts"]]

@@ -373,5 +373,7 @@ def minority(datasets) -> dict:
 
 
 def model_names(datasets, profile, model_overrides=None, backbones="") -> str:
-    """'dataset (model), ...' for the caption of a figure."""
-    return ", ".join(f"{d} ({(model_overrides or {}).get(d, hparams.erm(d, profile, backbones)['model'])})" for d in datasets)
+    """'Dataset (model), ...' for the caption of a figure."""
+    from repro.datasets import display
+
+    return ", ".join(f"{display(d)} ({(model_overrides or {}).get(d, hparams.erm(d, profile, backbones)['model'])})" for d in datasets)

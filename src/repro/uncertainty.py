@@ -31,8 +31,15 @@ INCONCLUSIVE = "inconclusive"
 LEVEL = 0.90  # two-sided: t quantile 0.95, so each one-sided verdict errs with probability at most 5%
 
 
-def fmt(x) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3g}"
+def fmt(x, digits: int = 3) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _inside(est: "Estimate", digits: int) -> bool:
+    """Whether, printed to `digits` significant digits, the point shows strictly inside its interval wherever it
+    is (so 0.9199 [0.743, 0.9204] is not printed 0.92 [0.743, 0.92], as if the estimate were an end)."""
+    lo, point, hi = (float(fmt(x, digits)) for x in (est.lo, est.point, est.hi))
+    return (lo < point or est.lo == est.point) and (point < hi or est.point == est.hi)
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,10 @@ class Estimate:
         if not np.isfinite(self.lo):
             why = "one unit" if self.n < 2 else "undefined without one of the units"
             return f"{fmt(self.point)} (no interval: {why})"
-        return f"{fmt(self.point)} [{fmt(self.lo)}, {fmt(self.hi)}]"
+        if self.lo == self.hi:
+            return f"{fmt(self.point)} (no spread: the same in every seed)"
+        digits = next((d for d in range(3, 9) if _inside(self, d)), 8)
+        return f"{fmt(self.point, digits)} [{fmt(self.lo, digits)}, {fmt(self.hi, digits)}]"
 
 
 def undefined(why: str) -> Estimate:

@@ -34,3 +34,9 @@ def names() -> tuple[str, ...]:
 def companions() -> tuple[str, ...]:
     """Names of the companion datasets, in registry order."""
     return tuple(COMPANIONS)
+
+
+def display(name: str) -> str:
+    """Dataset `name` as figures, tables and verdicts show it ("CelebA"); a name not registered is returned as is."""
+    record = REGISTRY.get(name) or COMPANIONS.get(name)
+    return (record.display or record.name) if record else name

@@ -34,6 +34,7 @@ class Dataset:
     build(raw, folder, sizes=None, seed=None) -> dict: a companion's construction from its raw files (raw: source
       name -> path), writing the dataset folder; returns what COMPANION.json records (counts, natural counts);
       build_version: its construction version (a companion built by another version is rebuilt)
+    display: the name as the paper writes it (figures, tables, verdicts); the key `name` otherwise
     """
 
     name: str
@@ -57,6 +58,7 @@ class Dataset:
     companion: bool = False
     build: Callable | None = None
     build_version: int = 0
+    display: str = ""
 
     @property
     def n_classes(self) -> int:

@@ -93,6 +93,7 @@ def load(folder: Path, frame: pd.DataFrame, check_files: bool = True):
 
 DATASET = Dataset(
     name="celeba", classes=("non-blond", "blond"), attributes=("female", "male"), kind="image",
+    display="CelebA",
     layouts=("celeba", "celeba/celeba"), marker="list_attr_celeba.txt", read=read, load=load, write_twin=write_twin,
     table2=((.851, ((.440, .758, 71629, 8535, 9767), (.411, .980, 66874, 8276, 7535))),
             (.149, ((.141, .242, 22880, 2874, 2480), (.009, .020, 1387, 182, 180)))),

@@ -87,6 +87,7 @@ def load(folder: Path, frame: pd.DataFrame):
 
 DATASET = Dataset(
     name="civilcomments", classes=("neutral", "toxic"), attributes=("no identity", "identity"), kind="text",
+    display="CivilComments",
     layouts=("civilcomments", "civilcomments/civilcomments_v1.0", "civilcomments_v1.0"),
     marker="all_data_with_identities.csv", read=read, load=load, write_twin=write_twin,
     table2=((.887, ((.551, .921, 148186, 25159, 74780), (.336, .836, 90337, 14966, 43778))),

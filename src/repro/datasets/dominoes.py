@@ -159,7 +159,8 @@ def _save(df: pd.DataFrame, fashion: dict, digits: np.ndarray, folder: Path) -> 
 
 
 DATASET = Dataset(
-    name="dominoes", classes=("coat", "dress"), attributes=("zero", "one"), kind="image", layouts=("dominoes",),
+    name="dominoes", display="Dominoes", classes=("coat", "dress"), attributes=("zero", "one"), kind="image",
+    layouts=("dominoes",),
     marker="metadata.csv", read=read, load=load, write_twin=no_twin("dominoes"), table2=table2_of(COUNTS),
     twin_scales={}, paper_minority=(1, 2), sources=SOURCES, companion=True, build=build, build_version=VERSION,
 )

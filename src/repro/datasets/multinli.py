@@ -149,6 +149,7 @@ def write_twin(folder: Path, y, a, split, rng, image_size: int) -> None:
 
 DATASET = Dataset(
     name="multinli", classes=("contradiction", "entailment", "neither"), attributes=("no negation", "negation"),
+    display="MultiNLI",
     kind="tokens", layouts=("multinli",), marker="metadata_random.csv", read=read, load=load, write_twin=write_twin,
     table2=((.333, ((.279, .300, 57498, 22814, 34597), (.054, .761, 11158, 4634, 6655))),
             (.334, ((.327, .352, 67376, 26949, 40496), (.007, .104, 1521, 613, 886))),

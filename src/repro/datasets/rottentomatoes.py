@@ -106,7 +106,8 @@ def build(raw: dict, folder, counts=COUNTS, seed: int = SEED) -> dict:
 
 
 DATASET = Dataset(
-    name="rottentomatoes", classes=("rotten", "fresh"), attributes=("no negation", "negation"), kind="text",
+    name="rottentomatoes", display="Rotten Tomatoes", classes=("rotten", "fresh"),
+    attributes=("no negation", "negation"), kind="text",
     layouts=("rottentomatoes",), marker="metadata.csv", read=read, load=load, write_twin=no_twin("rottentomatoes"),
     table2=table2_of(COUNTS), twin_scales={}, paper_minority=(0, 3), sources=SOURCES, companion=True, build=build,
     build_version=VERSION,

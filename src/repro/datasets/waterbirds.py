@@ -74,6 +74,7 @@ def write_twin(folder: Path, y, a, split, rng, image_size: int) -> None:
 
 DATASET = Dataset(
     name="waterbirds", classes=("landbird", "waterbird"), attributes=("land", "water"), kind="image",
+    display="Waterbirds",
     layouts=("waterbirds", "waterbirds/waterbird_complete95_forest2water2", "waterbird_complete95_forest2water2"),
     marker="metadata.csv", read=read, load=load, write_twin=write_twin,
     # Table 2 as printed, including the landbird test count "2225" (the files say 2255: 2 x 2255 + 2 x 642 = 5794
