@@ -78,14 +78,7 @@ def measure(model_name: str, data: GroupData, config: dict, device, precision: s
     def step(x, rows):
         with erm.autocast(device, precision):
             loss = F.cross_entropy(model(x).float(), labels[torch.from_numpy(rows).to(device)])
-        opt.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+        erm.optimizer_step(opt, loss, scaler)
 
     def input_only():
         for _, x in pipe.batches(order, bs, train=True, generator=torch.Generator().manual_seed(0), epoch=1):

@@ -213,14 +213,7 @@ def _steps(config: dict, device):
         model.train()
         with erm.autocast(device, precision):
             loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+        erm.optimizer_step(opt, loss, scaler)
 
     @torch.no_grad()
     def evaluate():

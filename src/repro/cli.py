@@ -7,7 +7,7 @@
     repro run erm --dataset NAME [--profile cpu] [--set KEY=VALUE ...] [--yes]
     repro runs verify [--store DIR] [--fix]
     repro params [--write]
-    repro bench [--profile cpu] [--only NAME ...] [--seconds S]
+    repro bench [--profile cpu] [--only NAME ...] [--seconds 60] [--store DIR]
 
 A bad input (params file, option, REPRO_* variable, data file, run store) or a full disk stops with one line
 `error: ...` and exit code 2; Ctrl-C (exit 130) and SIGTERM (exit 143) with one line, after every process the

@@ -238,6 +238,18 @@ def _progress(iterable, **kw):
     return tqdm(iterable, disable=off, **kw)
 
 
+def optimizer_step(opt, loss: torch.Tensor, scaler=None) -> None:
+    """The backward pass of `loss` and the optimizer's step, through the fp16 gradient scaler when there is one."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+
 def train_one_epoch(model, opt, inputs: Inputs, order: np.ndarray, y: torch.Tensor, w: torch.Tensor | None, *,
                     config: dict, epoch: int, epochs: int, step: int, total_steps: int, base_lrs: list,
                     generator: torch.Generator, scaler=None, max_steps: int = 0) -> tuple[float, int]:
@@ -258,14 +270,7 @@ def train_one_epoch(model, opt, inputs: Inputs, order: np.ndarray, y: torch.Tens
         with autocast(inputs.device, precision):
             loss = F.cross_entropy(model(x).float(), y[rows], reduction="none")
         loss = (loss * w[rows]).mean() if w is not None else loss.mean()
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        optimizer_step(opt, loss, scaler)
         total += loss.detach().to(total.dtype) * len(b)
         step, seen = step + 1, seen + len(b)
         if max_steps and step >= max_steps:
