@@ -57,7 +57,8 @@ rehearse: $(STAMP)
 	$(VENV)/bin/repro book --profile paper --rehearse
 
 # JupyterLab (the extra `lab` of pyproject.toml, installed from the lock with everything else) opened at the
-# repository root: a notebook of book/ runs there as in a build (repro.page.at_root). LAB_ARGS: e.g. --no-browser.
+# repository root: a notebook of book/ runs there as in a build (repro.page.at_root). LAB_ARGS: e.g. --no-browser
+# (as root, JupyterLab also wants --allow-root).
 LAB_ARGS ?=
 lab: $(STAMP)
 	@test -x $(VENV)/bin/jupyter-lab || { echo "error: $(VENV) has no JupyterLab (the extra 'lab' of pyproject.toml): run make lock to \
