@@ -121,3 +121,29 @@ def test_peak_memory_estimate_grows_with_the_batch():
     peak = {b: cost.peak_bytes(_smoke(batch_size=b)) for b in (8, 64, 1024, 2048)}
     assert peak[8] == peak[64] > a.state_bytes + 12 * a.trained_params  # evaluation is the peak
     assert peak[2048] - peak[1024] == 1024 * a.activation_bytes
+
+
+def test_evaluation_epochs_are_counted_without_a_loop_and_agree_with_one():
+    """cost.examples counts the evaluated epochs per class (last/saved, eval_every, nc1_every): the same total
+    as evaluating erm.evaluated_splits epoch by epoch, and a config of 2^31 - 1 epochs costs at once."""
+    import itertools
+    import time
+
+    from repro import erm
+
+    for every, nc1, epochs, saves in itertools.product((0, 1, 2, 3), (0, 1, 2), (1, 5, 7), ([1], [3], [2, 5])):
+        config = erm.default_config("waterbirds", "smoke", data_root="no/such/root", epochs=epochs, eval_every=every,
+                                    nc1_every=nc1, save_epochs=[e for e in saves if e <= epochs] or [epochs])
+        n = cost.epoch_size(config)
+        _, last, save = erm.schedule(config, n)
+        counts = cost.split_counts("waterbirds", "smoke", config["train_set"], config["heldout_source"])
+        size = {s: int(counts[s].sum()) for s in erm.SPLITS}
+        brute = 0
+        for e in range(1, last + 1):
+            splits = erm.evaluated_splits(config, e, last, save)
+            nested = counts["nested"] and "train" in splits
+            brute += sum(size[s] for s in splits if not (s == "heldout" and nested))
+        assert cost.examples(config)[1] == brute, (every, nc1, epochs, saves)
+    start = time.perf_counter()
+    huge = erm.default_config("waterbirds", "smoke", data_root="no/such/root", epochs=2**31 - 1, eval_every=1)
+    assert cost.examples(huge)[1] > 2**31 and time.perf_counter() - start < 5

@@ -159,11 +159,26 @@ def examples(config: dict) -> tuple[int, int]:
         train = min(train, erm.setting(config, "max_steps") * config["batch_size"])
     counts = split_counts(config["dataset"], config.get("profile", "paper"), config["train_set"], config["heldout_source"])
     size = {s: int(counts[s].sum()) for s in erm.SPLITS}
-    evaluated = 0
-    for epoch in range(1, last + 1):
-        splits = erm.evaluated_splits(config, epoch, last, save)
+    def cost_of(splits):
         nested = counts["nested"] and "train" in splits
-        evaluated += sum(size[s] for s in splits if not (s == "heldout" and nested))
+        return sum(size[s] for s in splits if not (s == "heldout" and nested))
+
+    # The splits of an epoch depend only on whether it is the last or a saved one and on whether eval_every and
+    # nc1_every divide it: the special epochs one by one, the others counted per class (no loop over epochs, so
+    # a config of 2^31 epochs is costed at once and refused by check_hours).
+    special = {e for e in save | {last} if 1 <= e <= last}
+    every, nc1 = config["eval_every"], config["nc1_every"]
+    evaluated = sum(cost_of(erm.evaluated_splits(config, e, last, save)) for e in special)
+    multiples = lambda k: last // k if k > 0 else 0  # noqa: E731
+    both = multiples(every * nc1 // math.gcd(every, nc1)) if every > 0 and nc1 > 0 else 0
+    for is_eval, is_nc1, n in ((True, True, both), (True, False, multiples(every) - both),
+                               (False, True, multiples(nc1) - both)):
+        n -= sum(1 for e in special if (every > 0 and e % every == 0) == is_eval and (nc1 > 0 and e % nc1 == 0) == is_nc1)
+        if n > 0:
+            rep = (every if is_eval else 1) * (nc1 if is_nc1 else 1) or 1  # an epoch of the class, not special
+            splits = erm.evaluated_splits(dict(config, eval_every=every if is_eval else 0,
+                                               nc1_every=nc1 if is_nc1 else 0), rep, -1, set())
+            evaluated += n * cost_of(splits)
     return train, evaluated
 
 
