@@ -144,12 +144,15 @@ def test_smoke_book_pages_read_like_the_paper(smoke_book):
     assert {_png_width(p) for p in images} == {plots.COLUMN_PX, 2 * plots.NARROW_PX}, \
         "every figure is drawn at the column width, and one panel per row for a phone (repro.plots.one_column)"
     scorecard = (html / "scorecard.html").read_text()
-    badges = re.findall(r'<span class="[^"]*sd-badge sd-bg-(\w+)[^"]*">([^<]*)</span>', scorecard)
-    tables = scorecard[scorecard.index("<table"):]  # above them: the counts, and the list of what verdicts mean
-    verdicts = [v for _, v in re.findall(r'<span class="[^"]*sd-badge sd-bg-(\w+)[^"]*">([^<]*)</span>', tables)]
-    counts = {v.split(" ", 1)[1]: int(v.split(" ", 1)[0]) for _, v in badges if v[0].isdigit()}
-    assert len(verdicts) == len(claims.CLAIMS), "one verdict badge per claim"
-    assert sum(counts.values()) == len(claims.CLAIMS) and all(counts.get(v, 0) == verdicts.count(v) for v in set(verdicts))
+    badge = r'<span class="[^"]*sd-badge sd-bg-(\w+)[^"]*">([^<]*)</span>'
+    badges = re.findall(badge, scorecard)
+    head = scorecard[:scorecard.index("<table")]  # the paper's counts, and the list of what verdicts mean
+    tables = scorecard[scorecard.index("<table"):]  # the tables; the companions' own counts before theirs
+    verdicts = [v for _, v in re.findall(badge, tables) if not v[0].isdigit()]
+    counts = {v.split(" ", 1)[1]: int(v.split(" ", 1)[0]) for _, v in re.findall(badge, head) if v[0].isdigit()}
+    assert len(verdicts) == len(claims.CLAIMS) + len(claims.COMPANION_CLAIMS), "one verdict badge per claim"
+    paper = verdicts[:len(claims.CLAIMS)]
+    assert sum(counts.values()) == len(claims.CLAIMS) and all(counts.get(v, 0) == paper.count(v) for v in set(paper))
     assert all(colour == claims.BADGES.get(v, "info") for colour, v in badges if not v[0].isdigit())
     intro = (html / "intro.html").read_text()
     assert f"{len(claims.CLAIMS)} claims:" in intro and intro.count("sd-badge") == len(counts)

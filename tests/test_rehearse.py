@@ -40,7 +40,7 @@ def smallest_models(monkeypatch):
     """The rehearsal with the paper's smaller architectures (ResNet-18, BERT-Tiny: the model_overrides of its
     Figures 2 and 3) for the sections that run the large ones."""
     small = book.load_params(ROOT, "margins", "paper")["model_overrides"]
-    table = {d: {**hp, "model": small[d]} for d, hp in hparams.BACKBONES["paper"][REHEARSAL].items()}
+    table = {d: {**hp, "model": small.get(d, hp["model"])} for d, hp in hparams.BACKBONES["paper"][REHEARSAL].items()}
     monkeypatch.setitem(hparams.BACKBONES["paper"], REHEARSAL, table)
 
 

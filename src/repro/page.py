@@ -53,7 +53,8 @@ COMPANIONS_LINE = ("**What these numbers are:** real data, not the paper's datas
 
 
 FIXTURE_LINE = ("**What these numbers are:** tiny generated files in the companion datasets' real formats "
-                "(`repro.fixtures`, the smoke profile), not real data: they show that the page builds, nothing more.")
+                "(`repro.fixtures`, the smoke profile), not real data: they show that the page builds, nothing more "
+                "(see [Deviations from the paper](deviations.md)).")
 
 
 def data_line(profile: str, toy: bool = False, companions: bool = False, fixture: bool = False) -> str:
