@@ -33,24 +33,26 @@ def record(name: str):
     return d
 
 
-def identity(name: str, **sizes) -> dict:
-    """What a built folder must match: name, construction version and the build's settings (seed, counts, ...)."""
+def identity(name: str, fixture: bool = False, **sizes) -> dict:
+    """What a built folder must match: name, construction version and the build's settings (seed, counts, ...);
+    fixture: a build from repro.fixtures' files, at their sizes unless `sizes` says otherwise."""
     d = record(name)
+    if fixture:
+        from repro import fixtures
+
+        sizes = {**fixtures.SMOKE[name], **sizes}
     params = list(inspect.signature(d.build).parameters.values())[2:]  # after (raw, folder)
     unknown = sorted(set(sizes) - {p.name for p in params})
     if unknown:
         raise ValueError(f"unknown build setting(s) {unknown} for {name}; valid: {[p.name for p in params]}")
     settings = {p.name: sizes.get(p.name, p.default) for p in params}
-    return json.loads(json.dumps(dict(companion=True, name=name, version=d.build_version, settings=settings)))
+    return json.loads(json.dumps(dict(companion=True, name=name, version=d.build_version, settings=settings,
+                                      **({"fixture": True} if fixture else {}))))
 
 
 def current(root, name: str, fixture: bool = False, **sizes) -> bool:
     """Whether root/<name>/ holds a complete build of this identity (fixture: of repro.fixtures' files)."""
-    if fixture:
-        from repro import fixtures
-
-        sizes = {**fixtures.SMOKE[name], **sizes}
-    folder, want = Path(root) / name, dict(identity(name, **sizes), **({"fixture": True} if fixture else {}))
+    folder, want = Path(root) / name, identity(name, fixture, **sizes)
     try:
         info = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
@@ -156,14 +158,13 @@ def build(name: str, root, opener=None, fixture: bool = False, **sizes) -> Path:
     d, root = record(name), Path(root)
     if root.exists() and not root.is_dir():
         raise ValueError(f"data root {root} is a file, not a folder; pass a folder as --root")
+    info = identity(name, fixture, **sizes)
     if fixture:
         from repro import fixtures
 
-        sizes = {**fixtures.SMOKE[name], **sizes}
-        raw = fixtures.smoke_raw(root / RAW)
-        raw = {item["name"]: raw[item["name"]] for item in d.sources}
-    info = dict(identity(name, **sizes), **({"fixture": True} if fixture else {}))
-    if not fixture:
+        made = fixtures.smoke_raw(root / RAW)
+        raw = {item["name"]: made[item["name"]] for item in d.sources}
+    else:
         raw = raw_files(name, root, opener)  # before anything is written under the dataset's name
     root.mkdir(parents=True, exist_ok=True)
 
