@@ -30,11 +30,13 @@ def test_efficientnet_lite0_imagenet_weights_classify_sample_photos(photo, expec
     with torch.no_grad():
         top5 = {names[i] for i in net(_photo(photo))[0].topk(5).indices}
     assert top5 & expected, top5
-    # the registry's model is the same network up to the classifier
+    # the registry's model is the same network up to the classifier (its head unit a matrix product over
+    # pixels, models.PointwiseHead: other float rounding)
     model = models.build("efficientnet-lite0", 2, True).eval()
     with torch.no_grad():
-        assert torch.equal(model.features(_photo(photo)), net.forward_head(net.forward_features(_photo(photo)),
-                                                                           pre_logits=True))
+        torch.testing.assert_close(model.features(_photo(photo)),
+                                   net.forward_head(net.forward_features(_photo(photo)), pre_logits=True),
+                                   atol=1e-5, rtol=1e-5)
 
 
 def test_every_weight_key_maps_with_equal_shapes():
@@ -286,3 +288,63 @@ def test_trunk_cache_name_depends_on_the_frozen_weights_origin(tmp_path):
     pretrained = {trunk.cache_path(data, dict(base, pretrained=True, seed=s), 17, 4) for s in (1, 2)}
     random = {trunk.cache_path(data, dict(base, pretrained=False, seed=s), 17, 4) for s in (1, 2)}
     assert len(pretrained) == 1 and len(random) == 2 and not pretrained & random
+
+
+class _Texts:
+    """The part of repro.inputs.Inputs that trunk.compute reads, for a list of texts (kind "text")."""
+
+    def __init__(self, texts, max_length=24):
+        enc = models.tokenizer("minilm")(texts, padding="max_length", truncation=True, max_length=max_length,
+                                         return_tensors="pt")
+        self.kind, self.tokens = "text", {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        self.data = type("D", (), {"y": np.zeros(len(texts), dtype=np.int64)})()
+
+    def batch(self, rows, train):
+        tokens = {k: v[torch.from_numpy(np.asarray(rows))] for k, v in self.tokens.items()}
+        return models.TokenBatch(tokens, models.longest(tokens))
+
+
+def test_text_trunk_states_do_not_depend_on_batching_and_padding_holds_zeros(monkeypatch):
+    """Texts go through the trunk sorted by length (trunk._text_states): each text's states are those it gets
+    alone, to float rounding, whatever the batch size, and the positions past its length are zeros."""
+    texts = ["a bird", "a much longer sentence about a bird standing on the water", "water",
+             "a bird on land near a lake", "the quick brown fox jumps over the lazy dog again and again", "land"]
+    model = models.build("minilm", 2, True).eval()
+    frozen = trunk.depth(model, 1, "minilm")
+    source = _Texts(texts)
+    states = trunk.compute(model.backbone, source, frozen, 1)
+    lengths = source.tokens["attention_mask"].sum(1)
+    assert states["hidden"].shape[:2] == (len(texts), int(lengths.max()))
+    monkeypatch.setattr(trunk, "BATCH", 2)
+    small = trunk.compute(model.backbone, source, frozen, 1)
+    assert torch.equal(small["attention_mask"], states["attention_mask"])
+    torch.testing.assert_close(small["hidden"], states["hidden"], atol=1e-5, rtol=0)
+    for i, n in enumerate(lengths.tolist()):
+        with torch.no_grad():
+            alone = model.backbone.run(source.batch([i], False), 0, frozen)["hidden"][0]
+        torch.testing.assert_close(states["hidden"][i, :n], alone[:n], atol=1e-5, rtol=0)
+        assert not states["hidden"][i, n:].any() and not states["attention_mask"][i, n:].any()
+
+
+@pytest.mark.parametrize("size", [1, 2, 7])
+def test_pointwise_head_is_the_convolution_and_batchnorm_it_replaces(size):
+    """EfficientNet-Lite's head unit (1x1 conv, BatchNorm, ReLU6) computed on rows of pixels (models.PointwiseHead):
+    the same outputs, gradients and running statistics as nn.Sequential(conv, bn), to float rounding."""
+    import copy
+    net = models.build("efficientnet-lite0", 2, True).backbone
+    head = net.units[-1]
+    assert isinstance(head, models.PointwiseHead)
+    plain = torch.nn.Sequential(copy.deepcopy(head[0]), copy.deepcopy(head[1]))
+    assert list(plain.state_dict()) == list(head.state_dict())
+    x = torch.randn(8, head[0].in_channels, size, size).contiguous(memory_format=torch.channels_last)
+    for train in (True, False):
+        head.train(train), plain.train(train)
+        out, ref = head(x), plain(x)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        if train:
+            out.square().sum().backward(), ref.square().sum().backward()
+            torch.testing.assert_close(head[0].weight.grad, plain[0].weight.grad, atol=1e-3, rtol=1e-4)
+            torch.testing.assert_close(head[1].running_var, plain[1].running_var, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="1x1"):
+        models.PointwiseHead(torch.nn.Conv2d(4, 4, 3), torch.nn.BatchNorm2d(4))

@@ -79,8 +79,10 @@ KINDS: dict[str, Kind] = {
     # (repro.data); every split's summary counts the classes predicted (pred_classes); dfr_l1's tuning halves
     # are stratified by group; svm paths record the held-out set's size and dimension;
     # erm 5: fused AdamW, a first-token top layer that never projects keys and values, image trunk caches in
-    # channels-last memory, evaluation predicting each example once (the same functions, other float rounding)
-    "erm": Kind("repro.erm:train", 5, _erm_artifacts, rough_seconds=8.0,
+    # channels-last memory, evaluation predicting each example once (the same functions, other float rounding);
+    # erm 6: EfficientNet-Lite's head unit as a matrix product over pixels (models.PointwiseHead) and text trunk
+    # states computed in batches sorted by length (trunk FORMAT 3): the same functions, other float rounding
+    "erm": Kind("repro.erm:train", 6, _erm_artifacts, rough_seconds=8.0,
                 prepare=("repro.erm:trunk_warmups", "repro.erm:warm_trunk")),
     "heads": Kind("repro.heads:compute_head", 3, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",
                   group_by=("erm", "epochs", "lr", "batch_size"), rough_seconds=2.0),  # one head on cached features
