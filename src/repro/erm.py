@@ -282,14 +282,20 @@ def evaluate(model, inputs: Inputs, idx: dict, data, config: dict, splits_: list
     """Per-group accuracy of the given splits: ({"<split>_<metric>": value}, {split: (features, logits)}).
 
     Features and logits stay on the device; metrics are computed on the CPU. Each example is predicted once
-    (the training set of a "train+heldout" run holds the held-out set), in order of dataset index."""
+    (the training set of a "train+heldout" run holds the held-out set), in order of dataset index, or for
+    cached text states in order of length (batches padded to their longest text hold less padding)."""
     from repro import metrics
     out, row = {}, {}
     rows = np.unique(np.concatenate([idx[s] for s in splits_]))
+    lengths = getattr(inputs, "lengths", None)  # repro.trunk.TrunkInputs of texts
+    if lengths is not None:
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
     with autocast(inputs.device, setting(config, "precision")):
         f_all, logits_all = features.predict(model, inputs, rows)
+    where = np.empty(len(data.y), dtype=np.int64)
+    where[rows] = np.arange(len(rows))
     for s in splits_:
-        at = torch.from_numpy(np.searchsorted(rows, idx[s])).to(f_all.device)
+        at = torch.from_numpy(where[idx[s]]).to(f_all.device)
         out[s] = (f_all[at], logits_all[at])
     for s, (_, logits) in out.items():
         weights = data.test_weights if s == "test" else None  # a twin's test split: real proportions

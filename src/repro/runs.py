@@ -81,7 +81,8 @@ KINDS: dict[str, Kind] = {
     # erm 5: fused AdamW, a first-token top layer that never projects keys and values, image trunk caches in
     # channels-last memory, evaluation predicting each example once (the same functions, other float rounding);
     # erm 6: EfficientNet-Lite's head unit as a matrix product over pixels (models.PointwiseHead) and text trunk
-    # states computed in batches sorted by length (trunk FORMAT 3): the same functions, other float rounding
+    # states computed, and cached texts evaluated, in batches sorted by length (trunk FORMAT 3): the same functions,
+    # other float rounding
     "erm": Kind("repro.erm:train", 6, _erm_artifacts, rough_seconds=8.0,
                 prepare=("repro.erm:trunk_warmups", "repro.erm:warm_trunk")),
     "heads": Kind("repro.heads:compute_head", 3, lambda metrics: ["head.safetensors"], batch="repro.heads:fit_batch",

@@ -174,13 +174,15 @@ class TrunkInputs:
         self.channels_last, self.seed = False, config["seed"]
         self.states = states
         self.views = states["x"].shape[0] if "x" in states else 1
+        # texts: each example's length (n,), so that a batch copies its states only up to its longest text
+        self.lengths = states["attention_mask"].sum(1).numpy() if "attention_mask" in states else None
 
     def batch(self, rows: np.ndarray, train: bool, view: np.ndarray | None = None):
         r = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         if self.kind != "image":
-            state = {k: v[r] for k, v in self.states.items()}
-            length = int(state["attention_mask"].sum(1).max())  # on the host
-            return models.TokenBatch({k: v[:, :length].to(self.device) for k, v in state.items()}, length)
+            length = int(self.lengths[rows].max())  # on the host
+            state = {k: v[:, :length][r] for k, v in self.states.items()}
+            return models.TokenBatch({k: v.to(self.device) for k, v in state.items()}, length)
         v = torch.zeros_like(r) if view is None else torch.from_numpy(view[rows])
         return self.states["x"][v, r].to(self.device)
 
