@@ -199,6 +199,53 @@ def test_scorecard_cells_are_glued_never_typed():
     assert "{{ verdict_counts }}" in page and "{{ verdict_counts }}" in (REPO / "book" / "intro.md").read_text()
 
 
+def _named_parameters(name: str, source: str) -> set[str]:
+    """The parameters of template `name` (less the runner's keys) that `source` names in backticks, outside a role."""
+    from repro import page
+
+    names = set(book.template_parameters(REPO / "book" / f"{name}.ipynb")) - set(book.RUNNER_KEYS)
+    return set(page.NAMED.findall(source)) & names
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_prose_names_no_parameter_without_its_value(name):
+    """A Markdown cell shows its text as written, so it may not name a parameter (`svm_factor`): that paragraph is
+    a code cell calling page.prose, which shows each named parameter with its value in this build."""
+    nb = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        named = _named_parameters(name, source)
+        if cell["cell_type"] == "markdown":
+            assert not named, f"{name}: a Markdown cell names {sorted(named)}; make it page.prose(setup, ...)"
+        elif named and "parameters" not in cell.get("metadata", {}).get("tags", []):
+            assert "page.prose(setup," in source, f"{name}: a cell names {sorted(named)} without page.prose"
+
+
+@pytest.mark.slow
+def test_executed_pages_show_the_value_of_every_parameter_their_prose_names(smoke_book):
+    """In the smoke book, every parameter a page's text names is followed by its smoke value (params/smoke/ over
+    the template's defaults), and the group-ratio page says which ratios this build ran."""
+    import re
+
+    import nbformat
+
+    from repro import page
+
+    for name in NOTEBOOKS:
+        values = {**book.template_parameters(REPO / "book" / f"{name}.ipynb"), **book.load_params(REPO, name, "smoke")}
+        nb = nbformat.read(str(smoke_book.parent / "src" / "book" / f"{name}.ipynb"), 4)
+        text = "\n".join(o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                         if "text/markdown" in o.get("data", {}))
+        template = json.loads((REPO / "book" / f"{name}.ipynb").read_text())
+        prose = _named_parameters(name, "".join("".join(c["source"]) for c in template["cells"]
+                                                if "parameters" not in c.get("metadata", {}).get("tags", [])))
+        for key in prose | _named_parameters(name, text):
+            assert f"`{key}` = {page.shown(values[key])}" in text, f"{name}: `{key}` without its value {values[key]!r}"
+    ratios = book.load_params(REPO, "group_ratio", "smoke")["ratios"]
+    html = re.sub(r"<[^>]+>", "", (smoke_book / "book" / "group_ratio.html").read_text())
+    assert f"both in ratios = {page.shown(ratios)}" in " ".join(html.split())
+
+
 REMOVED = {"remove-input", "remove-cell"}
 
 

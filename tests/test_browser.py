@@ -5,7 +5,9 @@ host and every request to one is aborted and recorded. Each page is loaded at a 
 awaited, and the tests below check: no request left the book, every formula typeset, every image loaded,
 no console error, every internal link and download resolves, no table wider than the text column, and every
 section page opens with the line saying that its data are synthetic twins. Each page is loaded again at a
-400-px window (a phone): no table or figure wider than the column, and every verdict inside the screen.
+400-px window (a phone): no table or figure wider than the column, and every verdict inside the screen. The
+front page's code blocks fit its column at both widths, and its box on synthetic twins is on a phone's first
+screen.
 Needs the Debian `chromium` package (skipped, with the install command, where no Chromium exists).
 """
 from __future__ import annotations
@@ -61,6 +63,21 @@ MEASURE = """() => {
     figures: [...column.querySelectorAll("img")].filter(i => i.getBoundingClientRect().width > 0).map(i => ({
       width: Math.ceil(i.getBoundingClientRect().width), src: i.getAttribute("src")})),
     viewport: window.innerWidth,
+    screen: window.innerHeight,
+    code: [...column.querySelectorAll("pre")].map(p => ({
+      width: p.clientWidth, scroll: p.scrollWidth, head: p.innerText.slice(0, 60).replace(/\\s+/g, " ")})),
+    twins: (() => {  // where the words "synthetic twins" first end on the page, from its top
+      const walk = document.createTreeWalker(column, NodeFilter.SHOW_TEXT);
+      for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+        const at = node.textContent.indexOf("synthetic twins");
+        if (at < 0) continue;
+        const range = document.createRange();
+        range.setStart(node, at);
+        range.setEnd(node, at + "synthetic twins".length);
+        return Math.ceil(range.getBoundingClientRect().bottom + window.scrollY);
+      }
+      return null;
+    })(),
     verdicts: [...column.querySelectorAll("table .sd-badge")].map(b => {
       const r = b.getBoundingClientRect();
       return {left: Math.floor(r.left), right: Math.ceil(r.right), text: b.innerText};
@@ -301,3 +318,14 @@ def test_on_a_phone_every_verdict_is_on_screen(phone_visits, visits):
         assert [v["text"] for v in m["verdicts"]] == [v["text"] for v in visits[page].measured["verdicts"]], page
     assert not problems, f"verdicts outside a {PHONE}-px screen:\n" + _report(problems)
     assert count >= 2 * len(claims.CLAIMS), "the claims tables of the section pages and of the scorecard"
+
+
+def test_the_front_page_code_fits_the_column_and_says_twins_on_the_first_screen(visits, phone_visits):
+    """On the front page, no command or comment is clipped (a code block needs no sideways scrolling) at 1400 and
+    400 px, and the words "synthetic twins" end within a phone's first screen (800 px, less than the window)."""
+    for width, visit in ((WIDTH, visits["book/intro.html"]), (PHONE, phone_visits["book/intro.html"])):
+        code = visit.measured["code"]
+        clipped = [f"{c['scroll']} px > {c['width']} px: {c['head']!r}" for c in code if c["scroll"] > c["width"]]
+        assert code and not clipped, f"front-page code clipped at a {width}-px window: {clipped}"
+    twins = phone_visits["book/intro.html"].measured["twins"]
+    assert twins is not None and twins <= min(800, phone_visits["book/intro.html"].measured["screen"]), twins

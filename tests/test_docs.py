@@ -136,3 +136,58 @@ def test_the_rehearsal_shrinks_on_the_gpu_page_are_those_of_the_code():
                                                           _flat(README.read_text())))))
 def test_a_measurement_of_the_readme_is_on_a_page_as_well(measure):
     assert measure in _pages_text(), f"README states {measure!r}, which no page of {PART!r} states"
+
+
+INTRO = REPO / "book" / "intro.md"
+MEASURE = re.compile(r"\d[\d.,]* (?:min|minutes|GB|MB|s|tests)\b")
+
+
+def _readme_item(command: str) -> str:
+    """The README's list item on `make <command>`, its wrapped lines included."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"- `make {command}`"))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")), len(lines))
+    return _flat("\n".join(lines[start:end]))
+
+
+def test_the_front_page_states_the_readmes_costs_and_no_other_measurement():
+    """The README holds the measurements: the front page repeats the durations and sizes of its `make env` and
+    `make book` items (environment, cold cpu build, disk), and states no measurement the README does not."""
+    front = set(MEASURE.findall(_flat(INTRO.read_text())))
+    readme = set(MEASURE.findall(_flat(README.read_text())))
+    assert front <= readme, f"the front page states {sorted(front - readme)}, which the README does not"
+    costs = {m for c in ("env", "book") for m in MEASURE.findall(_readme_item(c)) if m.endswith(("min", "GB"))}
+    assert len(costs) >= 5 and costs <= front, f"the README's costs missing on the front page: {sorted(costs - front)}"
+
+
+def test_the_front_page_names_the_supported_python():
+    import tomllib
+
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    version = re.fullmatch(r">=(3\.\d+),<3\.\d+", spec)[1]
+    assert f"**Python {version}** (only)" in INTRO.read_text() and f"Python: {version} only" in README.read_text()
+
+
+def test_the_front_page_parameter_example_counts_the_runs_it_would_compute():
+    """The front page's edit of params/cpu/group_ratio.yml: its old value is the file's, and the runs it says are
+    new and reused are those of the section's configs (match_steps only adds a step count to each, not a run)."""
+    from repro import page, runs, sections
+
+    text = _flat(INTRO.read_text())
+    old, new = re.search(r"change the line `seeds: (\[[^\]]*\])` of `params/cpu/group_ratio.yml` to "
+                         r"`seeds: (\[[^\]]*\])`", text).groups()
+    values = {**book.template_parameters(REPO / "book" / "group_ratio.ipynb"),
+              **book.load_params(REPO, "group_ratio", "cpu")}
+    old, new = yaml.safe_load(old), yaml.safe_load(new)
+    assert values["seeds"] == old
+
+    def ids(seeds):
+        plan = sections.group_ratio_configs(values["datasets"], seeds, "cpu", values["data_root"], values["ratios"],
+                                            False, backbones=values["backbones"])
+        return {kind: {runs.run_id(kind, c) for c in configs} for kind, configs in plan.items()}
+
+    before, after = ids(old), ids(new)
+    erm, heads = (len(after[k] - before[k]) for k in ("erm", "heads"))
+    assert f"the {erm} new ERM runs" in text and f"their {heads} LLR heads" in text, (erm, heads)
+    assert f"the {len(before['erm'])} ERM runs and {len(before['heads'])} heads" in text
+    assert f"`seeds` = {page.shown(new)}" in text

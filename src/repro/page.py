@@ -1,12 +1,14 @@
 """What every section page does around its own figures: `begin` (what the data are, device, rehearsal banner,
 synthetic data, provenance) right after the title and the parameters, `figure` for each figure (the image at column size, then its caption) and
-`finish` (the provenance table) as the last cell. Notebooks hold no functions, so this is where they live.
+`finish` (the provenance table) as the last cell; `prose` for a paragraph that names a parameter, which it shows
+with the value of this build. Notebooks hold no functions, so this is where they live.
 """
 from __future__ import annotations
 
 import importlib.util
 import io
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ class Setup:
     record: provenance.Record
     model_overrides: dict = field(default_factory=dict)
     backbones: str = ""
+    values: dict = field(default_factory=dict)  # the template's parameters as this page runs them (`parameters`)
 
     @property
     def twin(self) -> bool:
@@ -42,6 +45,46 @@ def markdown(text: str) -> None:
     from IPython.display import Markdown
 
     _show(Markdown(text))
+
+
+def parameters(template: Path, namespace: dict) -> dict:
+    """Name -> value of the parameters of `template`'s `parameters` cell (less repro.book.RUNNER_KEYS) as the
+    kernel's `namespace` holds them: the values this page runs with. Empty where the template is not a file."""
+    from repro import book
+
+    if not Path(template).is_file():
+        return {}
+    names = book.template_parameters(Path(template))
+    return {k: namespace[k] for k in names if k not in book.RUNNER_KEYS and k in namespace}
+
+
+def shown(value) -> str:
+    """A parameter's value as the pages write it: a number as written (10, 2.5), a list of numbers as a set
+    ({0.2, 1}), anything else as one line of YAML, the spelling of the params files (true, [waterbirds])."""
+    from repro import params
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if number(value):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)) and value and all(number(v) for v in value):
+        return "{" + ", ".join(shown(v) for v in value) + "}"
+    return params.yaml_value(value)
+
+
+NAMED = re.compile(r"(?<![}\w])`([A-Za-z_]\w*)`(?! = )")  # `name` in prose, not a role's {download}`...`
+
+
+def valued(text: str, values: dict) -> str:
+    """`text` with every backticked name of `values` followed by its value: `svm_factor` = 10."""
+    return NAMED.sub(lambda m: f"{m[0]} = {shown(values[m[1]])}" if m[1] in values else m[0], text)
+
+
+def prose(setup: Setup, text: str) -> None:
+    """Display a paragraph of Markdown that names parameters of the page (`svm_factor`): each is shown with its
+    value in this build (`valued`), so that no page names a parameter without saying what it was."""
+    markdown(valued(text, setup.values))
 
 
 COMPANIONS_LINE = ("**What these numbers are:** real data, not the paper's datasets: two companion datasets built "
@@ -116,10 +159,12 @@ def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_ro
     use, repro.companions) and start the provenance record."""
     namespace = _kernel_namespace()
     root = at_root(namespace)
+    values = {}
     if namespace is not None and root is not None and notebook:
         from repro import params
 
         params.check_kernel(notebook, namespace, root)
+        values = parameters(root / "book" / f"{notebook}.ipynb", namespace)
     console_progress_bars()
     line = data_line(profile, toy, companions, fixture)
     if line:
@@ -136,7 +181,7 @@ def begin(profile: str, params_yaml: str, datasets=(), device: str = "", data_ro
 
         synth.ensure(data_root, list(datasets), scale=synth_profile)
     return Setup(profile, tuple(datasets), provenance.start(profile, params_yaml), dict(model_overrides or {}),
-                 backbones)
+                 backbones, values)
 
 
 def png(fig) -> bytes:
