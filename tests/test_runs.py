@@ -502,3 +502,30 @@ def test_a_damaged_run_is_reported_by_verify_never_served_and_recomputed_with_on
         assert again[name].equals(tables[name]), name
     assert all(a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a) for a, b in zip(features, cached))
     assert _bytes(store) == _bytes(pristine) and runs.verify_store(store) == (4, [])
+
+
+def _claim(path, out):
+    """In a spawned child: try the lock its parent holds; report how it ended."""
+    try:
+        with runs.file_lock(path, "the test lock"):
+            out.put("acquired")
+    except runs.StoreError as err:
+        out.put(str(err))
+
+
+def test_a_pool_worker_waiting_on_its_parents_lock_is_an_error_not_a_deadlock(tmp_path):
+    """A script without a __main__ guard is re-run by each spawned pool worker: a worker that then waits on the
+    build lock its parent holds (the parent waiting for the workers) would hang forever; it fails with the fix."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    with runs.file_lock(tmp_path / ".lock", "the test lock"):
+        child = ctx.Process(target=_claim, args=(tmp_path / ".lock", out))
+        child.start()
+        child.join(timeout=60)
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+    assert not alive, "the child waited on its parent's lock"
+    message = out.get(timeout=5)
+    assert "__main__" in message and str(os.getpid()) in message

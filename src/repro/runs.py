@@ -379,6 +379,19 @@ def _holder(path: Path) -> str:
         return "another process"
 
 
+def _held_by_parent(path: Path) -> bool:
+    """Whether the lock file names this process's parent as holder, this process being a multiprocessing child
+    (a spawned pool worker that re-imports a script without a __main__ guard would otherwise wait forever)."""
+    import multiprocessing
+    if multiprocessing.parent_process() is None:
+        return False
+    try:
+        info = json.loads(path.read_text())
+        return info["host"] == socket.gethostname() and int(info["pid"]) == os.getppid()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 @contextmanager
 def file_lock(path, what: str, wait: bool = True):
     """Hold an exclusive fcntl.flock on `path` (created, and removed on release); yields True, or False when
@@ -427,6 +440,11 @@ def _acquire(path: Path, what: str, wait: bool) -> int | None:
                 if not wait:
                     os.close(fd)
                     return None
+                if _held_by_parent(path):  # (the descriptor is closed below)
+                    raise StoreError(
+                        f"{what} is claimed by this worker's parent process ({_holder(path)}), which waits for its "
+                        "workers: a script that runs repro (a book build, a sweep) was started again in a "
+                        "process-pool worker; put its top-level code under `if __name__ == \"__main__\":`")
                 if not announced:
                     print(f"waiting for {what}, claimed by {_holder(path)} ({path})", file=sys.stderr, flush=True)
                     announced = True
