@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from repro import models, pixels
 from repro.device import LOADER_WORKERS_ENV, loader_workers  # noqa: F401  (the DataLoader's default, and its variable)
 from repro.device import pixel_cache
-from repro.pixels import open_image
+from repro.pixels import eval_resize, image_transforms, open_image
 
 IN_MEMORY_MAX_SIZE = 64  # images up to this size are decoded once into memory
 
@@ -75,6 +75,28 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Images read from their files. Item (dataset index, seed) -> (3, size, size) float tensor: the training
+    transform under torch seed `seed`, or the evaluation transform when seed < 0."""
+
+    def __init__(self, paths, size: int):
+        self.paths = paths
+        self.train_tf = image_transforms(True, size)
+        self.eval_tf = image_transforms(False, size, resize=eval_resize(size))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item):
+        i, seed = item
+        im = open_image(self.paths[i])
+        if seed < 0:
+            return self.eval_tf(im)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.train_tf(im)
 
 
 class _Batches(torch.utils.data.Sampler):
@@ -168,7 +190,7 @@ class Inputs:
             cached = pixels.dataset(data, config, self.workers) if (pixel_cache() if cache is None else cache) else None
             self.pixel_cache = cached is not None
             self._loader = torch.utils.data.DataLoader(
-                cached if cached is not None else pixels.ImageFiles(data.inputs, self.size),
+                cached if cached is not None else ImageFiles(data.inputs, self.size),
                 batch_sampler=self._order, num_workers=self.workers,
                 persistent_workers=self.workers > 0, pin_memory=self.device.type == "cuda",
                 generator=torch.Generator())  # its own generator: the global RNG (dropout) is not consumed

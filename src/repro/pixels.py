@@ -1,6 +1,6 @@
-"""Images from files to model inputs, and caches of their decoded pixels next to the data.
+"""Image files to model inputs (the paper's transforms), and caches of their decoded pixels next to the data.
 
-How a file becomes a (3, S, S) float input (paper Appendix B.2 transforms; `ImageFiles`):
+How a file becomes a (3, S, S) float input (paper Appendix B.2 transforms; repro.inputs.ImageFiles):
   decode (PIL, convert("RGB"), uint8)
   -> train: RandomResizedCrop(S, scale 0.7-1) + horizontal flip on the PIL image, under the example's torch seed
      eval:  Resize(R = S * 256 / 224) + CenterCrop(S) on the PIL image (PIL's bilinear resizes antialias)
@@ -74,28 +74,6 @@ def _tensor_steps():
     return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-class ImageFiles(torch.utils.data.Dataset):
-    """Images read from their files. Item (dataset index, seed) -> (3, size, size) float tensor: the training
-    transform under torch seed `seed`, or the evaluation transform when seed < 0."""
-
-    def __init__(self, paths, size: int):
-        self.paths = paths
-        self.train_tf = image_transforms(True, size)
-        self.eval_tf = image_transforms(False, size, resize=eval_resize(size))
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, item):
-        i, seed = item
-        im = open_image(self.paths[i])
-        if seed < 0:
-            return self.eval_tf(im)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.train_tf(im)
-
-
 # ------------------------------------------------------------------------------------------------- caches
 
 @dataclass(frozen=True)
@@ -121,15 +99,6 @@ def recipe(stage: str, size: int) -> str:
     if stage == "full":
         return "PIL decode, convert('RGB'), full resolution"
     return f"PIL decode, convert('RGB'), torchvision Resize({eval_resize(size)}) bilinear, CenterCrop({size})"
-
-
-def _stage_pixels(stage: str, size: int):
-    """The function PIL image -> (h, w, 3) uint8 array of a stage."""
-    from torchvision import transforms as T
-    if stage == "full":
-        return lambda im: np.asarray(im)
-    steps = T.Compose([T.Resize(eval_resize(size)), T.CenterCrop(size)])
-    return lambda im: np.asarray(steps(im))
 
 
 def cache_path(data, fingerprint: str, stage: str, size: int) -> Path:
@@ -203,7 +172,9 @@ class _Decoded(torch.utils.data.Dataset):
     """Item i -> image i's pixels at `stage`, from its file or from the full-resolution cache `source`."""
 
     def __init__(self, paths, stage: str, size: int, source: Cache | None):
-        self.paths, self.stage, self.size, self.source, self._memory = paths, stage, size, source, None
+        from torchvision import transforms as T
+        self.paths, self.source, self._memory = paths, source, None
+        self.steps = None if stage == "full" else T.Compose([T.Resize(eval_resize(size)), T.CenterCrop(size)])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -216,7 +187,7 @@ class _Decoded(torch.utils.data.Dataset):
             if self._memory is None:
                 self._memory = np.memmap(self.source.path, np.uint8, "r")
             im = Image.fromarray(read(self.source, self._memory, i))
-        return np.ascontiguousarray(_stage_pixels(self.stage, self.size)(im))
+        return np.ascontiguousarray(np.asarray(im if self.steps is None else self.steps(im)))
 
 
 def _keep(x):
