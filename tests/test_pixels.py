@@ -110,7 +110,9 @@ def test_damaged_cache_is_rebuilt_with_a_warning(damage, tmp_path, capsys, fresh
     elif damage == "first MiB":
         with open(full, "r+b") as f:
             f.seek(100)
-            f.write(bytes([f.read(1)[0] ^ 0xFF]))
+            byte = f.read(1)[0]
+            f.seek(100)
+            f.write(bytes([byte ^ 0xFF]))
     else:
         full.with_suffix(".json").write_text("{not json")
     capsys.readouterr()
