@@ -2,6 +2,7 @@
 
     python benchmarks/erm_throughput.py [--device auto] [--precision fp32] [--batch-size 32] [--steps 3]
                                         [--images 96] [--workers N] [--threads N] [--models resnet50 bert-base]
+                                        [--input files cache]
 
 For ResNet-50 at 224 px and BERT-base at 128 tokens it prints three throughputs (examples per second):
   input  the input pipeline alone: JPEGs decoded and augmented by repro.inputs' DataLoader (RandomResizedCrop
@@ -9,6 +10,9 @@ For ResNet-50 at 224 px and BERT-base at 128 tokens it prints three throughputs 
   model  the model alone: forward, backward and AdamW step on an in-memory batch already on the device;
   both   the two together, as erm.train runs them.
 If `both` is close to `input`, the run is input-bound (add loader workers); if close to `model`, compute-bound.
+ResNet-50 is measured for each `--input`: `files` decodes the JPEGs in the workers, `cache` reads the decoded
+pixels memory-mapped from repro.pixels' caches (built before the timing); `eval` is then the input pipeline's
+evaluation batches (Resize + CenterCrop), and a last line gives the cache/files ratios.
 The models are built from random weights (the architectures are what cost time). Text uses the
 bert-base-uncased WordPiece vocabulary (MiniLM's copy, which installs offline) and full 128-token rows.
 Timings exclude one warm-up step; they are wall-clock seconds on whatever else the machine is doing, so
@@ -63,9 +67,10 @@ def _rate(fn, n_items: int, repeats: int) -> float:
     return n_items * repeats / (time.perf_counter() - start)
 
 
-def measure(model_name: str, data: GroupData, config: dict, device, precision: str, steps: int, workers: int) -> dict:
+def measure(model_name: str, data: GroupData, config: dict, device, precision: str, steps: int, workers: int,
+            cache: bool | None = None) -> dict:
     bs = config["batch_size"]
-    pipe = inputs.Inputs(data, config, device, workers=workers)
+    pipe = inputs.Inputs(data, config, device, workers=workers, cache=cache)
     n = min(len(data.y), steps * bs)
     order = np.arange(n)
     model = models.build(model_name, 2, False).to(device)
@@ -80,8 +85,8 @@ def measure(model_name: str, data: GroupData, config: dict, device, precision: s
             loss = F.cross_entropy(model(x).float(), labels[torch.from_numpy(rows).to(device)])
         erm.optimizer_step(opt, loss, scaler)
 
-    def input_only():
-        for _, x in pipe.batches(order, bs, train=True, generator=torch.Generator().manual_seed(0), epoch=1):
+    def input_only(train=True):
+        for _, x in pipe.batches(order, bs, train=train, generator=torch.Generator().manual_seed(0), epoch=1):
             pass
 
     fixed_rows, fixed = next(pipe.batches(order[:bs], bs, train=True, generator=torch.Generator().manual_seed(0)))
@@ -94,7 +99,11 @@ def measure(model_name: str, data: GroupData, config: dict, device, precision: s
         for rows, x in pipe.batches(order, bs, train=True, generator=torch.Generator().manual_seed(0), epoch=1):
             step(x, rows)
 
-    return {"input": _rate(input_only, n, 1), "model": _rate(model_only, bs * (n // bs), 1), "both": _rate(both, n, 1)}
+    rates = {"input": _rate(input_only, n, 1), "model": _rate(model_only, bs * (n // bs), 1),
+             "both": _rate(both, n, 1)}
+    if cache is not None:
+        rates["eval"] = _rate(lambda: input_only(train=False), n, 1)
+    return rates
 
 
 def main(argv=None) -> dict:
@@ -106,6 +115,8 @@ def main(argv=None) -> dict:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: repro.inputs.loader_workers())")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--models", nargs="+", default=["resnet50", "bert-base"], choices=["resnet50", "bert-base"])
+    p.add_argument("--input", nargs="+", default=["files", "cache"], choices=["files", "cache"],
+                   help="ResNet-50's images: decoded from the files, or read from the decoded-pixel caches")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,17 +134,27 @@ def main(argv=None) -> dict:
             if name == "resnet50":
                 data = _images(Path(tmp), n)
                 config = erm.default_config("waterbirds", "paper", data_root="memory", batch_size=args.batch_size,
-                                            image_size=224)
+                                            image_size=224, data_fingerprint="benchmark")  # a key for the caches
             else:
                 data = _texts(n, 160)  # longer than 128 tokens: every row is a full 128-token sequence
                 config = erm.default_config("civilcomments", "paper", data_root="memory", batch_size=args.batch_size,
                                             max_length=128, model="bert-micro")  # bert-micro: the offline tokenizer
-            rates = measure(name, data, config, device, args.precision, args.steps, workers)
-            unit = "img/s" if name == "resnet50" else "seq/s"
-            bound = "input-bound" if rates["both"] < 0.6 * rates["model"] else "compute-bound"
-            print(f"{name:9s}  input {rates['input']:8.1f} {unit}   model {rates['model']:7.1f} {unit}   "
-                  f"both {rates['both']:7.1f} {unit}   ({bound})", flush=True)
-            results[name] = rates
+            sources = args.input if name == "resnet50" else [None]
+            for source in sources:
+                rates = measure(name, data, config, device, args.precision, args.steps, workers,
+                                None if source is None else source == "cache")
+                unit = "img/s" if name == "resnet50" else "seq/s"
+                bound = "input-bound" if rates["both"] < 0.6 * rates["model"] else "compute-bound"
+                label = name if source is None else f"{name} {source}"
+                extra = f"   eval {rates['eval']:7.1f} {unit}" if "eval" in rates else ""
+                print(f"{label:15s}  input {rates['input']:8.1f} {unit}   model {rates['model']:7.1f} {unit}   "
+                      f"both {rates['both']:7.1f} {unit}{extra}   ({bound})", flush=True)
+                results[label] = rates
+            if len(sources) == 2:
+                files_, cache_ = results[f"{name} files"], results[f"{name} cache"]
+                print(f"{name:15s}  cache/files: input {cache_['input'] / files_['input']:.2f}x   "
+                      f"eval {cache_['eval'] / files_['eval']:.2f}x   both {cache_['both'] / files_['both']:.2f}x",
+                      flush=True)
     return results
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from repro import data, datasets, inputs
+from repro import data, datasets, inputs, pixels
 from repro.datasets import multinli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "root"
@@ -124,10 +124,10 @@ def test_image_transforms_shapes_and_normalization():
     from PIL import Image
 
     img = Image.fromarray(np.full((40, 60, 3), 124, np.uint8))
-    x = inputs.image_transforms(False, size=32, resize=36)(img)
+    x = pixels.image_transforms(False, size=32, resize=36)(img)
     assert x.shape == (3, 32, 32)
-    assert torch.allclose(x[:, 0, 0], (124 / 255 - torch.tensor(inputs.IMAGENET_MEAN)) / torch.tensor(inputs.IMAGENET_STD))
-    assert inputs.image_transforms(True)(img).shape == (3, 224, 224)
+    assert torch.allclose(x[:, 0, 0], (124 / 255 - torch.tensor(pixels.IMAGENET_MEAN)) / torch.tensor(pixels.IMAGENET_STD))
+    assert pixels.image_transforms(True)(img).shape == (3, 224, 224)
 
 
 def test_tokenize_returns_int64_padded_arrays():

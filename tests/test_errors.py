@@ -359,6 +359,7 @@ BOUNDED = {
     "env: loader workers not a number": (environ("REPRO_LOADER_WORKERS", "abc"), ["REPRO_LOADER_WORKERS='abc'"]),
     "env: deterministic neither 0 nor 1": (environ("REPRO_DETERMINISTIC", "yes"), ["REPRO_DETERMINISTIC", "0 or 1"]),
     "env: progress neither 0 nor 1": (environ("REPRO_PROGRESS", "off"), ["REPRO_PROGRESS", "0 or 1"]),
+    "env: pixel cache neither 0 nor 1": (environ("REPRO_PIXEL_CACHE", "on"), ["REPRO_PIXEL_CACHE='on'", "0 or 1"]),
     "env: unknown device": (environ("REPRO_DEVICE", "tpu"), ["REPRO_DEVICE", "'tpu'"]),
     "env: data folder is a file": (environ("REPRO_DATA"), ["REPRO_DATA", "afile", "is a file"]),
     "env: no such browser": (environ("REPRO_CHROMIUM", "/nonexistent/chromium"), ["REPRO_CHROMIUM", "not an executable"]),

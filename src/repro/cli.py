@@ -365,6 +365,7 @@ ENVIRONMENT = {
     devices.ENV: lambda name: devices.requested(),
     devices.THREADS_ENV: lambda name: devices.run_threads_count(),
     devices.LOADER_WORKERS_ENV: lambda name: devices.loader_workers(),
+    devices.PIXEL_CACHE_ENV: lambda name: devices.pixel_cache(),
     devices.DETERMINISTIC_ENV: _flag,
     "REPRO_REHEARSE": _flag,  # repro.rehearse.ENV, set by --rehearse
     "REPRO_PROGRESS": _flag,  # 0: no per-epoch progress bars (repro.erm)

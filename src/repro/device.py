@@ -13,6 +13,7 @@ from repro import files
 ENV = "REPRO_DEVICE"
 THREADS_ENV = "REPRO_THREADS"  # CPU threads of one run (default 1: parallelism comes from sweep workers)
 LOADER_WORKERS_ENV = "REPRO_LOADER_WORKERS"  # DataLoader worker processes of a run reading image files
+PIXEL_CACHE_ENV = "REPRO_PIXEL_CACHE"  # 0: DataLoader workers decode image files instead of reading cached pixels
 DETERMINISTIC_ENV = "REPRO_DETERMINISTIC"  # 1: deterministic CUDA kernels, cudnn.benchmark off
 CHOICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N"
 
@@ -85,6 +86,15 @@ def loader_workers() -> int:
     """DataLoader worker processes for file-backed images (repro.inputs): $REPRO_LOADER_WORKERS, else
     min(8, CPUs - 1). An execution detail: batches do not depend on it."""
     return env_count(LOADER_WORKERS_ENV, max(0, min(8, (os.cpu_count() or 1) - 1)), 0, "a number of worker processes")
+
+
+def pixel_cache() -> bool:
+    """Whether file-backed images are read from decoded-pixel caches next to the data (repro.pixels):
+    $REPRO_PIXEL_CACHE, 1 unless it is 0. An execution detail: batches do not depend on it."""
+    value = os.environ.get(PIXEL_CACHE_ENV, "")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{PIXEL_CACHE_ENV}={files.quote(value)}: expected 0 or 1; fix or unset the variable")
+    return value != "0"
 
 
 def env_count(name: str, default: int, low: int, what: str, high: int = 1024) -> int:

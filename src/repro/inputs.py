@@ -3,10 +3,12 @@
 Three paths, chosen by the data (paper Appendix B.2 transforms):
 - images up to 64 px (the twins of the CPU profiles) are decoded once into memory as uint8 (n, 3, S, S) and
   augmented in batches on the device (`augment`);
-- larger images (the paper's 224 px) are read from their files by a torch DataLoader with `loader_workers()`
-  worker processes: RandomResizedCrop(224, scale 0.7-1) + flip for training, Resize(256) + CenterCrop(224) for
-  evaluation. Every training example is transformed under its own seed, derived from (run seed, epoch,
-  position in the epoch), so a run's batches are identical for any number of workers;
+- larger images (the paper's 224 px) go through a torch DataLoader with `loader_workers()` worker processes:
+  RandomResizedCrop(224, scale 0.7-1) + flip for training, Resize(256) + CenterCrop(224) for evaluation
+  (repro.pixels). Every training example is transformed under its own seed, derived from (run seed, epoch,
+  position in the epoch), so a run's batches are identical for any number of workers. The workers read the
+  decoded pixels from memory-mapped caches next to the data (repro.pixels), or with REPRO_PIXEL_CACHE=0 decode
+  the files; the batches are the same bit for bit;
 - texts are tokenized once per (tokenizer, max_length) and cached on disk next to the data; MultiNLI arrives
   tokenized. Text batches are rows of those token tensors.
 """
@@ -21,9 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repro import models
+from repro import models, pixels
 from repro.device import LOADER_WORKERS_ENV, loader_workers  # noqa: F401  (the DataLoader's default, and its variable)
-from repro.models import IMAGENET_MEAN, IMAGENET_STD
+from repro.device import pixel_cache
+from repro.pixels import eval_resize, image_transforms, open_image
 
 IN_MEMORY_MAX_SIZE = 64  # images up to this size are decoded once into memory
 
@@ -44,30 +47,6 @@ def load_data(config: dict):
 
 
 # ------------------------------------------------------------------------------------------------- images
-
-def image_transforms(train: bool, size: int = 224, resize: int = 256):
-    """Train: RandomResizedCrop(size, scale=(0.7, 1)) + flip; eval: Resize(resize) + CenterCrop(size); then
-    ImageNet normalization (the paper's transforms)."""
-    from torchvision import transforms as T
-
-    if train:
-        steps = [T.RandomResizedCrop(size, scale=(0.7, 1.0)), T.RandomHorizontalFlip()]
-    else:
-        steps = [T.Resize(resize), T.CenterCrop(size)]
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def open_image(path):
-    """The RGB PIL image at `path`, fully decoded; a file that is not a readable image raises ValueError naming it."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:  # UnidentifiedImageError, truncated files, empty files
-        raise ValueError(f"{path}: not a readable image ({err}); re-download the dataset or rewrite the twin") from None
-
 
 def _decode(paths, size: int) -> torch.Tensor:
     """(n,) image paths -> (n, 3, size, size) uint8, resized if the files have another size."""
@@ -105,7 +84,7 @@ class ImageFiles(torch.utils.data.Dataset):
     def __init__(self, paths, size: int):
         self.paths = paths
         self.train_tf = image_transforms(True, size)
-        self.eval_tf = image_transforms(False, size, resize=int(size * 256 / 224))
+        self.eval_tf = image_transforms(False, size, resize=eval_resize(size))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -185,7 +164,7 @@ class Inputs:
     token tensors, on `device`. `batch(idx, train, generator)` gives one in-memory batch (no DataLoader).
     """
 
-    def __init__(self, data, config: dict, device=None, workers: int | None = None):
+    def __init__(self, data, config: dict, device=None, workers: int | None = None, cache: bool | None = None):
         self.kind, self.augment = data.kind, config["augment"]
         self.data, self.size = data, config["image_size"]
         self.device = torch.device("cpu") if device is None else torch.device(device)
@@ -193,6 +172,7 @@ class Inputs:
         self.channels_last = self.device.type == "cuda" and data.kind == "image"
         key = (data.name, data.root, config["model"], config["image_size"], config["max_length"])
         self.files = data.kind == "image" and self.size > IN_MEMORY_MAX_SIZE
+        self.pixel_cache = False  # file-backed images read from decoded-pixel caches (repro.pixels)
         if data.kind == "image" and not self.files:
             self.images = _cached(("img",) + key, lambda: _decode(data.inputs, self.size))
             mean, std = models.normalization(config["model"])
@@ -206,8 +186,12 @@ class Inputs:
         if self.files:
             self.workers = loader_workers() if workers is None else workers
             self._order = _Batches()
+            # the decoded-pixel caches (an execution detail: `cache`, else REPRO_PIXEL_CACHE), else the files
+            cached = pixels.dataset(data, config, self.workers) if (pixel_cache() if cache is None else cache) else None
+            self.pixel_cache = cached is not None
             self._loader = torch.utils.data.DataLoader(
-                ImageFiles(data.inputs, self.size), batch_sampler=self._order, num_workers=self.workers,
+                cached if cached is not None else ImageFiles(data.inputs, self.size),
+                batch_sampler=self._order, num_workers=self.workers,
                 persistent_workers=self.workers > 0, pin_memory=self.device.type == "cuda",
                 generator=torch.Generator())  # its own generator: the global RNG (dropout) is not consumed
 
