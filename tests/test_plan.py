@@ -55,3 +55,28 @@ def test_missing_weights_advice_names_a_command_of_the_locked_environment():
     out = subprocess.run([str(Path(sys.executable).with_name("hf")), "download", "--help"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and "REPO_ID" in out.stdout
+
+
+def test_the_plan_counts_the_decoded_pixel_caches(tmp_path, monkeypatch):
+    """File-backed image datasets get decoded-pixel caches next to their data (repro.pixels): the plan states their
+    disk, the evaluation crops exactly (images x 224^2 x 3 bytes, from the bundled metadata when the data are
+    absent) and the full-resolution images from image headers when the images are in place."""
+    import pandas as pd
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+    unique = pd.DataFrame([{"kind": "erm", "dataset": "celeba", "data_root": str(tmp_path / "none"), "image_size": 224},
+                           {"kind": "erm", "dataset": "multinli", "data_root": str(tmp_path / "none"), "image_size": 224},
+                           {"kind": "erm", "dataset": "waterbirds", "data_root": "twins", "image_size": 32}])
+    lines = plan.pixel_cache_lines(unique)
+    assert len(lines) == 1 and "celeba (202,599 images" in lines[0]  # a text set and 32-px images get none
+    assert f"{202_599 * 224 * 224 * 3 / 1e9:.1f} GB of evaluation crops" in lines[0] and "unknown" in lines[0]
+    root = tmp_path / "real"
+    from repro import synth
+    synth.ensure(str(root), ["waterbirds"], scale="smoke")  # images in the real layout
+    frame = __import__("repro.metadata", fromlist=["read"]).read("waterbirds", root)
+    folder = __import__("repro.metadata", fromlist=["find_root"]).find_root("waterbirds", root)
+    for name in frame["input"]:  # every image 40 x 30 px
+        Image.new("RGB", (40, 30)).save(folder / name)
+    unique = pd.DataFrame([{"kind": "erm", "dataset": "waterbirds", "data_root": str(root), "image_size": 224}])
+    line = plan.pixel_cache_lines(unique)[0]
+    assert f"{len(frame) * 40 * 30 * 3 / 1e6:.1f} MB full-resolution" in line, line

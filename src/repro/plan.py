@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from repro import book, calibration, cost, hparams, runs, sections
@@ -79,6 +80,7 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
     todo = unique[~unique["cached"]]
     lines.append(f"  estimated compute for the missing runs: {hours_text(todo['cost'].sum(), commas=False)} device-hours "
                  f"({rates_note(unique)})")
+    lines += pixel_cache_lines(unique)
     problems = []
     from repro import metadata
 
@@ -103,15 +105,71 @@ def book_plan(profile: str = "paper", only: list[str] | None = None, root: Path 
     return "\n".join(lines)
 
 
+def _image_bytes(dataset: str, data_root: str, n: int) -> float | None:
+    """Bytes of all `n` images of a dataset decoded at full resolution (uint8 RGB), from the sizes of up to 64 of
+    its image files read from their headers (no decoding); None when its images are not in place."""
+    from PIL import Image
+
+    from repro import metadata
+    try:
+        folder = metadata.find_root(dataset, data_root)
+        names = metadata.read(dataset, data_root)["input"].to_numpy()
+    except FileNotFoundError:
+        return None
+    sizes = []
+    for name in names[np.linspace(0, len(names) - 1, min(64, len(names))).astype(int)]:
+        try:
+            with Image.open(folder / name) as im:
+                sizes.append(im.size[0] * im.size[1] * 3)
+        except OSError:
+            return None
+    return float(np.mean(sizes)) * n
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def pixel_cache_lines(unique: pd.DataFrame) -> list[str]:
+    """The decoded-pixel caches (repro.pixels) that file-backed image datasets get next to their data: the
+    evaluation crops (exact: images x size^2 x 3 bytes) and the full-resolution images (estimated from image
+    headers where the images are in place). An execution detail: REPRO_PIXEL_CACHE=0 decodes the files instead."""
+    from repro import datasets, inputs, metadata, pixels
+    from repro.device import pixel_cache
+    erm_rows = unique[unique["kind"] == "erm"]
+    if erm_rows.empty:
+        return []
+    lines = []
+    for (dataset, data_root), part in erm_rows.groupby(["dataset", "data_root"]):
+        big = sorted({int(s) for s in part["image_size"].dropna() if s > inputs.IN_MEMORY_MAX_SIZE})
+        if not big or datasets.get(dataset).kind != "image":
+            continue
+        try:
+            n = len(metadata.read(dataset, data_root))
+        except FileNotFoundError:
+            try:
+                n = len(metadata.read(dataset, book.repo_root() / "data" / "metadata"))  # the bundled official metadata
+            except FileNotFoundError:
+                continue
+        crops = sum(n * s * s * 3 for s in big)
+        full = _image_bytes(dataset, data_root, n)
+        full_text = f"{_size(full)} full-resolution" if full is not None else "full-resolution size unknown until the images are in place"
+        lines.append(f"  pixel caches, {dataset} ({n:,} images, {'/'.join(map(str, big))} px): {_size(crops)} of "
+                     f"evaluation crops + {full_text}, in {data_root}/.../{pixels.FOLDER}/"
+                     + ("" if pixel_cache() else " (off: REPRO_PIXEL_CACHE=0)"))
+    return lines
+
+
 COSTS = ("cost", "train_examples", "eval_examples", "disk", "memory", "rates", "dataset", "model", "pretrained",
-         "data_root")
+         "data_root", "image_size")
 
 
 def _costs(kind: str, config: dict) -> dict:
     """A run's estimates (repro.cost): seconds, examples, disk and peak memory (bytes), where its rates come from."""
     out = {"cost": cost.cost(kind, config), "train_examples": 0, "eval_examples": 0, "disk": 0.0, "memory": 0.0,
            "rates": "", "dataset": config.get("dataset"), "model": config.get("model"),
-           "pretrained": config.get("pretrained"), "data_root": config.get("data_root")}
+           "pretrained": config.get("pretrained"), "data_root": config.get("data_root"),
+           "image_size": config.get("image_size")}
     if kind == "erm":
         r = cost.rates(config)
         out.update(zip(("train_examples", "eval_examples"), cost.examples(config)), disk=cost.disk_bytes(config),
