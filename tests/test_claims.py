@@ -550,3 +550,25 @@ def test_companion_claims_are_scored_apart():
     head, tail = page.split("Beside the paper: real companions")
     assert all(f"::{c.key}_verdict" in tail and f"::{c.key}_verdict" not in head for c in claims.COMPANION_CLAIMS)
     assert "{{ companion_counts }}" in tail
+
+
+def test_the_papers_own_numbers_are_quoted_from_its_text_and_shown_beside_ours():
+    """Where the paper prints a number for a claim, its claim row shows it, marked as the paper's, and the words
+    that carry it are the paper's own (checked against its text where the workspace has it)."""
+    from pathlib import Path
+    assert set(claims.PAPER_NUMBERS) <= set(claims.BY_KEY)
+    for key, (number, where, words) in claims.PAPER_NUMBERS.items():
+        shown = claims.BY_KEY[key].shown
+        assert shown.startswith(claims.BY_KEY[key].statement) and f"*Paper ({where}, real data): {number}*" in shown
+    assert "14 of 18" in claims.PAPER_NUMBERS["margin_avg_vs_min"][0]  # counted from PAPER_TABLE1, not typed
+    page = claims.scorecard_markdown()
+    assert page.count("*Paper (") == len(claims.PAPER_NUMBERS)
+    table = claims.table({"ratio_r_celeba": ("r = 0.9", claims.SUPPORTED)})
+    assert "Paper (Secs. 1 and 3.1, real data): r > 0.99" in table.iloc[0]["claim (paper)"]
+    text = Path(__file__).resolve().parents[2] / "shared" / "paper" / "paper.txt"
+    if not text.is_file():
+        pytest.skip(f"the paper's text is not in this workspace ({text})")
+    paper = text.read_text()
+    for key, (_, _, words) in claims.PAPER_NUMBERS.items():
+        assert words in paper, (key, words)
+    assert "close to 1 for all datasets" in paper  # Figure 4's caption, repro.claims.PAPER_FIGURE4

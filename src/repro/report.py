@@ -205,15 +205,18 @@ def _yes(flag: bool) -> str:
 
 
 def ratio_table(corr: pd.DataFrame, erm_rows: pd.DataFrame, llr_rows: pd.DataFrame) -> pd.DataFrame:
-    """The Figure 4 correlations for the page, with the reason wherever r is undefined (pairs as in
+    """The Figure 4 correlations for the page, beside the paper's words for them (repro.claims.PAPER_FIGURE4; a
+    companion dataset has none), with the reason wherever r is undefined (pairs as in
     repro.sections.ratio_correlations), and the one-class ERM runs and LLR heads (only when there are some)."""
+    from repro import claims
     erm_mean = erm_rows.groupby(["dataset", "ratio"])["test_acc_wg"].mean()
     llr_mean = llr_rows.groupby(["dataset", "erm_ratio", "llr_ratio"])["test_acc_wg"].mean().reset_index()
     rows = []
     for _, row in _registry_order(corr).iterrows():
         r = row["pearson_r"]
         out = {"dataset": display(row["dataset"]), "points": int(row["n_points"]),
-               "Pearson r": f"{r:.3f}" if np.isfinite(r) else "n/a", "why n/a": ""}
+               "Pearson r": f"{r:.3f}" if np.isfinite(r) else "n/a",
+               "paper's r (real data)": claims.PAPER_FIGURE4.get(row["dataset"], ""), "why n/a": ""}
         if not np.isfinite(r):
             part = llr_mean[llr_mean["dataset"] == row["dataset"]]
             x = erm_mean.loc[row["dataset"]].loc[part["llr_ratio"]].to_numpy()
