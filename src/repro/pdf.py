@@ -26,15 +26,65 @@ INSTALL = "install Chromium (Debian/Ubuntu: apt-get install -y chromium) or set 
 PRINT_CSS = """
 @page { size: A4; margin: 14mm 12mm; }
 .cell_output img, figure img, .bd-article img { width: 100% !important; max-width: 100% !important; height: auto !important; }
-pre, code { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
+pre, code, span.pre { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
 .pst-scrollable-table-container, .table-wrapper, .highlight, .output, div.cell_output { overflow: visible !important; }
-table { max-width: 100% !important; font-size: 7.5pt !important; }
-th, td { padding: 2px 4px !important; overflow-wrap: break-word !important; }
+table { max-width: 100% !important; font-size: 8.5pt !important; }
+th, td { padding: 2px 4px !important; overflow-wrap: anywhere !important; }
+.keep-with-next, figure, .admonition, tr, img { break-inside: avoid; page-break-inside: avoid; }
+h1, h2, h3, h4, figcaption { break-after: avoid; page-break-after: avoid; }
+.downloads-note { font-style: italic; font-size: 9pt; }
+.sd-badge { font-size: 8.5pt !important; }
+code, kbd, samp, pre, table code, .highlight pre { font-size: 8.5pt !important; }
 * { box-sizing: border-box; }
 .bd-article-container, .bd-article, .bd-main, .bd-content, .bd-page-width { max-width: 100% !important; }
 .mjx-chtml, mjx-container { page-break-inside: avoid; }
 details.hide { display: none !important; }  /* folded code cells stay folded: no "Show code cell source" bars */
 """
+
+
+# Before printing: a heading, or a short paragraph that introduces what follows (it ends with a colon, or
+# opens in bold, as a table's label does), is
+# wrapped with its next block in an unbreakable box, so no page ends with one; a table wider than the text
+# gets fixed columns that wrap (else Chromium shrinks the whole page to fit it); download links (the CSVs of a
+# figure) become their file names, followed once per page by where those files are.
+PRINT_JS = """() => {
+  const article = document.querySelector('main') || document.body;
+  const lead = [...article.querySelectorAll('h1, h2, h3, h4, p')].filter(e =>
+      e.tagName !== 'P' || (e.textContent.length < 200 && (e.textContent.trim().endsWith(':') ||
+                             (e.firstElementChild && e.firstElementChild.tagName === 'STRONG' &&
+                              e.textContent.trim().startsWith(e.firstElementChild.textContent.trim())))));
+  for (const e of lead) {
+    const next = e.nextElementSibling;
+    if (!next || e.parentElement.classList.contains('keep-with-next')) continue;
+    const box = document.createElement('div');
+    box.className = 'keep-with-next';
+    e.before(box);
+    box.append(e, next);
+  }
+  for (const t of article.querySelectorAll('table')) {  // a table wider than the text: fixed columns that wrap
+    if (t.scrollWidth > article.clientWidth) { t.style.tableLayout = 'fixed'; t.style.width = '100%'; }
+  }
+  let last = null;
+  for (const a of article.querySelectorAll('a.download')) {
+    const name = document.createElement('code');
+    name.textContent = (a.getAttribute('href') || '').split('/').pop() || a.textContent;
+    a.replaceWith(name);
+    last = name.closest('p') || name.parentElement;
+  }
+  if (last) {
+    const note = document.createElement('p');
+    note.className = 'downloads-note';
+    note.textContent = NOTE;
+    last.after(note);
+  }
+  return last !== null;
+}"""
+DOWNLOADS_NOTE = ("(These CSV files are in the HTML book, under _build/html/_downloads/, and in the archive of "
+                  "repro book --archive.)")
+PRINT_JS = PRINT_JS.replace("NOTE", repr(DOWNLOADS_NOTE))
+
+
+PRINT_WIDTH_PX = round((210 - 2 * 12) / 25.4 * 96)
 
 
 def chromium() -> str:
@@ -65,6 +115,7 @@ def _print_page(context, url: str) -> tuple[bytes, str]:
         page.goto(url, wait_until="networkidle")
         page.emulate_media(media="print")
         page.add_style_tag(content=PRINT_CSS)
+        page.evaluate(PRINT_JS)
         page.evaluate("() => Promise.all([...document.images].map(i => { i.loading = 'eager'; return i.decode().catch(() => null); }))")
         page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : false")
         page.wait_for_load_state("networkidle")
@@ -96,7 +147,9 @@ def write(html_dir: Path, pages: list[str], out: Path, log=print) -> Path:
                 browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
             except PlaywrightError as err:
                 raise BookError(f"could not start {executable}: {str(err).splitlines()[0]}; {INSTALL}") from None
-            context = browser.new_context(viewport={"width": 1400, "height": 1000}, service_workers="block")
+            # the printable width of A4 with the margins of PRINT_CSS (186 mm at 96 px per inch), so that PRINT_JS
+            # measures tables as they print
+            context = browser.new_context(viewport={"width": PRINT_WIDTH_PX, "height": 1000}, service_workers="block")
             context.route("**/*", lambda r: r.continue_() if r.request.url.startswith((base, "data:", "blob:"))
                           else r.abort("addressunreachable"))
             try:
