@@ -176,7 +176,8 @@ def test_sigkill_mid_erm_sweep_on_the_smoke_profile(tmp_path):
 def visible_gpus(config, workdir):
     import torch
     time.sleep(config.get("sleep", 0.0))
-    return {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(), "threads": torch.get_num_threads()}
+    return {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(), "threads": torch.get_num_threads(),
+            "deterministic": os.environ.get("REPRO_DETERMINISTIC", "")}
 
 
 def test_pool_pins_one_mocked_gpu_per_worker(tmp_path, monkeypatch):
@@ -188,6 +189,25 @@ def test_pool_pins_one_mocked_gpu_per_worker(tmp_path, monkeypatch):
     assert len(df) == 6 and df["pid"].nunique() == 2  # workers: 4 asked, at most one per GPU
     assert df.groupby("pid")["gpu"].nunique().eq(1).all()  # each worker always sees the same single GPU
     assert set(df["gpu"]) == {"0", "1"} and set(df["threads"]) == {1}
+
+
+def test_pool_packs_k_mocked_runs_per_gpu_with_deterministic_kernels(tmp_path, monkeypatch):
+    """REPRO_RUNS_PER_GPU=2 on two GPUs: four workers, two pinned to each GPU, each with deterministic kernels
+    (the bits of a solo run with REPRO_DETERMINISTIC=1); the results are those of the same configs run serially."""
+    from repro import device as devices
+
+    monkeypatch.setattr(devices, "gpu_ids", lambda: ["0", "1"])
+    monkeypatch.setenv("REPRO_RUNS_PER_GPU", "2")
+    configs = [{"x": i, "sleep": 0.6} for i in range(12)]
+    sweep.run("toy", configs, workers=8, store=tmp_path / "packed", compute=visible_gpus)
+    df = runs.load("toy", tmp_path / "packed")
+    assert len(df) == 12 and df["pid"].nunique() <= 4 and df["pid"].nunique() >= 3
+    assert df.groupby("pid")["gpu"].nunique().eq(1).all()
+    assert df.groupby("gpu")["pid"].nunique().max() == 2 and set(df["deterministic"]) == {"1"}
+    assert sweep.gpu_slots(["0", "1"], 4) == ["0", "1", "0", "1"] and sweep.gpu_slots(["3"], 2) == ["3", "3"]
+    monkeypatch.setenv("REPRO_RUNS_PER_GPU", "0")
+    with pytest.raises(ValueError, match="REPRO_RUNS_PER_GPU"):
+        devices.runs_per_gpu()
 
 
 def test_slurm_resources_reach_the_executor(tmp_path, monkeypatch):

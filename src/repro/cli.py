@@ -367,6 +367,7 @@ ENVIRONMENT = {
     devices.LOADER_WORKERS_ENV: lambda name: devices.loader_workers(),
     devices.PIXEL_CACHE_ENV: lambda name: devices.pixel_cache(),
     devices.DETERMINISTIC_ENV: _flag,
+    devices.RUNS_PER_GPU_ENV: lambda name: devices.runs_per_gpu(),
     "REPRO_REHEARSE": _flag,  # repro.rehearse.ENV, set by --rehearse
     "REPRO_PROGRESS": _flag,  # 0: no per-epoch progress bars (repro.erm)
     "REPRO_RUNS": _folder,  # the run store (repro.runs)

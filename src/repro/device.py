@@ -15,6 +15,7 @@ THREADS_ENV = "REPRO_THREADS"  # CPU threads of one run (default 1: parallelism 
 LOADER_WORKERS_ENV = "REPRO_LOADER_WORKERS"  # DataLoader worker processes of a run reading image files
 PIXEL_CACHE_ENV = "REPRO_PIXEL_CACHE"  # 0: DataLoader workers decode image files instead of reading cached pixels
 DETERMINISTIC_ENV = "REPRO_DETERMINISTIC"  # 1: deterministic CUDA kernels, cudnn.benchmark off
+RUNS_PER_GPU_ENV = "REPRO_RUNS_PER_GPU"  # k: a local pool puts k runs at once on each GPU (repro.sweep.pool)
 CHOICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N"
 
 
@@ -86,6 +87,19 @@ def loader_workers() -> int:
     """DataLoader worker processes for file-backed images (repro.inputs): $REPRO_LOADER_WORKERS, else
     min(8, CPUs - 1). An execution detail: batches do not depend on it."""
     return env_count(LOADER_WORKERS_ENV, max(0, min(8, (os.cpu_count() or 1) - 1)), 0, "a number of worker processes")
+
+
+def runs_per_gpu() -> int:
+    """Runs a local sweep pool puts at once on each CUDA GPU: $REPRO_RUNS_PER_GPU, else 1. An execution detail:
+    packed workers use deterministic kernels (cudnn.benchmark's timed choices could differ between runs that
+    share a GPU), so a packed run has the bits of a solo run with REPRO_DETERMINISTIC=1."""
+    value = os.environ.get(RUNS_PER_GPU_ENV, "")
+    if value == "":
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{RUNS_PER_GPU_ENV}={files.quote(value)}: expected an integer >= 1 (runs per GPU); "
+                         "fix or unset the variable")
+    return int(value)
 
 
 def pixel_cache() -> bool:

@@ -90,15 +90,18 @@ def plan(kind: str, configs: list[dict], store=None, estimate: bool = True) -> p
     return pd.DataFrame(rows, columns=["run_id", "cached", "est_seconds"])
 
 
-def _init_worker(gpus=None) -> None:
-    """Pin a pool worker: one GPU of the queue `gpus` (CUDA_VISIBLE_DEVICES, before torch starts CUDA), and the
-    run's thread count (repro.device.run_threads_count) through the environment, so that torch is imported
-    only if a kind needs it. The worker leaves Ctrl-C to the pool's owner (repro.interrupts.worker)."""
+def _init_worker(gpus=None, packed: bool = False) -> None:
+    """Pin a pool worker: one GPU of the queue `gpus` (CUDA_VISIBLE_DEVICES, before torch starts CUDA), with
+    deterministic kernels when several workers share a GPU (`packed`), and the run's thread count
+    (repro.device.run_threads_count) through the environment, so that torch is imported only if a kind needs
+    it. The worker leaves Ctrl-C to the pool's owner (repro.interrupts.worker)."""
     from repro import device as devices
 
     interrupts.worker()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
+        if packed:
+            os.environ[devices.DETERMINISTIC_ENV] = "1"
     threads = str(devices.run_threads_count())
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads
@@ -191,14 +194,15 @@ def _pool_key(workers: int, gpus: list[str]) -> tuple:
 def pool(workers: int):
     """(a spawn ProcessPoolExecutor, its worker count), alive across sweeps of this process: reused while the
     count, the GPUs and the workers' environment stay the same, else replaced. On a machine with G CUDA GPUs
-    at most G workers, each pinned to its own GPU."""
+    at most G * k workers (k = REPRO_RUNS_PER_GPU, default 1), each pinned to one GPU, k to each."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from repro import device as devices
 
     gpus = devices.gpu_ids()
-    workers = min(workers, len(gpus)) if gpus else workers
+    per_gpu = devices.runs_per_gpu() if gpus else 1
+    workers = min(workers, len(gpus) * per_gpu) if gpus else workers
     key = _pool_key(workers, gpus)
     if _POOL.get("key") != key:
         shutdown()
@@ -210,11 +214,17 @@ def pool(workers: int):
         ctx, queue = mp.get_context("spawn"), None
         if gpus:
             queue = ctx.Queue()
-            for gpu in gpus[:workers]:
+            for gpu in gpu_slots(gpus, workers):
                 queue.put(gpu)
         _POOL.update(key=key, workers=workers,
-                     pool=ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)))
+                     pool=ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                              initargs=(queue, per_gpu > 1)))
     return _POOL["pool"], _POOL["workers"]
+
+
+def gpu_slots(gpus: list[str], workers: int) -> list[str]:
+    """The GPU of each of `workers` pool workers: round robin over `gpus`, so that each GPU gets as many."""
+    return [gpus[i % len(gpus)] for i in range(workers)]
 
 
 def shutdown(now: bool = False) -> None:
