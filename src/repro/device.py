@@ -93,13 +93,7 @@ def runs_per_gpu() -> int:
     """Runs a local sweep pool puts at once on each CUDA GPU: $REPRO_RUNS_PER_GPU, else 1. An execution detail:
     packed workers use deterministic kernels (cudnn.benchmark's timed choices could differ between runs that
     share a GPU), so a packed run has the bits of a solo run with REPRO_DETERMINISTIC=1."""
-    value = os.environ.get(RUNS_PER_GPU_ENV, "")
-    if value == "":
-        return 1
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{RUNS_PER_GPU_ENV}={files.quote(value)}: expected an integer >= 1 (runs per GPU); "
-                         "fix or unset the variable")
-    return int(value)
+    return env_count(RUNS_PER_GPU_ENV, 1, 1, "a number of runs per GPU")
 
 
 def pixel_cache() -> bool:

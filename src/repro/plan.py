@@ -126,10 +126,6 @@ def _image_bytes(dataset: str, data_root: str, n: int) -> float | None:
     return float(np.mean(sizes)) * n
 
 
-def _size(n_bytes: float) -> str:
-    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
-
-
 def pixel_cache_lines(unique: pd.DataFrame) -> list[str]:
     """The decoded-pixel caches (repro.pixels) that file-backed image datasets get next to their data: the
     evaluation crops (exact: images x size^2 x 3 bytes) and the full-resolution images (estimated from image
@@ -153,8 +149,8 @@ def pixel_cache_lines(unique: pd.DataFrame) -> list[str]:
                 continue
         crops = sum(n * s * s * 3 for s in big)
         full = _image_bytes(dataset, data_root, n)
-        full_text = f"{_size(full)} full-resolution" if full is not None else "full-resolution size unknown until the images are in place"
-        lines.append(f"  pixel caches, {dataset} ({n:,} images, {'/'.join(map(str, big))} px): {_size(crops)} of "
+        full_text = f"{cost.size_text(full)} full-resolution" if full is not None else "full-resolution size unknown until the images are in place"
+        lines.append(f"  pixel caches, {dataset} ({n:,} images, {'/'.join(map(str, big))} px): {cost.size_text(crops)} of "
                      f"evaluation crops + {full_text}, in {data_root}/.../{pixels.FOLDER}/"
                      + ("" if pixel_cache() else " (off: REPRO_PIXEL_CACHE=0)"))
     return lines

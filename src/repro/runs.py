@@ -371,25 +371,25 @@ def _artifact_problem(path: Path) -> str | None:
 _HELD: set[str] = set()  # lock files this process holds (a nested claim of the same run would deadlock)
 
 
-def _holder(path: Path) -> str:
+def _holder_info(path: Path) -> tuple[str, int] | None:
+    """(host, pid) that a lock file names, or None when it names none (being written, or removed)."""
     try:
         info = json.loads(path.read_text())
-        return f"{info['host']} pid {info['pid']}"
+        return str(info["host"]), int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+        return None
+
+
+def _holder(path: Path) -> str:
+    info = _holder_info(path)
+    return f"{info[0]} pid {info[1]}" if info else "another process"
 
 
 def _held_by_parent(path: Path) -> bool:
     """Whether the lock file names this process's parent as holder, this process being a multiprocessing child
     (a spawned pool worker that re-imports a script without a __main__ guard would otherwise wait forever)."""
     import multiprocessing
-    if multiprocessing.parent_process() is None:
-        return False
-    try:
-        info = json.loads(path.read_text())
-        return info["host"] == socket.gethostname() and int(info["pid"]) == os.getppid()
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    return multiprocessing.parent_process() is not None and _holder_info(path) == (socket.gethostname(), os.getppid())
 
 
 @contextmanager
