@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+from pathlib import Path
 
 from repro import files
 
@@ -14,6 +15,8 @@ ENV = "REPRO_DEVICE"
 THREADS_ENV = "REPRO_THREADS"  # CPU threads of one run (default 1: parallelism comes from sweep workers)
 LOADER_WORKERS_ENV = "REPRO_LOADER_WORKERS"  # DataLoader worker processes of a run reading image files
 DETERMINISTIC_ENV = "REPRO_DETERMINISTIC"  # 1: deterministic CUDA kernels, cudnn.benchmark off
+RUNS_PER_GPU_ENV = "REPRO_RUNS_PER_GPU"  # sweep runs sharing one GPU: a number, or "auto" (repro.sweep)
+RUNS_PER_GPU_MAX = 16
 CHOICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N"
 
 
@@ -119,12 +122,59 @@ def configure(device) -> None:
 
     if torch.device(device).type != "cuda":
         return
-    deterministic = os.environ.get(DETERMINISTIC_ENV, "") not in ("", "0")
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
+    fixed = deterministic()
+    torch.backends.cudnn.benchmark = not fixed
+    torch.backends.cudnn.deterministic = fixed
+    if fixed:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def deterministic() -> bool:
+    """Whether REPRO_DETERMINISTIC asks for deterministic kernels."""
+    return os.environ.get(DETERMINISTIC_ENV, "") not in ("", "0")
+
+
+def runs_per_gpu(value=None) -> int | str:
+    """How many sweep runs share one GPU: `value` (a whole number or "auto"), else $REPRO_RUNS_PER_GPU, else 1.
+    "auto" is resolved by repro.sweep from the memory `repro bench` measured; ValueError naming the setting
+    otherwise."""
+    where = "runs_per_gpu"
+    if value is None or value == "":
+        value, where = os.environ.get(RUNS_PER_GPU_ENV, ""), RUNS_PER_GPU_ENV
+        if value == "":
+            return 1
+    if value == "auto":
+        return "auto"
+    text = str(value)
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit() and 1 <= int(text) <= RUNS_PER_GPU_MAX):
+        raise ValueError(f"{where}={files.quote(value)}: expected a whole number in 1..{RUNS_PER_GPU_MAX} or 'auto' "
+                         f"(runs sharing one GPU); fix or unset it")
+    return int(text)
+
+
+@contextlib.contextmanager
+def host_reads(log: list):
+    """Record in `log` every read of a tensor's value by the host (`.item()`, `float()`, `bool()`, `.tolist()`:
+    torch's _local_scalar_dense) and every op whose output shape depends on the data (nonzero, masked_select,
+    unique) inside the body, as (op, innermost frame outside torch). On a GPU each of these waits for the device;
+    on a CPU this is the stand-in of torch.cuda.set_sync_debug_mode, which sees only CUDA work."""
+    import traceback
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    reads = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "unique_consecutive"}
+
+    class Reads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in reads:
+                frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename]
+                log.append((name, f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"))
+            return func(*args, **(kwargs or {}))
+
+    with Reads():
+        yield log
 
 
 def gpu_ids() -> list[str]:
