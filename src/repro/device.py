@@ -157,10 +157,11 @@ def runs_per_gpu(value=None) -> int | str:
 def host_reads(log: list):
     """Record in `log` every read of a tensor's value by the host (`.item()`, `float()`, `bool()`, `.tolist()`:
     torch's _local_scalar_dense) and every op whose output shape depends on the data (nonzero, masked_select,
-    unique) inside the body, as (op, innermost frame outside torch). On a GPU each of these waits for the device;
+    unique, indexing by a boolean mask) inside the body, as (op, innermost frame outside torch). On a GPU each of these waits for the device;
     on a CPU this is the stand-in of torch.cuda.set_sync_debug_mode, which sees only CUDA work."""
     import traceback
 
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     reads = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "unique_consecutive"}
@@ -168,7 +169,9 @@ def host_reads(log: list):
     class Reads(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func.overloadpacket.__name__
-            if name in reads:
+            if name == "index" and any(getattr(i, "dtype", None) == torch.bool for i in args[1]):
+                name = "index by a boolean mask"  # x[mask]: its shape is the mask's count
+            if name in reads or name.startswith("index by"):
                 frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename]
                 log.append((name, f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"))
             return func(*args, **(kwargs or {}))
