@@ -135,7 +135,8 @@ def fast_path(name, data, config, device, args, workers, plain: dict) -> dict:
     """`model` and `both` of each fast-path variant, and their ratios to the plain setting's."""
     out = {}
     for label, tf32, compile in variants(args):
-        rates = measure(name, data, config, device, args.precision, args.steps, workers, tf32, compile, ("model", "both"))
+        rates = measure(name, data, config, device, args.precision, args.steps, workers, tf32, compile,
+                        ("model", "both"))
         out[label] = {**rates, **{f"{k}_ratio": rates[k] / plain[k] for k in ("model", "both")}}
     erm.numerics({})  # back to the defaults
     return out
@@ -187,9 +188,11 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=3, help="timed train steps per measurement")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: repro.inputs.loader_workers())")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--models", nargs="+", default=["resnet50", "bert-base"], choices=["resnet50", "bert-base", "bert-tiny"])
+    p.add_argument("--models", nargs="+", default=["resnet50", "bert-base"],
+                   choices=["resnet50", "bert-base", "bert-tiny"])
     p.add_argument("--tf32", action="store_true", help="also measure with TF32 matrix products (ERM key tf32)")
-    p.add_argument("--compile", action="store_true", help="also measure the model torch.compiled (ERM key compile; CUDA)")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure the model torch.compiled (ERM key compile; CUDA only)")
     p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also run N measurements at once")
     args = p.parse_args(argv)
     if args.threads:
