@@ -157,8 +157,9 @@ def runs_per_gpu(value=None) -> int | str:
 def host_reads(log: list):
     """Record in `log` every read of a tensor's value by the host (`.item()`, `float()`, `bool()`, `.tolist()`:
     torch's _local_scalar_dense) and every op whose output shape depends on the data (nonzero, masked_select,
-    unique, indexing by a boolean mask) inside the body, as (op, innermost frame outside torch). On a GPU each of these waits for the device;
-    on a CPU this is the stand-in of torch.cuda.set_sync_debug_mode, which sees only CUDA work."""
+    unique, indexing by a boolean mask) inside the body, as (op, innermost frame outside torch). On a GPU each
+    of these waits for the device; on a CPU this is the stand-in of torch.cuda.set_sync_debug_mode, which sees
+    only CUDA work. (Copies to a GPU that block are syncs too, which a CPU cannot see.)"""
     import traceback
 
     import torch

@@ -217,15 +217,16 @@ class TextEncoder(nn.Module):
 
         if padded is None:
             return create_bidirectional_mask(config=self.bert.config, inputs_embeds=like, attention_mask=mask)
-        return create_bidirectional_mask(config=self.bert.config, inputs_embeds=like,
-                                         attention_mask=mask if padded else None, allow_is_bidirectional_skip=not padded)
+        return create_bidirectional_mask(config=self.bert.config, inputs_embeds=like, attention_mask=mask if padded
+                                         else None, allow_is_bidirectional_skip=not padded)
 
     def forward(self, batch: dict) -> torch.Tensor:
         length = longest(batch)  # trim padding to the longest sequence in the batch
         inputs = {k: batch[k][:, :length] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         mask, padded = inputs["attention_mask"], getattr(batch, "padded", None)
         if padded is not None:  # the layers' mask built here, without reading the device
-            like = torch.empty(*mask.shape, 0, dtype=self.bert.embeddings.word_embeddings.weight.dtype, device=mask.device)
+            dtype = self.bert.embeddings.word_embeddings.weight.dtype  # (the embeddings' output under autocast too)
+            like = torch.empty(*mask.shape, 0, dtype=dtype, device=mask.device)
             inputs["attention_mask"] = self.attention_mask(mask, like, padded)
         out = self.bert(**inputs)
         if self.pool == "pooler":
