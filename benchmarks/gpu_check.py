@@ -3,7 +3,7 @@ of a few minutes.
 
     python benchmarks/gpu_check.py [--out DIR] [--parts trunk erm determinism sections throughput]
                                    [--sections margins neural_collapse class_balance] [--budget-s 300] [--steps 20]
-    python benchmarks/gpu_check.py --parts pack syncdebug fastpath input calibrate --budget-s 420
+    python benchmarks/gpu_check.py --parts pack syncdebug fastpath input calibrate --budget-s 360
 
 The second line runs the speed parts (benchmarks/gpu_speed.py, whose docstring lists them: runs packed 1, 2 and 3
 per GPU, host syncs in the training loop, bf16/TF32/torch.compile, cached pixels against JPEGs, `repro bench`),

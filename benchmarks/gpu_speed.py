@@ -14,9 +14,9 @@ fast path (bf16, TF32, torch.compile), cached pixels against JPEG files, and the
      in fp32; then bf16 plain and compiled; ratios to the plain fp32 setting;
   input: ResNet-50's throughput from cached pixels and from JPEG files, if erm_throughput.py has an `--input`
      option (else skipped, with a note);
-  calibrate: `repro bench` of the paper profile (repro.plan.bench, 60 s) into the check's store; the dry run's
-     device-hours at the default rates and at the measured ones, the GPU's memory and the runs per GPU that
-     `--runs-per-gpu auto` then packs for each model.
+  calibrate: `repro bench` of the paper profile's sections but the companions (repro.plan.bench, 60 s) into the
+     check's store; the dry run's device-hours at the default rates and at the measured ones, the GPU's memory
+     and the runs per GPU that `--runs-per-gpu auto` then packs for each dataset and model.
 
 Without CUDA every part runs a reduced version of itself (the smoke twins and small models, host_reads of
 repro.device instead of the CUDA sync-debug mode, a pool of k workers for k runs per GPU, no compilation), so that
@@ -285,7 +285,10 @@ def calibrate(seconds: float) -> dict:
     the dry run's device-hours, and the runs per GPU that `auto` packs per dataset and model."""
     from repro import calibration, cost, plan, runs
 
-    profile, only = ("paper", None) if cuda() else ("smoke", ["margins"])
+    from repro import sections
+
+    # the paper's models (the companions train the cpu profile's, whose weights a bare GPU machine may lack)
+    profile, only = ("paper", [n for n in sections.SECTIONS if n != "companions"]) if cuda() else ("smoke", ["margins"])
     configs = list({runs.run_id("erm", c): c for c in plan.erm_configs(profile, only)}.values())
     hours = lambda: float(f"{sum(cost.cost('erm', c) for c in configs) / 3600:.4g}")  # noqa: E731
     before = hours()
