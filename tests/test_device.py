@@ -1,3 +1,4 @@
+import os
 import json
 
 import numpy as np
@@ -80,3 +81,36 @@ def test_run_threads_sets_and_restores(monkeypatch):
     monkeypatch.setenv(devices.THREADS_ENV, "0")
     with pytest.raises(ValueError, match="REPRO_THREADS"):
         devices.run_threads_count()
+
+
+def test_runs_per_gpu_setting_and_its_variable(monkeypatch):
+    from repro import cli
+
+    monkeypatch.delenv(devices.RUNS_PER_GPU_ENV, raising=False)
+    assert devices.runs_per_gpu() == 1 and devices.runs_per_gpu(3) == 3 and devices.runs_per_gpu("auto") == "auto"
+    monkeypatch.setenv(devices.RUNS_PER_GPU_ENV, "auto")
+    assert devices.runs_per_gpu() == "auto" and devices.runs_per_gpu("2") == 2
+    cli.check_environment()  # a known variable with a good value
+    for bad in ("0", "17", "-1", "x", "1.5"):
+        monkeypatch.setenv(devices.RUNS_PER_GPU_ENV, bad)
+        with pytest.raises(ValueError, match=r"REPRO_RUNS_PER_GPU=.* expected a whole number in 1\.\.16 or 'auto'"):
+            cli.check_environment()
+    with pytest.raises(ValueError, match=r"runs_per_gpu=True: expected"):
+        devices.runs_per_gpu(True)
+    monkeypatch.delenv(devices.RUNS_PER_GPU_ENV)
+    seen = {}
+    monkeypatch.setattr("repro.plan.book_plan", lambda *a, **kw: seen.setdefault("env", os.environ.get(
+        devices.RUNS_PER_GPU_ENV)) or "")
+    assert cli.main(["book", "--profile", "smoke", "--dry-run", "--runs-per-gpu", "2"]) == 0 and seen["env"] == "2"
+    assert cli.main(["book", "--dry-run", "--runs-per-gpu", "many"]) == 2
+
+
+def test_host_reads_records_what_waits_for_a_gpu():
+    x = torch.arange(6.0)
+    with devices.host_reads([]) as log:
+        y = (x * 2).sum()  # stays a tensor: no read
+        value = float(y)
+        mask = x[x > 2]  # a shape that depends on the data
+    assert value == 30.0 and len(mask) == 3
+    assert [op for op, _ in log] == ["_local_scalar_dense", "index by a boolean mask"]
+    assert all(where.startswith("test_device.py:") for _, where in log)

@@ -241,3 +241,104 @@ def test_token_batches_carry_their_longest_text(tiny_texts):
     model = models.build("bert-micro", 2, False, **cfg["model_kw"]).eval()
     with torch.no_grad():
         assert torch.equal(model(batch), model(dict(batch)))
+
+
+def test_token_batches_know_on_the_host_whether_they_hold_padding(tiny_texts):
+    """A TokenBatch says whether any text is shorter than its longest (counted by numpy on the host); the model
+    then builds BERT's attention mask without reading a tensor, and computes the same bits as from a plain dict
+    (where transformers reads the mask to decide whether it needs one), padded or not."""
+    from repro import device as devices
+    from repro import models
+    cfg = _cfg("civilcomments", max_length=16)
+    torch.manual_seed(0)
+    model = models.build("bert-micro", 2, False, **cfg["model_kw"]).eval()
+    pipe = inputs.Inputs(tiny_texts, cfg)
+    lengths = (pipe.tokens["attention_mask"].sum(1)).numpy()
+    padded, full = np.flatnonzero(lengths < lengths.max())[:4], np.flatnonzero(lengths == lengths.max())[:4]
+    for rows, want in ((np.concatenate([padded, full]), True), (full, False)):
+        batch = pipe.batch(rows, train=False)
+        assert batch.padded is want and batch.longest == lengths.max()
+        reads, plain = [], []
+        with torch.no_grad():
+            with devices.host_reads(reads):
+                out = model(batch)
+            with devices.host_reads(plain):
+                assert torch.equal(out, model(dict(batch)))
+        assert reads == [] and [op for op, _ in plain] == ["_local_scalar_dense"] * 2  # its trim, its mask
+
+
+@pytest.mark.parametrize("data,dataset", [("tiny_images", "waterbirds"), ("tiny_texts", "civilcomments")])
+def test_a_training_epoch_reads_the_device_once_not_per_step(data, dataset, use, tmp_path, monkeypatch, request):
+    """Every value the host reads from a tensor waits for the GPU (repro.device.host_reads records them on a
+    CPU): an epoch of several steps reads one, its summed loss at the end."""
+    from repro import device as devices
+    use(request.getfixturevalue(data))
+    inner, seen = erm.train_one_epoch, []
+
+    def watched(*args, **kw):
+        with devices.host_reads([]) as log:
+            out = inner(*args, **kw)
+        seen.append((out[1] - kw["step"], log))
+        return out
+
+    monkeypatch.setattr(erm, "train_one_epoch", watched)
+    erm.train(_cfg(dataset, epochs=2, batch_size=8, max_length=16), tmp_path)
+    for steps, log in seen:
+        assert steps >= 4 and [op for op, _ in log] == ["_local_scalar_dense"], log
+        assert log[0][1].startswith("erm.py:")
+
+
+# Run ids of default configs, recorded before the keys tf32 and compile existed (erm code version 6): a key added
+# at its default must leave every stored run's id as it was.
+OLD_IDS = [(("waterbirds", "smoke", {}), "78cb94d4a7d4bfaa"), (("celeba", "smoke", {}), "20f4d413b6bdee48"),
+           (("civilcomments", "smoke", {}), "1c450685a36ff81e"), (("multinli", "smoke", {}), "588471463a71459a"),
+           (("waterbirds", "cpu", {}), "00fba3a8ce3a279c"), (("multinli", "cpu", {}), "e9192f2a421dcead"),
+           (("civilcomments", "cpu", {"backbones": "scratch"}), "7f7206eb515b62a9"),
+           (("waterbirds", "paper", {}), "f1d6c06067147c1b"),
+           (("multinli", "paper", {"backbones": "rehearsal"}), "16b9ad81fa7e6240"),
+           (("celeba", "smoke", {"precision": "bf16"}), "313daead64c8b2de"),
+           (("celeba", "smoke", {"max_steps": 3, "eval_splits": ["test"]}), "0d8625237f5023d8")]
+
+
+@pytest.mark.parametrize("case,rid", OLD_IDS)
+def test_run_ids_of_the_cpu_smoke_and_paper_profiles_did_not_change(case, rid):
+    dataset, profile, over = case
+    config = erm.default_config(dataset, profile, data_root="nowhere", **over)
+    assert runs._digest("erm", config, 6) == rid  # the config hashes as before (version pinned: 6)
+    assert "tf32" not in config and "compile" not in config
+    for key in ("tf32", "compile"):  # set away from its default: hashed, another run
+        other = erm.default_config(dataset, profile, data_root="nowhere", **over, **{key: True})
+        assert other[key] is True and runs._digest("erm", other, 6) != rid
+        assert erm.default_config(dataset, profile, data_root="nowhere", **over, **{key: False}) == config
+
+
+def test_the_fast_path_keys_are_checked_set_per_run_and_listed(tiny_images, use, tmp_path, monkeypatch):
+    for key in ("tf32", "compile"):
+        with pytest.raises(ValueError, match=f"ERM config key '{key}' must be true or false"):
+            _cfg(**{key: "yes"})
+    assert erm.fast_path(_cfg()) == [] and erm.fast_path(_cfg(precision="bf16", tf32=True, compile=True)) == \
+        ["bf16", "tf32", "compile"]
+    use(tiny_images)
+    flags = []
+    monkeypatch.setattr(erm, "_optimizer", lambda model, config, inner=erm._optimizer: (
+        flags.append(torch.backends.cuda.matmul.allow_tf32), inner(model, config))[1])
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    erm.train(_cfg(epochs=1, tf32=True), tmp_path / "a")
+    erm.train(_cfg(epochs=1), tmp_path / "b")  # a later run of the process does not inherit the switch
+    assert flags == [True, False] and torch.backends.cudnn.allow_tf32
+
+
+def test_compile_is_refused_off_cuda_before_data_are_read_and_compiles_in_place_on_cuda(use, tmp_path, monkeypatch):
+    use(None)  # reading data would fail: the refusal comes first
+    with pytest.raises(ValueError, match="'compile' is true but this run's device is cpu: torch.compile is used on "
+                                         "CUDA GPUs only; set compile: false or run on a GPU"):
+        erm.train(_cfg(compile=True), tmp_path)
+    erm.check_device(_cfg(compile=True), torch.device("cuda"))  # accepted there
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **kw: calls.append(type(self).__name__))
+    from repro import models
+    model = models.build("cnn-small", 2, False)
+    keys = list(model.state_dict())
+    assert erm.compiled(model, _cfg()) is model and calls == []
+    assert erm.compiled(model, _cfg(compile=True)) is model and calls == ["Classifier"]
+    assert list(model.state_dict()) == keys  # checkpoints keep their tensor names

@@ -443,3 +443,76 @@ def test_progress_shows_the_preparation_and_does_not_charge_it_to_the_runs():
     progress.finished("toy", configs[:1])
     assert progress.eta() == pytest.approx(10.0)  # not (80 + 10) s per run
     assert "preparing" not in progress.line()
+
+
+def rendezvous(config, workdir):
+    """A run that waits until config["n"] runs are running at once (one per worker), then reports its worker's
+    GPU and the environment a packed worker runs with."""
+    folder = Path(config["folder"])
+    (folder / str(os.getpid())).write_text("")
+    deadline = time.time() + 60
+    while len(list(folder.iterdir())) < config["n"] and time.time() < deadline:
+        time.sleep(0.05)
+    return {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(), "together": len(list(folder.iterdir())),
+            "deterministic": os.environ.get("REPRO_DETERMINISTIC"), "loader": os.environ.get("REPRO_LOADER_WORKERS")}
+
+
+@pytest.mark.parametrize("per_gpu", [2, 3])
+def test_a_packed_pool_pins_k_workers_to_each_mocked_gpu(tmp_path, monkeypatch, per_gpu):
+    from repro import device as devices
+
+    monkeypatch.setattr(devices, "gpu_ids", lambda: ["0", "1"])  # a machine with two GPUs, as the parent sees it
+    monkeypatch.delenv("REPRO_LOADER_WORKERS", raising=False)
+    n = 2 * per_gpu
+    configs = [{"x": i, "n": n, "folder": str(tmp_path / "here")} for i in range(n)]
+    (tmp_path / "here").mkdir()
+    sweep.run("toy", configs, workers=8, store=tmp_path / "runs", compute=rendezvous, runs_per_gpu=per_gpu)
+    df = runs.load("toy", tmp_path / "runs")
+    assert len(df) == n and df["pid"].nunique() == n and set(df["together"]) == {n}  # G * k workers at once
+    assert sorted(Counter(df["gpu"]).items()) == [("0", per_gpu), ("1", per_gpu)]  # k pinned to each GPU
+    assert set(df["deterministic"]) == {"1"}  # packed: deterministic kernels (no cudnn.benchmark timing race)
+    assert set(df["loader"]) == {str(max(1, min(8, ((os.cpu_count() or 1) - 1) // n)))}  # loader workers shared
+    sweep.shutdown()
+
+
+def test_runs_per_gpu_comes_from_the_argument_or_the_environment(monkeypatch):
+    from repro import device as devices
+
+    monkeypatch.setattr(devices, "gpu_ids", lambda: ["0", "1", "2"])
+    monkeypatch.delenv("REPRO_RUNS_PER_GPU", raising=False)
+    assert sweep.packing("toy", []) == 1 and sweep.pool_size(8) == 3 and sweep.pool_size(2, 3) == 6
+    monkeypatch.setenv("REPRO_RUNS_PER_GPU", "2")
+    assert sweep.packing("toy", []) == 2 and sweep.packing("toy", [], runs_per_gpu=3) == 3
+    monkeypatch.setenv("REPRO_RUNS_PER_GPU", "auto")
+    assert sweep.packing("heads", []) == 1  # auto: only ERM runs have a measured memory
+    for bad in ("0", "two", "2.5", "99"):
+        monkeypatch.setenv("REPRO_RUNS_PER_GPU", bad)
+        with pytest.raises(ValueError, match="REPRO_RUNS_PER_GPU=.*expected a whole number in 1..16 or 'auto'"):
+            sweep.packing("toy", [])
+    monkeypatch.setattr(devices, "gpu_ids", lambda: [])
+    assert sweep.pool_size(4, 3) == 4  # no GPU: the workers asked for
+
+
+@pytest.mark.slow
+def test_a_packed_sweep_writes_the_bytes_of_a_serial_sweep(tmp_path, monkeypatch):
+    """Three smoke ERM runs packed onto one mocked GPU (three workers; on this CPU they train on the CPU, with
+    the environment of packed workers) write the same files, byte for byte, as the same runs one after another
+    in this process: config, metrics, checkpoint and feature cache of each."""
+    from repro import device as devices
+    from repro import erm, synth
+    from tests.test_concurrency import _files
+
+    monkeypatch.setenv("REPRO_PROGRESS", "0")
+    root = tmp_path / "data"
+    synth.ensure(root, ["celeba"], scale="smoke")
+    configs = [erm.default_config("celeba", "smoke", data_root=str(root), seed=s, epochs=1) for s in (1, 2, 3)]
+    sweep.run("erm", configs, store=tmp_path / "serial")
+    monkeypatch.setattr(devices, "gpu_ids", lambda: ["0"])
+    paths = sweep.run("erm", configs, workers=1, store=tmp_path / "packed", runs_per_gpu=3)
+    metrics = [json.loads((p / "metrics.json").read_text()) for p in paths]
+    assert all(m["epochs_trained"] == 1 for m in metrics)
+    serial, packed = _files(tmp_path / "serial"), _files(tmp_path / "packed")
+    names = sorted(Path(k).name for k in serial)
+    assert names == sorted(3 * ["config.json", "metrics.json", "checkpoint_epoch1.safetensors",
+                                "features_epoch1.safetensors"]) and serial == packed
+    sweep.shutdown()

@@ -436,6 +436,55 @@ def precompute(root: Path, names: list[str], profile: str, params: dict, log=pri
         os.chdir(here)
 
 
+def erm_configs(root: Path, names: list[str], profile: str, params: dict) -> list[dict]:
+    """The ERM configs of the sections among `names` as their notebooks list them (template defaults and
+    `params`, with the repository as working directory); a section whose run list needs missing data is left out."""
+    from repro import sections
+
+    out, here = [], Path.cwd()
+    os.chdir(root)
+    try:
+        for name in (n for n in names if n in sections.SECTIONS):
+            values, section = {**template_parameters(root / "book" / f"{name}.ipynb"), **params[name]}, sections.SECTIONS[name]
+            try:
+                out += section.configs(profile=profile, **{k: values[k] for k in section.params}).get("erm", [])
+            except FileNotFoundError:
+                continue
+    finally:
+        os.chdir(here)
+    return out
+
+
+NUMERICS_WORDS = {"bf16": "in bf16 autocast", "fp16": "in fp16 autocast (with a gradient scaler)",
+                  "tf32": "with TF32 matrix products", "compile": "compiled by torch.compile"}
+
+
+def numerics_note(configs: list[dict], profile: str) -> str:
+    """The deviations page's last section: how many of the build's distinct ERM runs leave the paper's code's
+    fp32 numerics (repro.erm.fast_path), and how."""
+    from repro import erm, runs
+
+    distinct = {runs.run_id("erm", c): c for c in configs}
+    counts: dict[str, int] = {}
+    for config in distinct.values():
+        for key in erm.fast_path(config):
+            counts[key] = counts.get(key, 0) + 1
+    lead = "## Numerics of this build\n\n"
+    if not counts:
+        return (lead + f"All {len(distinct)} ERM runs of this build (`{profile}` profile) train as the paper's code "
+                "does: fp32, without TF32 matrix products or compilation.\n")
+    ways = "; ".join(f"{n} {NUMERICS_WORDS[key]}" for key, n in counts.items())
+    return (lead + f"Of the {len(distinct)} ERM runs of this build (`{profile}` profile), some leave the fp32 numerics "
+            f"of the paper's code for speed: {ways}. Their results round differently from fp32 runs, and they "
+            "are distinct runs in the run store. *Follows: neither* (device time).\n")
+
+
+def note_numerics(page: Path, configs: list[dict], profile: str) -> None:
+    """Append `numerics_note` to the staged deviations page (copied afresh by every build)."""
+    if page.is_file():
+        page.write_text(page.read_text().rstrip("\n") + "\n\n" + numerics_note(configs, profile))
+
+
 def _stop_notebooks(pool: concurrent.futures.ThreadPoolExecutor, futures: dict, stage: Path) -> None:
     """After an interrupt: start no other notebook, end the running ones' kernels (their threads end with them)
     and remove their partly executed copies."""
@@ -475,6 +524,7 @@ def _build(profile: str, only: list[str] | None, root: Path, log, rehearse: bool
     todo = [n for n in names if not only or n in only or not (stage / "book" / f"{n}.ipynb").is_file()]
     t0 = time.time()
     precompute(root, todo, profile, params, log, yes)
+    note_numerics(stage / "book" / "deviations.md", erm_configs(root, names, profile, params), profile_tag)
     workers = max([int(params[n].get("workers", 1)) for n in todo] or [1])
     log(f"executing {len(todo)} notebook(s), {min(workers, len(todo))} at a time ...")
     with concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(todo)))) as notebooks_:

@@ -11,8 +11,8 @@ ResNet-50 at batch 32 trained at ~800 images/s end to end against 1,399 for the 
 
 Calibrations live in the run store, one JSON file per device: <store>/.calibration/<device>.json, e.g.
 runs/.calibration/cuda-nvidia-h200.json, holding {"device", "device_name", "torch", "threads", "measured",
-"rates": {workload: {"train", "eval" (examples/s), "peak_bytes" (or null)}}}; a new measurement of a workload
-replaces the old one. A calibration is an execution detail: it changes estimates, never a run.
+"memory_bytes" (a GPU's, or null), "rates": {workload: {"train", "eval" (examples/s), "peak_bytes" (or null)}}};
+a new measurement of a workload replaces the old one. A calibration is an execution detail: it changes estimates, never a run.
 """
 from __future__ import annotations
 
@@ -32,12 +32,14 @@ EVAL_BATCH = 256  # repro.features.predict's batch
 
 
 def workload(config: dict) -> str:
-    """The key of an ERM config's workload, e.g. 'resnet50 {} top0 batch32 224px fp32'."""
+    """The key of an ERM config's workload, e.g. 'resnet50 {} top0 batch32 224px fp32' (and ' tf32', ' compile'
+    when the config sets them)."""
     from repro import models
 
     size = f"{config['max_length']}tok" if models.is_text(config["model"]) else f"{config['image_size']}px"
+    fast = "".join(f" {key}" for key in ("tf32", "compile") if config.get(key))  # absent: as before these keys
     return (f"{config['model']} {runs.canonical_json(config.get('model_kw', {}))} top{config.get('train_blocks', 0)} "
-            f"batch{config['batch_size']} {size} {config.get('precision', 'fp32')}")
+            f"batch{config['batch_size']} {size} {config.get('precision', 'fp32')}{fast}")
 
 
 def device_slug(device=None) -> str:
@@ -98,12 +100,20 @@ def save(measured: dict, device=None, store=None) -> Path:
     file = path(device, store)
     old = load(device, store) or {"rates": {}}
     data = {**devices.describe(device), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "rates": {**old["rates"], **measured}}
+            "memory_bytes": memory_bytes(device), "rates": {**old["rates"], **measured}}
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(file)
     return file
+
+
+def memory_bytes(device=None) -> int | None:
+    """The memory of a CUDA device (what repro.cost.runs_per_gpu packs runs into); None on other devices."""
+    import torch
+
+    device = devices.resolve(device) if device is None or isinstance(device, str) else torch.device(device)
+    return torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
 
 
 def workloads(configs: list[dict]) -> dict[str, dict]:
@@ -177,7 +187,7 @@ def _inputs(config: dict, n: int, device, generator):
         ids[:, 0] = 101  # [CLS]
         tokens = {"input_ids": ids, "attention_mask": torch.ones(n, length, dtype=torch.long),
                   "token_type_ids": torch.zeros(n, length, dtype=torch.long)}
-        return models.TokenBatch({k: v.to(device) for k, v in tokens.items()}, length)
+        return models.TokenBatch({k: v.to(device) for k, v in tokens.items()}, length, padded=False)
     size = config["image_size"]
     x = torch.randn(n, 3, size, size, generator=generator).to(device)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
@@ -197,6 +207,8 @@ def _steps(config: dict, device):
                              **config.get("model_kw", {})).to(device)
     if device.type == "cuda" and not models.is_text(config["model"]):
         model = model.to(memory_format=torch.channels_last)
+    erm.check_device(config, device)
+    erm.numerics(config)  # the workload's TF32 switches, and compiled below when it asks (as erm.train runs it)
     x, x_eval = (_inputs(config, n, device, generator) for n in (config["batch_size"], EVAL_BATCH))
     blocks = erm.setting(config, "train_blocks")
     if blocks:  # the top trains over trunk states, computed here once (repro.trunk caches them on disk)
@@ -205,6 +217,7 @@ def _steps(config: dict, device):
             x, x_eval = (_state(model.backbone.run(v, 0, frozen)) for v in (x, x_eval))
         model = trunk.freeze(model, frozen)
     y = torch.randint(0, model.head.out_features, (config["batch_size"],), generator=generator).to(device)
+    model = erm.compiled(model, config)
     opt = erm._optimizer(model, {**config, "lr": 1e-5})
     precision = erm.setting(config, "precision")
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None

@@ -1,6 +1,7 @@
 """The `repro` command line: build the book, inspect and make data, run experiments.
 
     repro book [--profile cpu] [--only NAME ...] [--dry-run] [--yes] [--pdf] [--archive [--with-artifacts]]
+               [--device DEVICE] [--runs-per-gpu K|auto]
     repro data table [--root DIR] [--format csv|markdown]
     repro data synth NAME [NAME ...] --root DIR [--scale S] [--seed N]
     repro data download NAME --root DIR    (NAME: a dataset of the paper, or a companion: built from real files)
@@ -40,6 +41,8 @@ def _book(args) -> int:
     from . import book
 
     devices.select(args.device)  # the notebooks and their workers inherit it through REPRO_DEVICE
+    if args.runs_per_gpu is not None:  # so do the sweeps, through REPRO_RUNS_PER_GPU
+        os.environ[devices.RUNS_PER_GPU_ENV] = str(devices.runs_per_gpu(args.runs_per_gpu))
     if args.dry_run:
         from . import plan
 
@@ -253,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (others reuse their last run)")
     b.add_argument("--dry-run", action="store_true", help="print the runs the profile needs and exit")
     b.add_argument("--device", default=None, metavar="DEVICE", help=_DEVICE_HELP)
+    b.add_argument("--runs-per-gpu", default=None, metavar="K", help="sweep runs sharing each GPU: a number, or auto "
+                   "(by the memory `repro bench` measured; else 1); sets REPRO_RUNS_PER_GPU. Packed runs use "
+                   "deterministic kernels. Not part of a run's identity")
     b.add_argument("--yes", action="store_true", help="plan and run a section's grid larger than "
                    "repro.book.GRID_MAX combinations, and missing runs estimated above repro.cost.HOURS_MAX hours "
                    "(without it, either stops before any run starts)")

@@ -296,14 +296,15 @@ def disk_bytes(config: dict) -> int:
     return len(save) * (checkpoint + features) + 4000 + 600 * config["epochs"]  # config, metrics (history), manifest
 
 
-def peak_bytes(config: dict) -> float:
+def peak_bytes(config: dict, measured: bool = True) -> float:
     """Peak accelerator memory of an ERM run, an estimate: the weights (fp32), the gradients and AdamW's two
     moments of the trained parameters, and the larger of the batch's module outputs (kept for backward) and an
     evaluation batch of 256 with the evaluated features kept on the device (repro.erm.evaluate). The CUDA
-    context (~0.5 GB) comes on top. A measured calibration's peak (`repro bench`) replaces it."""
-    measured = rates(config).peak_bytes
-    if measured:
-        return float(measured)
+    context (~0.5 GB) comes on top. A measured calibration's peak (`repro bench`) replaces it, unless
+    measured=False."""
+    peak = rates(config).peak_bytes if measured else None
+    if peak:
+        return float(peak)
     a, n_classes = anatomy(config), datasets.get(config["dataset"]).n_classes
     counts = split_counts(config["dataset"], config.get("profile", "paper"), config["train_set"], config["heldout_source"])
     rows = sum(int(counts[s].sum()) for s in ("train", "test")) + (0 if counts["nested"] else int(counts["heldout"].sum()))
@@ -319,3 +320,25 @@ def size_text(n: float) -> str:
         if n >= scale:
             return f"{n / scale:,.1f} {unit}"
     return f"{math.ceil(n)} B"
+
+
+# Runs per GPU of `repro.sweep.packing(..., "auto")`: packed runs may fill this share of a GPU's memory, each with
+# a CUDA context and cuBLAS/cuDNN workspaces beside torch's own peak, and at most PACK_MAX of them
+# (benchmarks/gpu_check.py measures 1 to 3 runs per GPU).
+PACK_MEMORY, CONTEXT_BYTES, PACK_MAX = 0.8, 0.75 * 2**30, 3
+
+
+def runs_per_gpu(configs: list[dict]) -> int:
+    """How many of these ERM runs fit on one GPU at once: PACK_MEMORY of the GPU's memory over the largest
+    run's peak (the measured peak of its workload or the estimate of `peak_bytes`, whichever is larger: the
+    measurement leaves out the evaluated features a run keeps) plus CONTEXT_BYTES, in 1..PACK_MAX. 1 unless this
+    device's calibration (`repro bench` on a GPU) holds the GPU's memory and a measured peak of every workload."""
+    stored = calibration.load()
+    memory = (stored or {}).get("memory_bytes")
+    if not memory or not configs:
+        return 1
+    measured = [stored["rates"].get(calibration.workload(c), {}).get("peak_bytes") for c in configs]
+    if not all(measured):
+        return 1
+    peak = max(max(m, peak_bytes(c, measured=False)) for m, c in zip(measured, configs))
+    return max(1, min(PACK_MAX, int(PACK_MEMORY * memory // (peak + CONTEXT_BYTES))))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+from pathlib import Path
 
 from repro import files
 
@@ -15,7 +16,8 @@ THREADS_ENV = "REPRO_THREADS"  # CPU threads of one run (default 1: parallelism 
 LOADER_WORKERS_ENV = "REPRO_LOADER_WORKERS"  # DataLoader worker processes of a run reading image files
 PIXEL_CACHE_ENV = "REPRO_PIXEL_CACHE"  # 0: DataLoader workers decode image files instead of reading cached pixels
 DETERMINISTIC_ENV = "REPRO_DETERMINISTIC"  # 1: deterministic CUDA kernels, cudnn.benchmark off
-RUNS_PER_GPU_ENV = "REPRO_RUNS_PER_GPU"  # k: a local pool puts k runs at once on each GPU (repro.sweep.pool)
+RUNS_PER_GPU_ENV = "REPRO_RUNS_PER_GPU"  # sweep runs sharing one GPU: a number, or "auto" (repro.sweep)
+RUNS_PER_GPU_MAX = 16
 CHOICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N"
 
 
@@ -89,13 +91,6 @@ def loader_workers() -> int:
     return env_count(LOADER_WORKERS_ENV, max(0, min(8, (os.cpu_count() or 1) - 1)), 0, "a number of worker processes")
 
 
-def runs_per_gpu() -> int:
-    """Runs a local sweep pool puts at once on each CUDA GPU: $REPRO_RUNS_PER_GPU, else 1. An execution detail:
-    packed workers use deterministic kernels (cudnn.benchmark's timed choices could differ between runs that
-    share a GPU), so a packed run has the bits of a solo run with REPRO_DETERMINISTIC=1."""
-    return env_count(RUNS_PER_GPU_ENV, 1, 1, "a number of runs per GPU")
-
-
 def pixel_cache() -> bool:
     """Whether file-backed images are read from decoded-pixel caches next to the data (repro.pixels):
     $REPRO_PIXEL_CACHE, 1 unless it is 0. An execution detail: batches do not depend on it."""
@@ -137,12 +132,63 @@ def configure(device) -> None:
 
     if torch.device(device).type != "cuda":
         return
-    deterministic = os.environ.get(DETERMINISTIC_ENV, "") not in ("", "0")
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
+    fixed = deterministic()
+    torch.backends.cudnn.benchmark = not fixed
+    torch.backends.cudnn.deterministic = fixed
+    if fixed:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def deterministic() -> bool:
+    """Whether REPRO_DETERMINISTIC asks for deterministic kernels."""
+    return os.environ.get(DETERMINISTIC_ENV, "") not in ("", "0")
+
+
+def runs_per_gpu(value=None) -> int | str:
+    """How many sweep runs share one GPU: `value` (a whole number or "auto"), else $REPRO_RUNS_PER_GPU, else 1.
+    "auto" is resolved by repro.sweep from the memory `repro bench` measured; ValueError naming the setting
+    otherwise."""
+    where = "runs_per_gpu"
+    if value is None or value == "":
+        value, where = os.environ.get(RUNS_PER_GPU_ENV, ""), RUNS_PER_GPU_ENV
+        if value == "":
+            return 1
+    if value == "auto":
+        return "auto"
+    text = str(value)
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit() and 1 <= int(text) <= RUNS_PER_GPU_MAX):
+        raise ValueError(f"{where}={files.quote(value)}: expected a whole number in 1..{RUNS_PER_GPU_MAX} or 'auto' "
+                         f"(runs sharing one GPU); fix or unset it")
+    return int(text)
+
+
+@contextlib.contextmanager
+def host_reads(log: list):
+    """Record in `log` every read of a tensor's value by the host (`.item()`, `float()`, `bool()`, `.tolist()`:
+    torch's _local_scalar_dense) and every op whose output shape depends on the data (nonzero, masked_select,
+    unique, indexing by a boolean mask) inside the body, as (op, innermost frame outside torch). On a GPU each
+    of these waits for the device; on a CPU this is the stand-in of torch.cuda.set_sync_debug_mode, which sees
+    only CUDA work. (Copies to a GPU that block are syncs too, which a CPU cannot see.)"""
+    import traceback
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    reads = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "unique_consecutive"}
+
+    class Reads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name == "index" and any(getattr(i, "dtype", None) == torch.bool for i in args[1]):
+                name = "index by a boolean mask"  # x[mask]: its shape is the mask's count
+            if name in reads or name.startswith("index by"):
+                frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename]
+                log.append((name, f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"))
+            return func(*args, **(kwargs or {}))
+
+    with Reads():
+        yield log
 
 
 def gpu_ids() -> list[str]:

@@ -60,8 +60,15 @@ _EXTRA = {
 #   eval_splits: the splits an `eval_every` evaluation computes before the last epoch (the last epoch and the
 #              saved ones evaluate every split); training, checkpoints, features and final metrics do not
 #              depend on it, only the history's entries do
+#   tf32:      true lets matrix products (linear layers, attention) round their inputs to TF32 on CUDA GPUs of the
+#              Ampere generation and later (torch.backends.cuda.matmul.allow_tf32); false keeps them in fp32,
+#              torch's default. Convolutions use TF32 in every run, torch's default (cudnn.allow_tf32), which the
+#              paper's code kept. Both switches are set at the start of each run (`numerics`)
+#   compile:   torch.compile the model (CUDA only: on another device the run stops before reading data; on the
+#              CPU twins compiling would take longer than training)
 SPLITS = ("train", "heldout", "test")
-LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0, "train_blocks": 0, "eval_splits": list(SPLITS)}
+LATE_DEFAULTS = {"precision": "fp32", "max_steps": 0, "train_blocks": 0, "eval_splits": list(SPLITS), "tf32": False,
+                 "compile": False}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -142,6 +149,9 @@ def check(config: dict) -> dict:
         fail("dataset", f"one of {', '.join((*datasets.names(), *datasets.companions()))}")
     if config["model"] not in models.REGISTRY:
         fail("model", f"one of {', '.join(models.REGISTRY)}")
+    for key in ("tf32", "compile"):  # (absent from a config at their defaults)
+        if key in config and not isinstance(config[key], bool):
+            fail(key, "true or false")
     for key, kinds, want in (("augment", (bool,), "true or false"), ("pretrained", (bool, type(None)), "true or false"),
                              ("model_kw", (dict,), "a mapping"), ("data_root", (str,), "a folder name"),
                              ("data_fingerprint", (str, type(None)), "a string or null")):
@@ -222,6 +232,35 @@ def lr_factor(schedule: str, epoch: int, step: int, epochs: int, total_steps: in
     if schedule == "linear":
         return 1 - step / total_steps
     return 1.0
+
+
+def fast_path(config: dict) -> list[str]:
+    """The settings of an ERM config that trade the fp32 numerics of the paper's code for speed, among 'bf16',
+    'fp16', 'tf32' and 'compile' (the book's deviations page lists the runs that use them)."""
+    precision = setting(config, "precision")
+    return ([precision] if precision != "fp32" else []) + [key for key in ("tf32", "compile") if setting(config, key)]
+
+
+def numerics(config: dict) -> None:
+    """The run's TF32 switches, set whatever an earlier run of the process set: matrix products per its `tf32`,
+    convolutions in TF32 (torch's default). They act on CUDA GPUs only."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(setting(config, "tf32"))
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def check_device(config: dict, device) -> None:
+    """ValueError when the config asks for what `device` does not run: `compile` off CUDA."""
+    if setting(config, "compile") and torch.device(device).type != "cuda":
+        raise ValueError(f"ERM config key 'compile' is true but this run's device is {torch.device(device)}: "
+                         "torch.compile is used on CUDA GPUs only; set compile: false or run on a GPU")
+
+
+def compiled(model, config: dict):
+    """The model, compiled in place (nn.Module.compile: its parameters and state dict keep their names) when the
+    config sets `compile`."""
+    if setting(config, "compile"):
+        model.compile()
+    return model
 
 
 def autocast(device, precision: str):
@@ -307,8 +346,10 @@ def evaluate(model, inputs: Inputs, idx: dict, data, config: dict, splits_: list
 def train(config: dict, workdir) -> dict:
     """Train ERM on the process's device for config["epochs"] epochs (or max_steps steps); write checkpoints
     and feature caches into workdir; return the metrics dict."""
+    device = devices.resolve()
+    check_device(check(dict(config)), device)
     with devices.run_threads():
-        return _train(check(dict(config)), Path(workdir), devices.resolve())
+        return _train(check(dict(config)), Path(workdir), device)
 
 
 def _setup(config: dict, device):
@@ -316,6 +357,7 @@ def _setup(config: dict, device):
     the run's seed (a random init, then dropout), the model built, and with train_blocks its top over the
     cached trunk states (_top). Splits and samplers draw from their own seeded generators, not from torch's."""
     devices.configure(device)
+    numerics(config)
     torch.manual_seed(config["seed"])
     data = load_data(config)
     inputs = Inputs(data, config, device)
@@ -367,6 +409,7 @@ def _train(config: dict, workdir: Path, device) -> dict:
     order_of, n_train, weights = _sampler(data, idx["train"], config)
     if inputs.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model = compiled(model, config)
     opt = _optimizer(model, config)
     base_lrs = [group["lr"] for group in opt.param_groups]
     precision, max_steps = setting(config, "precision"), setting(config, "max_steps")

@@ -20,6 +20,7 @@ import functools
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -129,11 +130,13 @@ class EfficientNetLite(nn.Module):
 class TokenBatch(dict):
     """A dict batch of (n, L) tensors (tokens, or a trunk state) that carries the length of its longest
     sequence, counted on the host before the tensors moved to the device (repro.inputs, repro.trunk), so that
-    trimming the padding does not wait for the device."""
+    trimming the padding does not wait for the device; and, when known, whether any of its sequences is shorter
+    (`padded`), so that the attention mask is built without reading the device either (TextEncoder)."""
 
-    def __init__(self, tensors: dict, longest: int):
+    def __init__(self, tensors: dict, longest: int, padded: bool | None = None):
         super().__init__(tensors)
         self.longest = int(longest)
+        self.padded = None if padded is None else bool(padded)
 
 
 def longest(batch: dict) -> int:
@@ -141,6 +144,14 @@ def longest(batch: dict) -> int:
     if isinstance(batch, TokenBatch):
         return batch.longest
     return int(batch["attention_mask"].sum(1).max())
+
+
+def host_lengths(mask) -> tuple[int, bool]:
+    """(longest sequence, whether any is shorter) of a (n, L) attention mask on the host, counted by numpy
+    (no tensor value is read, as repro.device.host_reads checks)."""
+    m = np.asarray(mask)
+    longest = int(m.sum(1).max()) if len(m) else 0
+    return longest, not bool(m[:, :longest].all())
 
 
 class TextEncoder(nn.Module):
@@ -168,7 +179,6 @@ class TextEncoder(nn.Module):
         Padding is trimmed to the longest sequence in the batch. When the run reaches the last layer and the pool
         reads only the first token (pool "cls" or "pooler"), the last layer computes that token alone
         (first_token_layer) and the state holds it alone: hidden (n, 1, d)."""
-        from transformers.masking_utils import create_bidirectional_mask
         length = longest(x)
         mask = x["attention_mask"][:, :length]
         if start == 0:
@@ -182,7 +192,7 @@ class TextEncoder(nn.Module):
         if stop == self.n_units and self.pool != "mean" and layers:
             last = layers.pop()  # its output is pooled from the first token only: compute that token alone
         if layers:
-            extended = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=mask)
+            extended = self.attention_mask(mask, hidden, getattr(x, "padded", None))
             for layer in layers:
                 hidden = layer(hidden, extended)
         if last is not None:
@@ -198,14 +208,30 @@ class TextEncoder(nn.Module):
         m = state["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
+    def attention_mask(self, mask: torch.Tensor, like: torch.Tensor, padded: bool | None):
+        """The mask BERT's layers take, from a (n, L) padding mask and a tensor `like` of the layers' input (its
+        shape (n, L, ...), dtype and device), as transformers builds it. Transformers asks the device whether any
+        position is padding (a host sync per batch); `padded` (counted on the host, TokenBatch) answers instead:
+        no padding gives no mask, padding the full mask (the same tensors as transformers'). None: transformers asks."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        if padded is None:
+            return create_bidirectional_mask(config=self.bert.config, inputs_embeds=like, attention_mask=mask)
+        return create_bidirectional_mask(config=self.bert.config, inputs_embeds=like, attention_mask=mask if padded
+                                         else None, allow_is_bidirectional_skip=not padded)
+
     def forward(self, batch: dict) -> torch.Tensor:
-        mask = batch["attention_mask"]
         length = longest(batch)  # trim padding to the longest sequence in the batch
         inputs = {k: batch[k][:, :length] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        mask, padded = inputs["attention_mask"], getattr(batch, "padded", None)
+        if padded is not None:  # the layers' mask built here, without reading the device
+            dtype = self.bert.embeddings.word_embeddings.weight.dtype  # (the embeddings' output under autocast too)
+            like = torch.empty(*mask.shape, 0, dtype=dtype, device=mask.device)
+            inputs["attention_mask"] = self.attention_mask(mask, like, padded)
         out = self.bert(**inputs)
         if self.pool == "pooler":
             return out.pooler_output
-        return self.pool_state({"hidden": out.last_hidden_state, "attention_mask": inputs["attention_mask"]})
+        return self.pool_state({"hidden": out.last_hidden_state, "attention_mask": mask})
 
 
 def first_token_layer(layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

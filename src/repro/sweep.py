@@ -90,18 +90,21 @@ def plan(kind: str, configs: list[dict], store=None, estimate: bool = True) -> p
     return pd.DataFrame(rows, columns=["run_id", "cached", "est_seconds"])
 
 
-def _init_worker(gpus=None, packed: bool = False) -> None:
-    """Pin a pool worker: one GPU of the queue `gpus` (CUDA_VISIBLE_DEVICES, before torch starts CUDA), with
-    deterministic kernels when several workers share a GPU (`packed`), and the run's thread count
-    (repro.device.run_threads_count) through the environment, so that torch is imported only if a kind needs
-    it. The worker leaves Ctrl-C to the pool's owner (repro.interrupts.worker)."""
+def _init_worker(gpus=None, packed: int = 0) -> None:
+    """Pin a pool worker: one GPU of the queue `gpus` (CUDA_VISIBLE_DEVICES, before torch starts CUDA), and the
+    run's thread count (repro.device.run_threads_count) through the environment, so that torch is imported
+    only if a kind needs it. A worker that shares its GPU (`packed` workers in the pool) uses deterministic
+    kernels (see `pool`) and its share of the DataLoader workers. The worker leaves Ctrl-C to the pool's owner
+    (repro.interrupts.worker)."""
     from repro import device as devices
 
     interrupts.worker()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
-        if packed:
-            os.environ[devices.DETERMINISTIC_ENV] = "1"
+    if packed:
+        os.environ[devices.DETERMINISTIC_ENV] = "1"
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts
+        os.environ.setdefault(devices.LOADER_WORKERS_ENV, str(max(1, min(8, ((os.cpu_count() or 1) - 1) // packed))))
     threads = str(devices.run_threads_count())
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads
@@ -133,11 +136,12 @@ def _unit(kind: str, configs: list[dict], compute: Callable | None, root: str) -
 
 def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 1, dry_run: bool = False,
         slurm: dict | None = None, store=None, compute: Callable | None = None,
-        progress: "Progress | None" = None) -> list[Path]:
+        progress: "Progress | None" = None, runs_per_gpu: int | str | None = None) -> list[Path]:
     """Run directories of `configs` (in order, duplicates included), computing only the missing runs.
 
-    executor="local": in this process (workers=1) or a spawn process pool of `workers` processes (with G CUDA
-    GPUs: at most G, each pinned to one GPU), each run with repro.device.run_threads_count() threads.
+    executor="local": in this process (workers=1) or a spawn process pool of `workers` processes, each run with
+    repro.device.run_threads_count() threads; with G CUDA GPUs, min(workers, G) GPUs with `runs_per_gpu` workers
+    pinned to each (`pool`; default $REPRO_RUNS_PER_GPU, else 1; "auto": `packing`).
     executor="slurm": submitit job array; slurm = dict of partition, gpus_per_node,
     timeout_min, array_parallelism, folder (and cluster="local" to test without Slurm).
     dry_run prints the plan and returns [] without computing. compute overrides the kind's registered compute
@@ -161,8 +165,8 @@ def run(kind: str, configs: list[dict], executor: str = "local", workers: int = 
         progress.expect(kind, [c for unit in units for c in unit])
     if units and executor == "slurm":
         _slurm(kind, units, compute, root, slurm or {})
-    elif len(units) > 1 and workers > 1:
-        _pool(kind, units, compute, root, workers, progress)
+    elif len(units) > 1 and pool_size(workers, per_gpu := packing(kind, todo.values(), runs_per_gpu)) > 1:
+        _pool(kind, units, compute, root, workers, progress, per_gpu)
     else:
         for unit in units:
             _unit(kind, unit, compute, root)
@@ -183,27 +187,56 @@ _TRACKER_QUIET = "ignore:resource_tracker:UserWarning"
 _POOL: dict = {}  # "key": what the workers were started with, "pool": the ProcessPoolExecutor, "workers": its size
 
 
-def _pool_key(workers: int, gpus: list[str]) -> tuple:
-    """What a live pool's workers depend on: their count, their GPUs, the environment they read, their working
-    directory."""
+def _pool_key(workers: int, gpus: list[str], per_gpu: int = 1) -> tuple:
+    """What a live pool's workers depend on: their count, their GPUs and runs per GPU, the environment they read,
+    their working directory."""
     env = tuple(sorted((k, v) for k, v in os.environ.items()
                        if k.startswith("REPRO_") or k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")))
-    return workers, tuple(gpus), env, tuple(sys.path), os.getcwd()  # (configs may name relative data roots)
+    return workers, tuple(gpus), per_gpu, env, tuple(sys.path), os.getcwd()  # (configs may name relative data roots)
 
 
-def pool(workers: int):
+def packing(kind: str, configs, runs_per_gpu: int | str | None = None) -> int:
+    """Runs per GPU of a sweep: `runs_per_gpu`, else $REPRO_RUNS_PER_GPU, else 1 (repro.device.runs_per_gpu).
+    "auto" packs ERM runs by the peak memory `repro bench` measured for their workloads (repro.cost.runs_per_gpu),
+    and is 1 where none was measured and for the other kinds."""
+    from repro import device as devices
+
+    k = devices.runs_per_gpu(runs_per_gpu)
+    if k != "auto":
+        return k
+    if kind != "erm" or not devices.gpu_ids():
+        return 1
+    from repro import cost as cost_model
+
+    return cost_model.runs_per_gpu(list(configs))
+
+
+def pool_size(workers: int, per_gpu: int = 1) -> int:
+    """Worker processes of a pool: `workers`, or with G CUDA GPUs min(workers, G) * per_gpu."""
+    from repro import device as devices
+
+    gpus = devices.gpu_ids()
+    return min(workers, len(gpus)) * per_gpu if gpus else workers
+
+
+def pool(workers: int, per_gpu: int = 1):
     """(a spawn ProcessPoolExecutor, its worker count), alive across sweeps of this process: reused while the
-    count, the GPUs and the workers' environment stay the same, else replaced. On a machine with G CUDA GPUs
-    at most G * k workers (k = REPRO_RUNS_PER_GPU, default 1), each pinned to one GPU, k to each."""
+    count, the GPUs and the workers' environment stay the same, else replaced. On a machine with G CUDA GPUs,
+    min(workers, G) GPUs with `per_gpu` workers pinned to each.
+
+    Workers that share a GPU run with deterministic kernels (REPRO_DETERMINISTIC=1): cudnn.benchmark would time
+    the candidate kernels of each convolution while the other runs load the GPU, and could pick another kernel
+    (other bits) than a run alone would. A packed run then gives the bytes of a solo run with
+    REPRO_DETERMINISTIC=1, unless memory is so short that cuDNN falls back from a kernel for lack of workspace."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from repro import device as devices
 
     gpus = devices.gpu_ids()
-    per_gpu = devices.runs_per_gpu() if gpus else 1
-    workers = min(workers, len(gpus) * per_gpu) if gpus else workers
-    key = _pool_key(workers, gpus)
+    used = gpus[:min(workers, len(gpus))]
+    size = len(used) * per_gpu if gpus else workers
+    key = _pool_key(size, gpus, per_gpu if gpus else 1)
     if _POOL.get("key") != key:
         shutdown()
         # An interrupted pool leaves its queues' semaphores to multiprocessing's resource tracker, which removes
@@ -214,11 +247,11 @@ def pool(workers: int):
         ctx, queue = mp.get_context("spawn"), None
         if gpus:
             queue = ctx.Queue()
-            for gpu in gpu_slots(gpus, workers):
+            for gpu in gpu_slots(used, size):  # k slots per GPU, one taken by each worker as it starts
                 queue.put(gpu)
-        _POOL.update(key=key, workers=workers,
-                     pool=ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                              initargs=(queue, per_gpu > 1)))
+        packed = size if gpus and per_gpu > 1 else 0
+        _POOL.update(key=key, workers=size, pool=ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker,
+                                                                      initargs=(queue, packed)))
     return _POOL["pool"], _POOL["workers"]
 
 
@@ -257,11 +290,11 @@ def _prepares(kind: str, units: list[list[dict]], compute: Callable | None) -> l
 
 
 def _pool(kind: str, units: list[list[dict]], compute: Callable | None, root: str, workers: int,
-          progress: "Progress | None" = None) -> None:
+          progress: "Progress | None" = None, per_gpu: int = 1) -> None:
     """Compute units in the process pool (`pool`), in the order given; a failure stops the pool."""
     from concurrent.futures import FIRST_EXCEPTION, wait
 
-    executor, _ = pool(workers)
+    executor, _ = pool(workers, per_gpu)
     try:
         prepares = _prepares(kind, units, compute)
         warm = {executor.submit(interrupts.call, make, c) for make, c in prepares}  # queued first: started first

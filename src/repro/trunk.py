@@ -179,12 +179,14 @@ class TrunkInputs:
 
     def batch(self, rows: np.ndarray, train: bool, view: np.ndarray | None = None):
         r = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        # copies without blocking: a blocking copy to a GPU waits for the device's work queued so far
         if self.kind != "image":
             length = int(self.lengths[rows].max())  # on the host
             state = {k: v[:, :length][r] for k, v in self.states.items()}
-            return models.TokenBatch({k: v.to(self.device) for k, v in state.items()}, length)
+            _, padded = models.host_lengths(state["attention_mask"])
+            return models.TokenBatch({k: v.to(self.device, non_blocking=True) for k, v in state.items()}, length, padded)
         v = torch.zeros_like(r) if view is None else torch.from_numpy(view[rows])
-        return self.states["x"][v, r].to(self.device)
+        return self.states["x"][v, r].to(self.device, non_blocking=True)
 
     def batches(self, idx: np.ndarray, batch_size: int, train: bool, generator=None, epoch: int = 0):
         idx = np.asarray(idx, dtype=np.int64)
