@@ -9,6 +9,13 @@ def test_paper_dry_run_plans_without_computing(tmp_path, monkeypatch):
     # no calibration in this store: the defaults' device is named, per dataset and model and for the total
     assert "| celeba · resnet50" in text and "default: NVIDIA H200" in text
     assert "at repro.cost.DEFAULT_RATES of NVIDIA H200" in text and "| appendix_a" in text
+    # runs, examples, device-hours, disk and peak memory: per dataset and model, and per section
+    for first in ("| dataset · model", "| section"):
+        header = next(line for line in text.splitlines() if line.strip().startswith(first))
+        assert all(c in header for c in ("runs", "training examples", "evaluation examples", "device-hours", "disk",
+                                         "peak memory (est.)")), header
+    row = next(line for line in text.splitlines() if line.strip().startswith("| appendix_a"))
+    assert row.rstrip(" |").endswith("GB"), row  # its largest ERM run's peak memory, in a unit
     assert "erm:" in text and "heads:" in text and "0 cached" in text
     assert "repro data download" in text or "Missing: nothing" in text
     assert not (tmp_path / "runs").exists()  # nothing was computed

@@ -184,6 +184,12 @@ def _summary(part: pd.DataFrame) -> dict:
             "device-hours": hours_text(part["cost"].sum()), "disk": cost.size_text(erm["disk"].sum())}
 
 
+def _peak(part: pd.DataFrame) -> dict:
+    """The largest peak accelerator memory of a part's ERM runs (one run; heads and SVM paths need little)."""
+    erm = part[part["kind"] == "erm"]
+    return {"peak memory (est.)": cost.size_text(erm["memory"].max()) if len(erm) else "-"}
+
+
 def hours_text(seconds: float, commas: bool = True) -> str:
     """Hours with the digits that matter: '1,234', '12.3', '0.042'."""
     h = seconds / 3600
@@ -196,20 +202,20 @@ def cost_tables(table: pd.DataFrame) -> list[str]:
     counts in each), as text tables, with a total of the distinct runs."""
     unique = table.drop_duplicates(["kind", "run_id"])
     erm = unique[unique["kind"] == "erm"]
-    rows = [{"dataset · model": f"{d} · {m}", **_summary(part), "peak memory (est.)": cost.size_text(part["memory"].max()),
-             "rates": part["rates"].iloc[0]} for (d, m), part in erm.groupby(["dataset", "model"], sort=False)]
+    rows = [{"dataset · model": f"{d} · {m}", **_summary(part), **_peak(part), "rates": part["rates"].iloc[0]}
+            for (d, m), part in erm.groupby(["dataset", "model"], sort=False)]
     if rows:
-        rows.append({"dataset · model": "all ERM runs", **_summary(erm), "peak memory (est.)":
-                     cost.size_text(erm["memory"].max()), "rates": ""})
-    sections_ = [{"section": name, **_summary(part.drop_duplicates(["kind", "run_id"]))}
+        rows.append({"dataset · model": "all ERM runs", **_summary(erm), **_peak(erm), "rates": ""})
+    sections_ = [{"section": name, **_summary(part.drop_duplicates(["kind", "run_id"])), **_peak(part)}
                  for name, part in table.groupby("section", sort=False)]
-    sections_.append({"section": "all (distinct runs)", **_summary(unique)})
+    sections_.append({"section": "all (distinct runs)", **_summary(unique), **_peak(unique)})
     lines = ["", "ERM runs by dataset and model (device-hours: training and evaluation at the rates named; disk: "
              "checkpoints and feature caches; peak memory: an estimate from parameters, batch and activations, "
              "unless measured by `repro bench`):", ""]
     lines += _markdown(pd.DataFrame(rows)) if rows else ["(none)"]
     lines += ["", "By section (every kind of run; a run shared by sections counts in each; heads and SVM paths are "
-              "costed by repro.cost.SECONDS_PER_RUN, their files are kilobytes):", ""]
+              "costed by repro.cost.SECONDS_PER_RUN, their files are kilobytes; peak memory: of one ERM run, as above):",
+              ""]
     lines += _markdown(pd.DataFrame(sections_))
     return ["  " + line if line else "" for line in lines] + [""]
 
