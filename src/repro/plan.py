@@ -214,8 +214,8 @@ def cost_tables(table: pd.DataFrame) -> list[str]:
              "unless measured by `repro bench`):", ""]
     lines += _markdown(pd.DataFrame(rows)) if rows else ["(none)"]
     lines += ["", "By section (every kind of run; a run shared by sections counts in each; heads and SVM paths are "
-              "costed by repro.cost.SECONDS_PER_RUN, their files are kilobytes; peak memory: of one ERM run, as above):",
-              ""]
+              "costed by repro.cost.SECONDS_PER_RUN, their files are kilobytes; peak memory: of one ERM run, as "
+              "above):", ""]
     lines += _markdown(pd.DataFrame(sections_))
     return ["  " + line if line else "" for line in lines] + [""]
 
